@@ -1,0 +1,18 @@
+"""Root of the `vrp` command: command groups register themselves on `app`."""
+
+import typer
+
+app = typer.Typer(
+    name="vrp",
+    help="VRP, the VLM Reliability Probe: when and why does a VLM answer wrongly, and where inside?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    """Entry point of the `vrp` console script."""
+    from . import _commands  # noqa: F401  (registers the command groups)
+
+    app()

@@ -1,0 +1,42 @@
+"""The project's error hierarchy.
+
+Every user-facing failure raises a subclass of `VrpError` whose message says what was expected, what
+arrived and how to fix it. Catch `VrpError` to handle any of them; the subclasses let callers react to
+one kind (a bad site, a bad input file) without string matching.
+"""
+
+
+class VrpError(Exception):
+    """Base class of every error VRP raises on purpose."""
+
+
+class SiteError(VrpError, ValueError):
+    """A `Site` names a layer, head, neuron, position or component the model does not have."""
+
+
+class AdapterError(VrpError):
+    """A model family, checkpoint or config is unknown or not supported by any adapter."""
+
+
+class ModelNotFoundError(AdapterError, LookupError):
+    """A model name or path resolves to nothing loadable."""
+
+
+class PromptError(VrpError, ValueError):
+    """A prompt or processor encoding is malformed (missing image placeholder, count mismatch)."""
+
+
+class ShapeError(VrpError, ValueError):
+    """A tensor or array arrived with a shape other than the one documented."""
+
+
+class GraphError(VrpError, ValueError):
+    """An intervention graph is invalid for the model it is run on."""
+
+
+class DataError(VrpError, ValueError):
+    """A dataset file or record is malformed."""
+
+
+class ConfigError(VrpError, ValueError):
+    """A configuration value is out of its documented range."""
