@@ -1,5 +1,6 @@
 """The core vocabulary: sites, position selectors, shape aliases and errors (torch + jaxtyping only)."""
 
+from . import types as types
 from ._errors import (
     AdapterError as AdapterError,
     ConfigError as ConfigError,
@@ -11,3 +12,14 @@ from ._errors import (
     SiteError as SiteError,
     VrpError as VrpError,
 )
+from ._positions import (
+    AllTokens as AllTokens,
+    ImageTokens as ImageTokens,
+    Indices as Indices,
+    LastToken as LastToken,
+    Positions as Positions,
+    TextTokens as TextTokens,
+    positions_from_dict as positions_from_dict,
+)
+from ._select import merge as merge, select as select
+from ._site import Component as Component, Site as Site, Tower as Tower, sort_sites as sort_sites

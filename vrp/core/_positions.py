@@ -1,0 +1,148 @@
+"""Position selectors: which token positions of a batch a site or intervention touches.
+
+A selector is a small frozen value resolved against a batch's image-token mask and attention mask into a
+boolean ``batch seq`` mask. Resolution happens late, per batch, so one selector serves prompts of
+different lengths and left-padded batches alike.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from ._errors import SiteError
+
+Mask = Bool[Tensor, "batch seq"]
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Base class of position selectors."""
+
+    def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
+        """Returns the selected positions of every row as a mask (padding never selected)."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": _KIND_OF[type(self)]}
+
+
+@dataclass(frozen=True)
+class AllTokens(Positions):
+    """Every real (non-padding) position."""
+
+    def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
+        return attention_mask.bool()
+
+    def __str__(self) -> str:
+        return "all"
+
+
+@dataclass(frozen=True)
+class ImageTokens(Positions):
+    """The image placeholder positions (the projected image features)."""
+
+    def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
+        return image_mask & attention_mask.bool()
+
+    def __str__(self) -> str:
+        return "image"
+
+
+@dataclass(frozen=True)
+class TextTokens(Positions):
+    """Every real position that is not an image token (prompt, template and special tokens)."""
+
+    def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
+        return ~image_mask & attention_mask.bool()
+
+    def __str__(self) -> str:
+        return "text"
+
+
+@dataclass(frozen=True)
+class LastToken(Positions):
+    """The last real position of each row: where the answer is predicted."""
+
+    def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
+        seq = attention_mask.shape[1]
+        # last index holding a 1, robust to left or right padding
+        last = seq - 1 - attention_mask.flip(1).argmax(dim=1)
+        mask = torch.zeros_like(image_mask)
+        mask[torch.arange(mask.shape[0]), last] = True
+        return mask
+
+    def __str__(self) -> str:
+        return "last"
+
+
+@dataclass(frozen=True)
+class Indices(Positions):
+    """Explicit positions, counted from the end of each row when negative (-1 = last token).
+
+    Positive indices count from the first real token of each row, so they mean the same token in a
+    left-padded batch as in a single run.
+    """
+
+    indices: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        items = tuple(self.indices)
+        if not items or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+            raise SiteError(f"Indices needs a non-empty tuple of ints, got {self.indices!r}.")
+        object.__setattr__(self, "indices", items)
+
+    def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
+        lengths = attention_mask.sum(dim=1)
+        seq = attention_mask.shape[1]
+        starts = seq - lengths  # left padding: real tokens are the row's tail
+        if bool((attention_mask[:, -1] == 0).any()):
+            raise SiteError(
+                "Indices positions need a left-padded batch (every row ending in a real token); "
+                "encode with the VLM handle, which pads on the left."
+            )
+        mask = torch.zeros_like(image_mask)
+        for row in range(mask.shape[0]):
+            n = int(lengths[row])
+            for index in self.indices:
+                if not -n <= index < n:
+                    raise SiteError(
+                        f"Position {index} is outside row {row}, which has {n} tokens "
+                        f"(valid: {-n}..{n - 1})."
+                    )
+                mask[row, int(starts[row]) + (index % n)] = True
+        return mask
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "indices", "indices": list(self.indices)}
+
+    def __str__(self) -> str:
+        return f"indices{list(self.indices)}"
+
+
+_KIND_OF: dict[type, str] = {
+    AllTokens: "all",
+    ImageTokens: "image",
+    TextTokens: "text",
+    LastToken: "last",
+    Indices: "indices",
+}
+
+
+def positions_from_dict(data: dict[str, Any]) -> Positions:
+    """Inverts `Positions.to_dict`.
+
+    Raises:
+      SiteError: unknown kind.
+    """
+    kind = data.get("kind")
+    if kind == "indices":
+        return Indices(tuple(data.get("indices", ())))
+    simple = {name: cls for cls, name in _KIND_OF.items() if cls is not Indices}
+    if kind not in simple:
+        raise SiteError(
+            f"Unknown position selector kind {kind!r}; expected one of {sorted(_KIND_OF.values())}."
+        )
+    return simple[kind]()

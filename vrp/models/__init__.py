@@ -1,0 +1,22 @@
+"""Model adapters: the only code that names Hugging Face module paths.
+
+One adapter per family (LLaVA-1.5, PaliGemma, Qwen2-VL) behind the `Adapter` protocol, a registry, the
+`VLM` handle and `load`.
+"""
+
+from ._base import BaseAdapter as BaseAdapter, LayerPaths as LayerPaths
+from ._build import DEFAULT_WORDS as DEFAULT_WORDS, ModelSpec as ModelSpec, build_vlm as build_vlm
+from ._inputs import VlmInputs as VlmInputs
+from ._load import builtin_names as builtin_names, load as load, save as save
+from ._protocol import Adapter as Adapter, AnswerTokens as AnswerTokens, TowerShape as TowerShape
+from ._registry import (
+    adapter_class as adapter_class,
+    adapter_for_config as adapter_for_config,
+    families as families,
+    register as register,
+)
+from ._tokenizer import build_word_tokenizer as build_word_tokenizer
+from ._vlm import VLM as VLM, ModelInfo as ModelInfo
+from .llava import LlavaAdapter as LlavaAdapter
+from .paligemma import PaliGemmaAdapter as PaliGemmaAdapter
+from .qwen2_vl import Qwen2VLAdapter as Qwen2VLAdapter

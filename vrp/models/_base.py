@@ -1,0 +1,288 @@
+"""Shared adapter machinery: site validation, envoy resolution and canonical layouts.
+
+The three families share the decoder layout of transformers 5 (``model.language_model.layers[i]`` with
+``self_attn.o_proj`` and ``mlp.down_proj``); their vision towers and projectors differ. A family file
+sets the per-tower module names (`LayerPaths`) and the family's prompt, grid and processor quirks.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from PIL.Image import Image
+from torch import Tensor
+
+from ..core import AdapterError, Component, PromptError, Site, SiteError, Tower
+from ._inputs import VlmInputs
+from ._protocol import AnswerTokens, TowerShape
+
+ALL_COMPONENTS = frozenset(Component)
+PROJECTOR_COMPONENTS = frozenset({Component.RESID_PRE, Component.RESID_POST})
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerPaths:
+    """Attribute names inside one transformer layer of a tower."""
+
+    attn: str  # the attention block
+    head_proj: str  # the attention output projection inside `attn` (its input holds per-head outputs)
+    mlp: str  # the MLP block
+    neuron_proj: str  # the MLP down projection inside `mlp` (its input holds the neurons)
+    attn_returns_weights: bool  # the attention block returns (output, weights)
+
+
+LANGUAGE_PATHS = LayerPaths(
+    attn="self_attn", head_proj="o_proj", mlp="mlp", neuron_proj="down_proj", attn_returns_weights=True
+)
+
+
+def _get(envoy: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        envoy = getattr(envoy, name)
+    return envoy
+
+
+class BaseAdapter:
+    """Implements the `Adapter` protocol for decoder VLMs; families override the marked hooks."""
+
+    family: ClassVar[str] = ""
+    image_placeholder: ClassVar[str] = "<image>"
+    vision_paths: ClassVar[LayerPaths]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.eager = getattr(config, "_attn_implementation", None) == "eager"
+        self._shapes = {
+            Tower.LANGUAGE: self._language_shape(config.text_config),
+            Tower.VISION: self._vision_shape(config.vision_config),
+            Tower.PROJECTOR: self._projector_shape(config),
+        }
+
+    # ----- sizes and validation ------------------------------------------------------------------
+    @staticmethod
+    def _language_shape(cfg: Any) -> TowerShape:
+        heads = int(cfg.num_attention_heads)
+        d_head = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        return TowerShape(
+            n_layers=int(cfg.num_hidden_layers),
+            n_heads=heads,
+            d_model=int(cfg.hidden_size),
+            d_head=d_head,
+            d_mlp=int(cfg.intermediate_size),
+            components=ALL_COMPONENTS,
+        )
+
+    def _vision_shape(self, cfg: Any) -> TowerShape:
+        heads = int(cfg.num_attention_heads)
+        return TowerShape(
+            n_layers=int(cfg.num_hidden_layers),
+            n_heads=heads,
+            d_model=int(cfg.hidden_size),
+            d_head=int(cfg.hidden_size) // heads,
+            d_mlp=int(cfg.intermediate_size),
+            components=self._vision_components(),
+        )
+
+    def _vision_components(self) -> frozenset[Component]:
+        return ALL_COMPONENTS
+
+    def _projector_shape(self, config: Any) -> TowerShape:
+        return TowerShape(
+            n_layers=1,
+            n_heads=0,
+            d_model=int(config.text_config.hidden_size),
+            d_head=0,
+            d_mlp=0,
+            components=PROJECTOR_COMPONENTS,
+        )
+
+    def shape(self, tower: Tower) -> TowerShape:
+        return self._shapes[tower]
+
+    @property
+    def n_layers(self) -> int:
+        """Language-model layers."""
+        return self._shapes[Tower.LANGUAGE].n_layers
+
+    def validate(self, site: Site) -> None:
+        shape = self._shapes[site.tower]
+        where = f"{self.family} has {shape.n_layers} {site.tower.value} layers"
+        if not 0 <= site.layer < shape.n_layers:
+            raise SiteError(
+                f"{site} is out of range: {where} (0..{shape.n_layers - 1}). Pass a layer in range."
+            )
+        if site.component not in shape.components:
+            valid = ", ".join(c.name for c in Component if c in shape.components)
+            raise SiteError(
+                f"{site}: the {site.tower.value} tower of {self.family} has no {site.component.name}. "
+                f"Valid components there: {valid}."
+            )
+        self._validate_units("heads", site.heads, shape.n_heads, site)
+        self._validate_units("neurons", site.neurons, shape.d_mlp, site)
+        if site.component is Component.ATTN_PATTERN and not self.eager:
+            raise SiteError(
+                f"{site}: attention patterns need eager attention, but this model runs "
+                f"{getattr(self.config, '_attn_implementation', None)!r}. "
+                "Load it with vrp.load(..., attn_implementation='eager')."
+            )
+
+    def _validate_units(self, name: str, units: Any, size: int, site: Site) -> None:
+        if units is None:
+            return
+        bad = [u for u in units if not 0 <= u < size]
+        if bad:
+            raise SiteError(
+                f"{site}: {name} {bad} out of range; {self.family}'s {site.tower.value} tower has "
+                f"{size} {name} per layer (0..{size - 1})."
+            )
+
+    # ----- envoys and canonical values -------------------------------------------------------------
+    def _layer(self, model: Any, site: Site) -> Any:
+        if site.tower is Tower.LANGUAGE:
+            return model.model.language_model.layers[site.layer]
+        return self._vision_layer(model, site.layer)
+
+    def _vision_layer(self, model: Any, layer: int) -> Any:
+        raise NotImplementedError
+
+    def _projector(self, model: Any) -> Any:
+        return model.model.multi_modal_projector
+
+    def _paths(self, tower: Tower) -> LayerPaths:
+        return LANGUAGE_PATHS if tower is Tower.LANGUAGE else self.vision_paths
+
+    def envoy(self, model: Any, site: Site) -> Any:
+        """The nnsight envoy whose input or output holds `site`."""
+        self.validate(site)
+        if site.tower is Tower.PROJECTOR:
+            return self._projector(model)
+        layer, paths = self._layer(model, site), self._paths(site.tower)
+        by_component = {
+            Component.RESID_PRE: layer,
+            Component.RESID_POST: layer,
+            Component.HEAD_OUT: _get(layer, f"{paths.attn}.{paths.head_proj}"),
+            Component.ATTN_PATTERN: _get(layer, paths.attn),
+            Component.ATTN_OUT: _get(layer, paths.attn),
+            Component.MLP_NEURONS: _get(layer, f"{paths.mlp}.{paths.neuron_proj}"),
+            Component.MLP_OUT: _get(layer, paths.mlp),
+        }
+        return by_component[site.component]
+
+    def _reads_input(self, site: Site) -> bool:
+        return site.component in (Component.RESID_PRE, Component.HEAD_OUT, Component.MLP_NEURONS)
+
+    def read(self, model: Any, site: Site, inputs: VlmInputs) -> Tensor:
+        envoy = self.envoy(model, site)
+        raw = envoy.input if self._reads_input(site) else envoy.output
+        if site.component is Component.ATTN_PATTERN:
+            return raw[1]
+        if site.component is Component.ATTN_OUT and self._paths(site.tower).attn_returns_weights:
+            raw = raw[0]
+        return self._to_canonical(site, raw, inputs)
+
+    def write(self, model: Any, site: Site, inputs: VlmInputs, value: Tensor) -> None:
+        envoy = self.envoy(model, site)
+        if site.component is Component.ATTN_PATTERN:
+            raise SiteError(
+                f"{site}: attention patterns are read-only (changing the returned weights does not "
+                "change the forward pass). Use an attention-edge knockout to block attention."
+            )
+        native = self._from_canonical(site, value, inputs)
+        if self._reads_input(site):
+            envoy.input = native
+        elif site.component is Component.ATTN_OUT and self._paths(site.tower).attn_returns_weights:
+            envoy.output = (native, envoy.output[1])
+        else:
+            envoy.output = native
+
+    def _to_canonical(self, site: Site, raw: Tensor, inputs: VlmInputs) -> Tensor:
+        if site.component is Component.HEAD_OUT:
+            shape = self._shapes[site.tower]
+            return raw.reshape(*raw.shape[:-1], shape.n_heads, shape.d_head)
+        return raw
+
+    def _from_canonical(self, site: Site, value: Tensor, inputs: VlmInputs) -> Tensor:
+        if site.component is Component.HEAD_OUT:
+            return value.flatten(-2)
+        return value
+
+    # ----- prompts and encoding ------------------------------------------------------------------
+    def prompt(self, question: str) -> str:
+        raise NotImplementedError
+
+    def _grids(self, data: dict[str, Tensor]) -> tuple[tuple[int, int], ...]:
+        raise NotImplementedError
+
+    def _processor_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def encode(self, processor: Any, images: Sequence[Image], prompts: Sequence[str]) -> VlmInputs:
+        images, prompts = list(images), list(prompts)
+        if len(images) != len(prompts) or not prompts:
+            raise PromptError(
+                f"encode needs one image per prompt and at least one row, got {len(images)} images "
+                f"and {len(prompts)} prompts."
+            )
+        for i, text in enumerate(prompts):
+            if text.count(self.image_placeholder) != 1:
+                raise PromptError(
+                    f"Prompt {i} must contain the image placeholder {self.image_placeholder!r} "
+                    f"exactly once, found {text.count(self.image_placeholder)} in {text!r}. "
+                    f"Build prompts with the handle's prompt(question)."
+                )
+        processor.tokenizer.padding_side = "left"
+        data = processor(
+            images=images, text=prompts, return_tensors="pt", padding=True, **self._processor_kwargs()
+        )
+        data = {k: v for k, v in data.items() if isinstance(v, Tensor) and k != "labels"}
+        return self._check_inputs(data, tuple(prompts))
+
+    def _check_inputs(self, data: dict[str, Tensor], prompts: tuple[str, ...]) -> VlmInputs:
+        image_mask = data["input_ids"] == self.image_token_id
+        grids = self._grids(data)
+        expected = torch.tensor([h * w for h, w in grids])
+        found = image_mask.sum(dim=1)
+        if not torch.equal(found, expected):
+            raise PromptError(
+                f"Image token count mismatch: each row needs as many image tokens as its image has "
+                f"features ({expected.tolist()}), the encoding holds {found.tolist()}. Check that "
+                "every prompt holds one image placeholder and the processor matches the model."
+            )
+        if len(set(grids)) != 1:
+            raise PromptError(
+                f"All images of a batch must share one patch grid, got {sorted(set(grids))}. "
+                "Resize images to one size, or encode them in separate batches."
+            )
+        return VlmInputs(data=data, image_mask=image_mask, grids=grids, prompts=prompts)
+
+    @property
+    def image_token_id(self) -> int:
+        token_id = getattr(self.config, "image_token_id", None)
+        if token_id is None:
+            token_id = getattr(self.config, "image_token_index", None)
+        if token_id is None:
+            raise AdapterError(f"{self.family} config has no image_token_id / image_token_index.")
+        return int(token_id)
+
+    def answer_tokens(self, tokenizer: Any) -> AnswerTokens:
+        return AnswerTokens(yes=_first_tokens(tokenizer, "yes"), no=_first_tokens(tokenizer, "no"))
+
+
+def _first_tokens(tokenizer: Any, word: str) -> tuple[int, ...]:
+    """Ids of the first token of each casing / spacing variant of `word` that decodes to it."""
+    ids: list[int] = []
+    for variant in (word.capitalize(), word, " " + word.capitalize(), " " + word, word.upper()):
+        encoded = tokenizer.encode(variant, add_special_tokens=False)
+        if not encoded:
+            continue
+        first = encoded[0]
+        text = tokenizer.decode([first]).strip().lower()
+        if text and word.startswith(text) and first not in ids and len(text) >= min(2, len(word)):
+            ids.append(int(first))
+    if not ids:
+        raise AdapterError(
+            f"The tokenizer has no token beginning the answer {word!r}; yes/no margins need one. "
+            "Use a tokenizer whose vocabulary holds 'Yes'/'No' or 'yes'/'no'."
+        )
+    return tuple(ids)

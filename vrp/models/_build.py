@@ -1,0 +1,202 @@
+"""Building small VLMs of the three real classes from a size spec, fully offline.
+
+Tiny random instances serve the tests; the model organisms are the same builders at larger sizes,
+trained. Each builder keeps the family's defining architecture: LLaVA's CLIP tower + 2-layer MLP
+projector + causal Llama; PaliGemma's SigLIP + linear projector + Gemma with a bidirectional prefix;
+Qwen2-VL's ViT with 2-D RoPE + 2x2 merger + M-RoPE Qwen2 decoder.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import (
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+)
+
+from ..core import AdapterError
+from . import _processors
+from ._registry import adapter_for_config
+from ._tokenizer import build_word_tokenizer
+from ._vlm import VLM
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Sizes of a small VLM. Defaults give a tiny model that runs in milliseconds."""
+
+    image_size: int = 32  # pixels per side
+    patch_size: int = 8  # LLaVA / PaliGemma patch side; Qwen2-VL uses patch_size // 2 (then merges 2x2)
+    vision_layers: int = 2
+    vision_width: int = 32
+    vision_heads: int = 4
+    vision_mlp: int = 64  # differs from the widths so that transposed axes fail loudly in tests
+    text_layers: int = 2
+    text_width: int = 32
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_mlp: int = 48
+    attn_implementation: str = "eager"
+
+
+DEFAULT_WORDS = (
+    "is", "there", "a", "an", "the", "in", "image", "red", "blue", "green", "yellow",
+    "circle", "square", "triangle", "cross", "how", "many", "are", "left", "of", "right",
+    "above", "below", "empty", "one", "two", "three", "four", "zero", "Is", "How",
+)  # fmt: skip
+"""Vocabulary of tiny test models."""
+
+
+def _text_config(spec: ModelSpec, vocab: int, model_type: str) -> dict[str, Any]:
+    return {
+        "model_type": model_type,
+        "vocab_size": vocab,
+        "hidden_size": spec.text_width,
+        "intermediate_size": spec.text_mlp,
+        "num_hidden_layers": spec.text_layers,
+        "num_attention_heads": spec.text_heads,
+        "num_key_value_heads": spec.text_kv_heads,
+        "max_position_embeddings": 512,
+    }
+
+
+def _vision_config(spec: ModelSpec, model_type: str) -> dict[str, Any]:
+    return {
+        "model_type": model_type,
+        "hidden_size": spec.vision_width,
+        "intermediate_size": spec.vision_mlp,
+        "num_hidden_layers": spec.vision_layers,
+        "num_attention_heads": spec.vision_heads,
+        "image_size": spec.image_size,
+        "patch_size": spec.patch_size,
+    }
+
+
+def _llava(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
+    processor = _processors.llava_processor(
+        tokenizer, image_size=spec.image_size, patch_size=spec.patch_size
+    )
+    config = LlavaConfig(
+        text_config=_text_config(spec, len(tokenizer), "llama"),
+        vision_config=_vision_config(spec, "clip_vision_model"),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+    return LlavaForConditionalGeneration(config), processor
+
+
+def _paligemma(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
+    processor = _processors.paligemma_processor(
+        tokenizer, image_size=spec.image_size, patch_size=spec.patch_size
+    )  # adds PaliGemma's <loc>/<seg> tokens: size the vocabulary after it
+    text = _text_config(spec, len(tokenizer), "gemma")
+    text.update(num_key_value_heads=1, head_dim=spec.text_width // spec.text_heads)
+    config = PaliGemmaConfig(
+        text_config=text,
+        vision_config=_vision_config(spec, "siglip_vision_model"),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        projection_dim=spec.text_width,
+    )
+    config.vision_config.projection_dim = spec.text_width
+    return PaliGemmaForConditionalGeneration(config), processor
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    half = head_dim // 2  # M-RoPE splits the rotary half of each head into (time, height, width)
+    t = half // 4
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def _qwen2_vl(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
+    patch = spec.patch_size // 2
+    processor = _processors.qwen2_vl_processor(
+        tokenizer, image_size=spec.image_size, patch_size=patch
+    )
+    text = _text_config(spec, len(tokenizer), "qwen2_vl_text")
+    text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    text["rope_scaling"] = {
+        "type": "mrope",
+        "mrope_section": _mrope_section(spec.text_width // spec.text_heads),
+    }
+    vision = {
+        "depth": spec.vision_layers,
+        "embed_dim": spec.vision_width,
+        "hidden_size": spec.text_width,
+        "num_heads": spec.vision_heads,
+        "mlp_ratio": spec.vision_mlp // spec.vision_width,  # Qwen2-VL only takes whole ratios
+        "patch_size": patch,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "in_chans": 3,
+    }
+    ids = tokenizer.convert_tokens_to_ids
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return Qwen2VLForConditionalGeneration(config), processor
+
+
+_BUILDERS: dict[str, Callable[[ModelSpec, Any], tuple[Any, Any]]] = {
+    "llava": _llava,
+    "paligemma": _paligemma,
+    "qwen2_vl": _qwen2_vl,
+}
+
+
+def build_vlm(
+    family: str,
+    spec: ModelSpec | None = None,
+    *,
+    words: Iterable[str] = DEFAULT_WORDS,
+    seed: int = 0,
+    name: str | None = None,
+) -> VLM:
+    """Builds a randomly initialised VLM of `family` with a local word-level tokenizer.
+
+    Args:
+      family: "llava", "paligemma" or "qwen2_vl".
+      spec: sizes; the tiny defaults when None.
+      words: the tokenizer's vocabulary.
+      seed: seeds the weights (the global torch RNG is left as it was).
+      name: the handle's name; "tiny/<family>" by default.
+
+    Raises:
+      AdapterError: unknown family.
+    """
+    if family not in _BUILDERS:
+        raise AdapterError(
+            f"Cannot build a model of family {family!r}; buildable: {', '.join(_BUILDERS)}."
+        )
+    spec = spec or ModelSpec()
+    tokenizer = build_word_tokenizer(words)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, processor = _BUILDERS[family](spec, tokenizer)
+    model.set_attn_implementation(spec.attn_implementation)
+    _tie_generation_ids(model, tokenizer)
+    adapter = adapter_for_config(model.config)
+    return VLM(model=model.eval(), processor=processor, adapter=adapter, name=name or f"tiny/{family}")
+
+
+def _tie_generation_ids(model: Any, tokenizer: Any) -> None:
+    gen = model.generation_config
+    gen.pad_token_id = tokenizer.pad_token_id
+    gen.eos_token_id = tokenizer.eos_token_id
+    gen.bos_token_id = tokenizer.bos_token_id
