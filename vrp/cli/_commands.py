@@ -1,1 +1,6 @@
 """Imports every command module so that each registers its commands on the root app."""
+from ._app import app
+from ._data import data_app
+
+app.add_typer(data_app, name="data")
+from . import _inspect  # noqa: F401,E402

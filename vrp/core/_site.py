@@ -8,7 +8,7 @@ Hugging Face module it maps to.
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, no_type_check
 
 from ._errors import SiteError
 from ._positions import AllTokens, Positions, positions_from_dict
@@ -70,6 +70,7 @@ def _as_indices(name: str, value: Any) -> tuple[int, ...] | None:
     return items
 
 
+@no_type_check  # validates its own fields with clearer messages than a runtime type checker
 @dataclass(frozen=True, kw_only=True)
 class Site:
     """A place in a VLM: tower, layer, component, and optional head / neuron / position selectors.
@@ -90,7 +91,9 @@ class Site:
     layer: int
     component: Component
     tower: Tower = Tower.LANGUAGE
-    heads: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = (
+        None  # any int sequence (or one int) is accepted and stored as a tuple
+    )
     neurons: tuple[int, ...] | None = None
     positions: Positions = field(default_factory=AllTokens)
 

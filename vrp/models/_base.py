@@ -26,14 +26,20 @@ class LayerPaths:
     """Attribute names inside one transformer layer of a tower."""
 
     attn: str  # the attention block
-    head_proj: str  # the attention output projection inside `attn` (its input holds per-head outputs)
+    head_proj: (
+        str  # the attention output projection inside `attn` (its input holds per-head outputs)
+    )
     mlp: str  # the MLP block
     neuron_proj: str  # the MLP down projection inside `mlp` (its input holds the neurons)
     attn_returns_weights: bool  # the attention block returns (output, weights)
 
 
 LANGUAGE_PATHS = LayerPaths(
-    attn="self_attn", head_proj="o_proj", mlp="mlp", neuron_proj="down_proj", attn_returns_weights=True
+    attn="self_attn",
+    head_proj="o_proj",
+    mlp="mlp",
+    neuron_proj="down_proj",
+    attn_returns_weights=True,
 )
 
 
@@ -233,7 +239,11 @@ class BaseAdapter:
                 )
         processor.tokenizer.padding_side = "left"
         data = processor(
-            images=images, text=prompts, return_tensors="pt", padding=True, **self._processor_kwargs()
+            images=images,
+            text=prompts,
+            return_tensors="pt",
+            padding=True,
+            **self._processor_kwargs(),
         )
         data = {k: v for k, v in data.items() if isinstance(v, Tensor) and k != "labels"}
         return self._check_inputs(data, tuple(prompts))

@@ -32,7 +32,9 @@ class ModelSpec:
     """Sizes of a small VLM. Defaults give a tiny model that runs in milliseconds."""
 
     image_size: int = 32  # pixels per side
-    patch_size: int = 8  # LLaVA / PaliGemma patch side; Qwen2-VL uses patch_size // 2 (then merges 2x2)
+    patch_size: int = (
+        8  # LLaVA / PaliGemma patch side; Qwen2-VL uses patch_size // 2 (then merges 2x2)
+    )
     vision_layers: int = 2
     vision_width: int = 32
     vision_heads: int = 4
@@ -105,7 +107,7 @@ def _paligemma(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         projection_dim=spec.text_width,
     )
-    config.vision_config.projection_dim = spec.text_width
+    config.vision_config.projection_dim = spec.text_width  # type: ignore[union-attr]
     return PaliGemmaForConditionalGeneration(config), processor
 
 
@@ -139,7 +141,7 @@ def _qwen2_vl(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
         "in_chans": 3,
     }
     ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2VLConfig(
+    config = Qwen2VLConfig(  # type: ignore[call-arg]  # token ids are generic config fields
         text_config=text,
         vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
@@ -192,7 +194,9 @@ def build_vlm(
     model.set_attn_implementation(spec.attn_implementation)
     _tie_generation_ids(model, tokenizer)
     adapter = adapter_for_config(model.config)
-    return VLM(model=model.eval(), processor=processor, adapter=adapter, name=name or f"tiny/{family}")
+    return VLM(
+        model=model.eval(), processor=processor, adapter=adapter, name=name or f"tiny/{family}"
+    )
 
 
 def _tie_generation_ids(model: Any, tokenizer: Any) -> None:

@@ -31,7 +31,9 @@ ORGANISM_DIR = Path(__file__).resolve().parent.parent / "organisms" / "assets"
 def builtin_names() -> list[str]:
     """Names `load` accepts without a path: tiny random models and the shipped organisms."""
     tiny = [f"tiny/{f}" for f in families()]
-    shipped = sorted(f"organism/{p.name}" for p in ORGANISM_DIR.glob("*") if (p / "config.json").exists())
+    shipped = sorted(
+        f"organism/{p.name}" for p in ORGANISM_DIR.glob("*") if (p / "config.json").exists()
+    )
     return tiny + shipped
 
 
@@ -66,7 +68,9 @@ def load(
         directory = ORGANISM_DIR / text.removeprefix("organism/")
         if not (directory / "config.json").exists():
             _unknown(text)
-        return load_directory(directory, name=text, device=device, dtype=dtype, attn=attn_implementation)
+        return load_directory(
+            directory, name=text, device=device, dtype=dtype, attn=attn_implementation
+        )
     path = Path(text).expanduser()
     if path.is_dir():
         return load_directory(path, name=text, device=device, dtype=dtype, attn=attn_implementation)
@@ -83,7 +87,9 @@ def _unknown(name: str) -> Any:
 
 
 def _place(vlm: VLM, device: str | torch.device, dtype: torch.dtype | None) -> VLM:
-    vlm.hf.to(device=torch.device(device), dtype=dtype) if dtype else vlm.hf.to(torch.device(device))
+    vlm.hf.to(device=torch.device(device), dtype=dtype) if dtype else vlm.hf.to(
+        torch.device(device)
+    )
     return vlm
 
 
@@ -111,7 +117,9 @@ def load_directory(
         kwargs["dtype"] = dtype
     model = _MODEL_CLASSES[family].from_pretrained(directory, **kwargs).to(torch.device(device))
     processor = _load_processor(family, directory, local_only=True)
-    return VLM(model=model, processor=processor, adapter=adapter_class(family)(model.config), name=name)
+    return VLM(
+        model=model, processor=processor, adapter=adapter_class(family)(model.config), name=name
+    )
 
 
 def _load_processor(family: str, source: str | Path, *, local_only: bool) -> Any:
@@ -140,7 +148,9 @@ def _load_hub(repo_id: str, *, device: Any, dtype: Any, attn: str) -> VLM:
         kwargs["dtype"] = dtype
     model = _MODEL_CLASSES[family].from_pretrained(repo_id, **kwargs).to(torch.device(device))
     processor = _load_processor(family, repo_id, local_only=False)
-    return VLM(model=model, processor=processor, adapter=adapter_class(family)(model.config), name=repo_id)
+    return VLM(
+        model=model, processor=processor, adapter=adapter_class(family)(model.config), name=repo_id
+    )
 
 
 def save(vlm: VLM, directory: str | Path) -> Path:
@@ -153,3 +163,9 @@ def save(vlm: VLM, directory: str | Path) -> Path:
     if vlm.family != "qwen2_vl":
         vlm.processor.save_pretrained(directory)
     return directory
+
+
+def default_model() -> str:
+    """The built-in model the CLI uses by default: the LLaVA organism once shipped, else tiny."""
+    names = builtin_names()
+    return "organism/llava" if "organism/llava" in names else "tiny/llava"

@@ -44,7 +44,7 @@ def llava_processor(tokenizer: Any, *, image_size: int, patch_size: int) -> Llav
 def paligemma_processor(tokenizer: Any, *, image_size: int, patch_size: int) -> PaliGemmaProcessor:
     """PaliGemma's processor: SigLIP preprocessing, image tokens then <bos> prompt "\\n"."""
     images = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
-    images.image_seq_length = (image_size // patch_size) ** 2
+    images.image_seq_length = (image_size // patch_size) ** 2  # type: ignore[attr-defined]  # read by the processor
     return PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)
 
 
@@ -60,7 +60,9 @@ def qwen2_vl_processor(tokenizer: Any, *, image_size: int, patch_size: int) -> Q
     return qwen2_vl_from_parts(images, tokenizer, QWEN2_VL_CHAT_TEMPLATE)
 
 
-def qwen2_vl_from_parts(image_processor: Any, tokenizer: Any, chat_template: Any) -> Qwen2VLProcessor:
+def qwen2_vl_from_parts(
+    image_processor: Any, tokenizer: Any, chat_template: Any
+) -> Qwen2VLProcessor:
     """A `Qwen2VLProcessor` from its image processor and tokenizer, with or without torchvision."""
     try:
         return Qwen2VLProcessor(

@@ -23,7 +23,9 @@ class ModelInfo:
     name: str
     family: str
     n_parameters: int
-    towers: dict[str, dict[str, Any]]  # per tower: layers, heads, d_model, d_head, d_mlp, components
+    towers: dict[
+        str, dict[str, Any]
+    ]  # per tower: layers, heads, d_model, d_head, d_mlp, components
     image_tokens: int
     grid: tuple[int, int]
     attn_implementation: str
@@ -109,7 +111,9 @@ class VLM:
         comps = [c for c in Component if c in shape.components]
         if not self.adapter.eager:
             comps = [c for c in comps if c is not Component.ATTN_PATTERN]
-        return [Site(tower=tower, layer=i, component=c) for i in range(shape.n_layers) for c in comps]
+        return [
+            Site(tower=tower, layer=i, component=c) for i in range(shape.n_layers) for c in comps
+        ]
 
     def validate(self, site: Site) -> None:
         """Raises SiteError if `site` does not exist in this model."""

@@ -33,7 +33,8 @@ class Qwen2VLAdapter(BaseAdapter):
             d_model=d_model,
             d_head=d_model // heads,
             d_mlp=int(d_model * cfg.mlp_ratio),
-            components=ALL_COMPONENTS - {Component.ATTN_PATTERN},  # its attention returns no weights
+            components=ALL_COMPONENTS
+            - {Component.ATTN_PATTERN},  # its attention returns no weights
         )
 
     def _vision_layer(self, model: Any, layer: int) -> Any:
@@ -50,7 +51,9 @@ class Qwen2VLAdapter(BaseAdapter):
 
     def _grids(self, data: dict[str, Tensor]) -> tuple[tuple[int, int], ...]:
         merge = int(self.config.vision_config.spatial_merge_size)
-        return tuple((int(h) // merge, int(w) // merge) for _, h, w in data["image_grid_thw"].tolist())
+        return tuple(
+            (int(h) // merge, int(w) // merge) for _, h, w in data["image_grid_thw"].tolist()
+        )
 
     @staticmethod
     def _flat(site: Site) -> bool:

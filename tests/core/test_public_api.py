@@ -1,0 +1,21 @@
+"""The public surface: every exported name exists, and the core never imports transformers."""
+
+import subprocess
+import sys
+
+import vrp
+
+
+def test_every_name_in_all_exists() -> None:
+    for name in vrp.__all__:
+        assert getattr(vrp, name) is not None, name
+
+
+def test_core_does_not_import_transformers_or_nnsight() -> None:
+    code = (
+        "import sys, vrp, vrp.core; "
+        "bad = [m for m in ('transformers', 'nnsight') if m in sys.modules]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, f"vrp.core imported {result.stdout.strip()}"

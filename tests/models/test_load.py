@@ -1,0 +1,50 @@
+"""Loading: built-in names, and the real-checkpoint path exercised on saved tiny instances."""
+
+import torch
+
+import vrp
+import vrp.models as models
+from tests.conftest import QUESTIONS, random_images
+
+
+def test_checkpoint_directory_round_trip(vlm: models.VLM, tmp_path) -> None:
+    models.save(vlm, tmp_path)
+    loaded = vrp.load(tmp_path)
+    assert loaded.family == vlm.family
+    assert type(loaded.processor) is type(vlm.processor)
+    images = random_images(2)
+    a = vlm.encode(images, QUESTIONS[:2])
+    b = loaded.encode(images, QUESTIONS[:2])
+    assert torch.equal(a.input_ids, b.input_ids)
+    torch.testing.assert_close(loaded.answer_logits(b), vlm.answer_logits(a), atol=1e-5, rtol=0)
+
+
+def test_family_prompt_formats(tiny_vlms: dict[str, models.VLM]) -> None:
+    assert tiny_vlms["llava"].prompt("q ?") == "USER: <image>\nq ? ASSISTANT:"
+    assert tiny_vlms["paligemma"].prompt("q ?") == "<image>answer en q ?"
+    assert tiny_vlms["qwen2_vl"].prompt("q ?").startswith("<|im_start|>user\n<|vision_start|>")
+
+
+def test_family_extras_reach_the_model(tiny_vlms: dict[str, models.VLM]) -> None:
+    images = random_images(1)
+    assert "token_type_ids" in tiny_vlms["paligemma"].encode(images, ["q ?"]).data
+    qwen = tiny_vlms["qwen2_vl"].encode(images, ["q ?"]).data
+    assert {"image_grid_thw", "mm_token_type_ids"} <= set(qwen)
+    grid_t, grid_h, grid_w = qwen["image_grid_thw"][0].tolist()
+    assert tiny_vlms["qwen2_vl"].encode(images, ["q ?"]).grids[0] == (grid_h // 2, grid_w // 2)
+
+
+def test_answer_tokens_and_generation(vlm: models.VLM) -> None:
+    assert vlm.answer_tokens.yes and vlm.answer_tokens.no
+    assert not set(vlm.answer_tokens.yes) & set(vlm.answer_tokens.no)
+    inputs = vlm.encode(random_images(2), QUESTIONS[:2])
+    texts = vlm.generate(inputs, max_new_tokens=2)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert vlm.yes_no_margin(vlm.answer_logits(inputs)).shape == (2,)
+
+
+def test_raw_nnsight_is_exposed(vlm: models.VLM) -> None:
+    inputs = vlm.encode(random_images(1), QUESTIONS[:1])
+    with vlm.nnsight.trace(inputs.data):
+        hidden = vlm.nnsight.model.language_model.layers[0].output.save()
+    assert hidden.shape[:2] == (1, inputs.seq_len)
