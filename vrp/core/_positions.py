@@ -31,10 +31,10 @@ class Positions:
 
 @dataclass(frozen=True)
 class AllTokens(Positions):
-    """Every real (non-padding) position."""
+    """Every position of the batch, padding included, so that rows keep one ``seq`` axis."""
 
     def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
-        return attention_mask.bool()
+        return torch.ones_like(image_mask)
 
     def __str__(self) -> str:
         return "all"

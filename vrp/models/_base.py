@@ -213,6 +213,10 @@ class BaseAdapter:
             return value.flatten(-2)
         return value
 
+    def edit_attention_mask(self, model: Any, layer: int, edit: Any) -> None:
+        """Inside a trace: see `edit_attention_mask`."""
+        edit_attention_mask(self, model, layer, edit)
+
     # ----- prompts and encoding ------------------------------------------------------------------
     def prompt(self, question: str) -> str:
         raise NotImplementedError
@@ -296,3 +300,27 @@ def _first_tokens(tokenizer: Any, word: str) -> tuple[int, ...]:
             "Use a tokenizer whose vocabulary holds 'Yes'/'No' or 'yes'/'no'."
         )
     return tuple(ids)
+
+
+def _attention_block(adapter: BaseAdapter, model: Any, layer: int) -> Any:
+    return adapter.envoy(model, Site(layer=layer, component=Component.ATTN_OUT))
+
+
+def edit_attention_mask(adapter: BaseAdapter, model: Any, layer: int, edit: Any) -> None:
+    """Inside a trace: replaces the attention mask language layer `layer` attends with.
+
+    `edit` maps the mask the model built (additive float ``batch 1 seq key``, or boolean) to a new
+    mask, which may carry a head axis (``batch head seq key``).
+
+    Raises:
+      SiteError: the layer received no mask tensor (non-eager attention without padding).
+    """
+    block = _attention_block(adapter, model, layer)
+    args, kwargs = block.inputs
+    mask = kwargs.get("attention_mask")
+    if not isinstance(mask, Tensor):
+        raise SiteError(
+            f"Language layer {layer} of {adapter.family} received no attention mask tensor; "
+            "attention knockouts need eager attention: vrp.load(..., attn_implementation='eager')."
+        )
+    block.inputs = (args, {**kwargs, "attention_mask": edit(mask)})

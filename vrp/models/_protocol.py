@@ -58,6 +58,10 @@ class Adapter(Protocol):
         """Inside a trace: replaces the full canonical value at `site`."""
         ...
 
+    def edit_attention_mask(self, model: Any, layer: int, edit: Any) -> None:
+        """Inside a trace: replaces language layer `layer`'s attention mask by `edit(mask)`."""
+        ...
+
     def prompt(self, question: str) -> str:
         """The family's official prompt around `question`, with the image placeholder."""
         ...

@@ -1,0 +1,34 @@
+"""Typed intervention graphs compiled to nnsight traces.
+
+Activation patching, residual captures, zero / mean / resample ablations, steering, scaling,
+attention-edge knockouts and image-token masking are nodes on typed sites; a `Graph` composes them
+over named runs, validates them against a model, round-trips through JSON and runs as one nnsight
+trace per batch chunk (`run_graph`), locally or through nnsight's remote protocol.
+"""
+
+from ._execute import (
+    Captured as Captured,
+    ExecutionConfig as ExecutionConfig,
+    GraphResult as GraphResult,
+    compile_points as compile_points,
+    run_graph as run_graph,
+)
+from ._graph import Graph as Graph, graph as graph
+from ._nodes import (
+    Add as Add,
+    AttentionKnockout as AttentionKnockout,
+    Capture as Capture,
+    ImagePatchMask as ImagePatchMask,
+    MeanAblate as MeanAblate,
+    Node as Node,
+    Patch as Patch,
+    ResampleAblate as ResampleAblate,
+    Scale as Scale,
+    Zero as Zero,
+    node_from_dict as node_from_dict,
+)
+from ._reference import (
+    mean_ablation as mean_ablation,
+    reference_pool as reference_pool,
+    resample_ablation as resample_ablation,
+)

@@ -1,0 +1,285 @@
+"""Compiling a graph into one nnsight trace per batch chunk, and running it.
+
+All runs of a graph travel in one forward pass: their encodings are stacked row-wise into one
+left-padded batch (nnsight 0.8 cannot batch image inputs across invokes), and each node acts on its
+run's rows. Nodes are grouped per site and emitted in the model's forward order, so users never meet
+nnsight's OutOfOrderError; nodes sharing a site apply in graph order with one read and one write.
+This module is the only place in VRP that opens traces.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import nnsight
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..core import Component, ConfigError, Indices, Site, Tower, merge, select
+from ..models import VLM, VlmInputs, concat_inputs
+from ._graph import Graph
+from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
+
+Backend = Literal["local", "serialise"] | str
+"""``"local"`` runs in-process; ``"serialise"`` runs through nnsight's ``remote="local"`` round trip
+(what a server could not run fails here); any other string is a remote host URL."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Captured:
+    """A captured value with its coordinates."""
+
+    name: str
+    run: str
+    site: Site
+    value: Tensor  # the site's canonical layout, narrowed by its selectors
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphResult:
+    """What running a graph returns: captures by name, and each run's answer-position logits."""
+
+    captures: dict[str, Captured]
+    answer_logits: dict[str, Float[Tensor, "batch vocab"]]
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.captures[name].value
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Point:
+    """One place in the forward pass and the nodes acting there, in graph order."""
+
+    key: tuple[int, int, float]
+    site: Site | None  # None for an attention-mask point
+    layer: int
+    nodes: tuple[Node, ...]
+
+
+_COMPONENT_RANK = {c: float(i) for i, c in enumerate(Component)}
+_KNOCKOUT_RANK = 0.5  # the attention block's input mask: after RESID_PRE, before HEAD_OUT
+_TOWER_RANK = {t: i for i, t in enumerate(Tower)}
+
+
+def compile_points(graph: Graph) -> list[_Point]:
+    """Groups the graph's nodes by forward-pass point, sorted in forward order."""
+    groups: dict[tuple[int, int, float], list[Node]] = {}
+    sites: dict[tuple[int, int, float], Site | None] = {}
+    for node in graph.nodes:
+        if isinstance(node, AttentionKnockout):
+            key = (_TOWER_RANK[Tower.LANGUAGE], node.layer, _KNOCKOUT_RANK)
+            sites[key] = None
+        else:
+            site = node.sites[0]
+            key = (_TOWER_RANK[site.tower], site.layer, _COMPONENT_RANK[site.component])
+            sites[key] = Site(tower=site.tower, layer=site.layer, component=site.component)
+        groups.setdefault(key, []).append(node)
+    return [
+        _Point(key=k, site=sites[k], layer=k[1], nodes=tuple(groups[k])) for k in sorted(groups)
+    ]
+
+
+class _RunContext(Context):
+    """Row bookkeeping for the stacked batch, and the capture store, inside one trace."""
+
+    def __init__(self, inputs: VlmInputs, rows: dict[str, slice], store: dict[str, Tensor]) -> None:
+        self.inputs, self.rows, self.store_ = inputs, rows, store
+        self.value: Tensor | None = None  # the current point's full value
+
+    def mask(self, run: str, site: Site, part: Tensor) -> Tensor:
+        rows = self.rows[run]
+        if site.tower is Tower.LANGUAGE:
+            return site.positions.resolve(
+                self.inputs.image_mask[rows], self.inputs.attention_mask[rows]
+            )
+        axis = 2 if site.component is Component.ATTN_PATTERN else 1
+        mask = torch.zeros(part.shape[0], part.shape[axis], dtype=torch.bool, device=part.device)
+        if isinstance(site.positions, Indices):
+            mask[:, list(site.positions.indices)] = True
+        else:
+            mask[:] = True
+        return mask
+
+    def source_part(self, run: str, site: Site) -> Tensor:
+        assert self.value is not None
+        rows_value = self.value[self.rows[run]]
+        return select(site, rows_value, self.mask(run, site, rows_value))
+
+    def store(self, name: str, value: Tensor) -> None:
+        self.store_[name] = value.detach().clone()
+
+
+def _apply_site_nodes(point: _Point, value: Tensor, ctx: _RunContext) -> tuple[Tensor, bool]:
+    changed = False
+    for node in point.nodes:
+        ctx.value = value
+        rows = ctx.rows[node.run]
+        if isinstance(node, ImagePatchMask):
+            value = value.clone()
+            value[rows] = node.apply_tokens(value[rows])
+            changed = True
+            continue
+        assert isinstance(node, SiteNode)
+        run_value = value[rows]
+        mask = ctx.mask(node.run, node.site, run_value)
+        new_part = node.apply(select(node.site, run_value, mask), ctx)
+        if node.writes:
+            value = value.clone()
+            value[rows] = merge(node.site, run_value, new_part, mask)
+            changed = True
+    return value, changed
+
+
+def _knockout_edit(point: _Point, ctx: _RunContext, n_heads: int) -> Any:
+    def edit(mask: Tensor) -> Tensor:
+        batch, _, queries, keys = mask.shape
+        out = mask.expand(batch, n_heads, queries, keys).clone()
+        blocked = torch.finfo(out.dtype).min if out.dtype.is_floating_point else False
+        for node in point.nodes:
+            assert isinstance(node, AttentionKnockout)
+            rows = ctx.rows[node.run]
+            image, attn = ctx.inputs.image_mask[rows], ctx.inputs.attention_mask[rows]
+            q = node.queries.resolve(image, attn)[:, -queries:]
+            k = node.keys.resolve(image, attn)[:, -keys:]
+            cells = q[:, None, :, None] & k[:, None, None, :]  # batch 1 query key
+            heads = list(node.heads) if node.heads is not None else list(range(n_heads))
+            head_mask = torch.zeros(n_heads, dtype=torch.bool, device=out.device)
+            head_mask[heads] = True
+            sub = out[rows]
+            sub[cells & head_mask[None, :, None, None]] = blocked
+            out[rows] = sub
+        return out
+
+    return edit
+
+
+def execute_points(model: Any, vlm_adapter: Any, points: list[_Point], ctx: _RunContext) -> None:
+    """Inside a trace: visits every point in forward order, applying its nodes."""
+    n_heads = vlm_adapter.shape(Tower.LANGUAGE).n_heads
+    for point in points:
+        if point.site is None:
+            vlm_adapter.edit_attention_mask(model, point.layer, _knockout_edit(point, ctx, n_heads))
+            continue
+        value = vlm_adapter.read(model, point.site, ctx.inputs)
+        value, changed = _apply_site_nodes(point, value, ctx)
+        if changed:
+            vlm_adapter.write(model, point.site, ctx.inputs, value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionConfig:
+    """How a graph runs.
+
+    Attributes:
+      backend: "local", "serialise" (nnsight's remote="local" check) or a remote host URL.
+      memory_budget_mb: rows per trace are chosen so that the estimated activation memory of one
+        trace stays under this budget (None: one trace for the whole batch).
+      keep_logits: keep each run's answer-position logits ("answer") or nothing ("none").
+    """
+
+    backend: Backend = "local"
+    memory_budget_mb: float | None = None
+    keep_logits: Literal["answer", "none"] = "answer"
+    extra: dict[str, Any] = field(default_factory=dict)  # passed to model.trace (e.g. api_key)
+
+
+def _remote_arg(backend: Backend) -> Any:
+    if backend == "local":
+        return False
+    if backend == "serialise":
+        return "local"
+    if not backend.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"Unknown backend {backend!r}: expected 'local', 'serialise' or a host URL such as "
+            "'http://127.0.0.1:8080'."
+        )
+    return backend
+
+
+def _rows_per_trace(vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None) -> int:
+    if budget_mb is None:
+        return inputs.batch_size
+    shape = vlm.adapter.shape(Tower.LANGUAGE)
+    # a forward keeps about a residual, an MLP hidden and an attention map per layer and row
+    per_row = inputs.seq_len * (shape.d_model * 4 + shape.d_mlp + shape.n_heads * inputs.seq_len)
+    per_row_mb = per_row * shape.n_layers * 4 * n_runs / 2**20
+    return max(1, min(inputs.batch_size, int(budget_mb // max(per_row_mb, 1e-9))))
+
+
+def run_graph(
+    vlm: VLM,
+    graph: Graph,
+    inputs: VlmInputs | Mapping[str, VlmInputs],
+    config: ExecutionConfig | None = None,
+) -> GraphResult:
+    """Validates `graph` against `vlm` and its inputs, then runs it in as few traces as the memory
+    budget allows.
+
+    Args:
+      vlm: the model.
+      graph: the interventions.
+      inputs: one batch (for a single-run graph) or a batch per run name.
+      config: backend, memory budget and what to keep.
+
+    Returns:
+      Captures concatenated over chunks, and answer-position logits per run.
+
+    Raises:
+      GraphError: the graph does not fit the model or the inputs.
+    """
+    config = config or ExecutionConfig()
+    runs = dict(inputs) if isinstance(inputs, Mapping) else {graph.runs[0]: inputs}
+    graph.validate(vlm, runs)
+    points = compile_points(graph)
+    size = max(runs[r].batch_size for r in graph.runs)
+    step = _rows_per_trace(vlm, runs[graph.runs[0]], len(graph.runs), config.memory_budget_mb)
+    chunks = [_run_chunk(vlm, graph, points, runs, range(i, min(i + step, size)), config)
+              for i in range(0, size, step)]  # fmt: skip
+    return _merge_chunks(graph, chunks)
+
+
+def _run_chunk(
+    vlm: VLM,
+    graph: Graph,
+    points: list[_Point],
+    runs: Mapping[str, VlmInputs],
+    rows: range,
+    config: ExecutionConfig,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    parts, slices, start = [], {}, 0
+    for name in graph.runs:
+        run = runs[name]
+        whole = run.batch_size == 1 or len(rows) == run.batch_size
+        part = run if whole else run.rows(list(rows), trim=False)  # same seq axis in every chunk
+        parts.append(part)
+        slices[name] = slice(start, start + part.batch_size)
+        start += part.batch_size
+    stacked = concat_inputs(parts) if len(parts) > 1 else parts[0]
+    model = vlm.nnsight
+    with (
+        torch.no_grad(),
+        model.trace(stacked.data, remote=_remote_arg(config.backend), **config.extra),
+    ):
+        store = nnsight.save({})
+        ctx = _RunContext(stacked, slices, store)
+        execute_points(model, vlm.adapter, points, ctx)
+        logits = (
+            nnsight.save(model.output.logits[:, -1]) if config.keep_logits == "answer" else None
+        )
+    answer = {n: logits[s] for n, s in slices.items()} if logits is not None else {}
+    return dict(store), answer
+
+
+def _merge_chunks(
+    graph: Graph, chunks: list[tuple[dict[str, Tensor], dict[str, Tensor]]]
+) -> GraphResult:
+    captures: dict[str, Captured] = {}
+    for node in graph.nodes:
+        name = getattr(node, "name", None)
+        if name is None:
+            continue
+        value = torch.cat([c[0][name] for c in chunks]) if len(chunks) > 1 else chunks[0][0][name]
+        captures[name] = Captured(name=name, run=node.run, site=node.sites[0], value=value)
+    logits = {r: torch.cat([c[1][r] for c in chunks]) for r in chunks[0][1]}
+    return GraphResult(captures=captures, answer_logits=logits)

@@ -1,0 +1,43 @@
+"""Reference statistics for ablations: means and resample pools computed on a reference dataset."""
+
+from collections.abc import Iterable
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..core import GraphError, Site
+from ..models import VLM, VlmInputs
+from ._execute import ExecutionConfig, run_graph
+from ._graph import graph
+from ._nodes import Capture, MeanAblate, ResampleAblate
+
+
+def reference_pool(
+    vlm: VLM, site: Site, batches: Iterable[VlmInputs], config: ExecutionConfig | None = None
+) -> Float[Tensor, "n ..."]:
+    """The site's selected value on every row of `batches`, stacked (one capture graph per batch).
+
+    Raises:
+      GraphError: `batches` is empty.
+    """
+    capture = graph(Capture(site=site, name="value"))
+    values = [run_graph(vlm, capture, batch, config)["value"] for batch in batches]
+    if not values:
+        raise GraphError("A reference dataset needs at least one batch; got none.")
+    return torch.cat(values)
+
+
+def mean_ablation(
+    vlm: VLM, site: Site, batches: Iterable[VlmInputs], *, run: str = "main"
+) -> MeanAblate:
+    """A `MeanAblate` node whose mean is the site's average over the reference `batches`."""
+    pool = reference_pool(vlm, site, batches)
+    return MeanAblate(site=site, mean=pool.mean(dim=0), run=run)
+
+
+def resample_ablation(
+    vlm: VLM, site: Site, batches: Iterable[VlmInputs], *, seed: int = 0, run: str = "main"
+) -> ResampleAblate:
+    """A `ResampleAblate` node drawing from the site's values on the reference `batches`."""
+    return ResampleAblate(site=site, pool=reference_pool(vlm, site, batches), seed=seed, run=run)
