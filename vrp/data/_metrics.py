@@ -1,0 +1,246 @@
+"""POPE's metrics with sample sizes and 95% confidence intervals, per split and per category.
+
+Accuracy, precision, recall, F1 (positive class "yes") and the yes-ratio, as in POPE; the point
+values come from scikit-learn. Intervals: Wilson score intervals for the proportions (accuracy,
+precision, recall, yes-ratio; each with its own denominator as ``n``), and a percentile bootstrap
+for F1 (resampling questions, done exactly by drawing the four confusion-matrix counts from a
+multinomial). Counting questions get exact-match accuracy (Wilson) and mean absolute error
+(bootstrap).
+"""
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import DataError
+from ._dataset import Question
+from ._parse import parse_count_answer, parse_pope_answer
+
+Z95 = 1.959963984540054  # standard normal 97.5% quantile
+
+
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """A metric value with its sample size and 95% confidence interval."""
+
+    value: float
+    n: int  # the denominator: questions, predicted "yes" (precision) or true "yes" (recall)
+    low: float
+    high: float
+    method: str  # "wilson" or "bootstrap"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BinaryMetrics:
+    """POPE's metrics for yes/no questions; "yes" is the positive class."""
+
+    n: int
+    accuracy: Estimate
+    precision: Estimate
+    recall: Estimate
+    f1: Estimate
+    yes_ratio: Estimate  # share of "yes" predictions (POPE reports it to expose yes-bias)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CountMetrics:
+    """Metrics for counting questions; unparsable answers count as wrong."""
+
+    n: int
+    accuracy: Estimate  # exact match
+    mae: Estimate | None  # mean |predicted - true| over parsable answers; None if there are none
+    n_unparsed: int
+
+
+Metrics = BinaryMetrics | CountMetrics
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationReport:
+    """Metrics of one set of model answers, per split and per (split, category)."""
+
+    splits: Mapping[str, Metrics]
+    categories: Mapping[tuple[str, str], Metrics]
+    parsed: tuple[str, ...]  # each answer after parsing: "yes"/"no", a count, or "" (unparsable)
+
+
+def wilson_interval(successes: int, n: int, *, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion; (0, 1) when ``n == 0``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _proportion(value: float, successes: int, n: int) -> Estimate:
+    low, high = wilson_interval(successes, n)
+    return Estimate(value=float(value), n=n, low=low, high=high, method="wilson")
+
+
+def binary_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], *, n_boot: int = 2000, seed: int = 0
+) -> BinaryMetrics:
+    """POPE's metrics of predicted against true "yes"/"no" labels.
+
+    Args:
+      y_true: ground-truth labels, "yes" or "no".
+      y_pred: predicted labels (already parsed, e.g. by `parse_pope_answer`).
+      n_boot: bootstrap resamples for the F1 interval.
+      seed: seed of the bootstrap.
+
+    Returns:
+      The metrics; precision (recall) is 0 when nothing is predicted (truly) "yes", as
+      scikit-learn's ``zero_division=0``.
+
+    Raises:
+      DataError: the sequences differ in length, are empty, or hold a label other than yes/no.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    truth, pred = _binary_arrays(y_true, y_pred)
+    n = len(truth)
+    tp, fp = int(np.sum(truth & pred)), int(np.sum(~truth & pred))
+    fn, tn = int(np.sum(truth & ~pred)), int(np.sum(~truth & ~pred))
+    kw = {"pos_label": 1, "zero_division": 0.0}
+    t, p = truth.astype(int), pred.astype(int)
+    return BinaryMetrics(
+        n=n,
+        accuracy=_proportion(accuracy_score(t, p), tp + tn, n),
+        precision=_proportion(precision_score(t, p, **kw), tp, tp + fp),
+        recall=_proportion(recall_score(t, p, **kw), tp, tp + fn),
+        f1=_f1_estimate(float(f1_score(t, p, **kw)), (tp, fp, fn, tn), n_boot, seed),
+        yes_ratio=_proportion((tp + fp) / n, tp + fp, n),
+    )
+
+
+def _binary_arrays(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    if len(y_true) != len(y_pred) or not y_true:
+        raise DataError(
+            f"need as many predictions as labels, at least one; got {len(y_true)} labels and "
+            f"{len(y_pred)} predictions."
+        )
+    bad = sorted({v for v in (*y_true, *y_pred) if v not in ("yes", "no")})
+    if bad:
+        raise DataError(
+            f"labels must be 'yes' or 'no'; got {bad[:5]!r}. Parse raw answers with "
+            "parse_pope_answer first."
+        )
+    return np.asarray(y_true) == "yes", np.asarray(y_pred) == "yes"
+
+
+def _f1_estimate(
+    value: float, cells: tuple[int, int, int, int], n_boot: int, seed: int
+) -> Estimate:
+    n = sum(cells)
+    draws = np.random.default_rng(seed).multinomial(n, np.asarray(cells) / n, size=n_boot)
+    tp, fp, fn = draws[:, 0], draws[:, 1], draws[:, 2]
+    denominator = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(n_boot), where=denominator > 0)
+    low, high = np.percentile(f1, [2.5, 97.5])
+    return Estimate(value=value, n=n, low=float(low), high=float(high), method="bootstrap")
+
+
+def count_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int | None], *, n_boot: int = 2000, seed: int = 0
+) -> CountMetrics:
+    """Exact-match accuracy and mean absolute error of predicted counts.
+
+    Args:
+      y_true: true counts.
+      y_pred: predicted counts, None where the answer held no number (counted wrong).
+      n_boot: bootstrap resamples for the MAE interval.
+      seed: seed of the bootstrap.
+
+    Returns:
+      Accuracy over all questions, MAE over the parsable ones.
+
+    Raises:
+      DataError: the sequences differ in length or are empty.
+    """
+    if len(y_true) != len(y_pred) or not y_true:
+        raise DataError(
+            f"need as many predictions as counts, at least one; got {len(y_true)} counts and "
+            f"{len(y_pred)} predictions."
+        )
+    n = len(y_true)
+    correct = sum(p is not None and p == t for t, p in zip(y_true, y_pred, strict=True))
+    errors = np.asarray(
+        [abs(p - t) for t, p in zip(y_true, y_pred, strict=True) if p is not None], dtype=float
+    )
+    mae = None
+    if errors.size:
+        rng = np.random.default_rng(seed)
+        boot = errors[rng.integers(0, errors.size, size=(n_boot, errors.size))].mean(axis=1)
+        low, high = np.percentile(boot, [2.5, 97.5])
+        mae = Estimate(
+            value=float(errors.mean()), n=errors.size, low=low, high=high, method="bootstrap"
+        )
+    return CountMetrics(
+        n=n,
+        accuracy=_proportion(correct / n, correct, n),
+        mae=mae,
+        n_unparsed=n - errors.size,
+    )
+
+
+def evaluate(
+    questions: Iterable[Question], answers: Sequence[str], *, n_boot: int = 2000, seed: int = 0
+) -> EvaluationReport:
+    """Parses raw model answers and scores them per split and per (split, category).
+
+    Counting questions are parsed with `parse_count_answer`, all others with POPE's rule.
+
+    Args:
+      questions: the questions (e.g. ``dataset.questions``), in the order of `answers`.
+      answers: the model's raw text answers.
+      n_boot: bootstrap resamples for F1 and MAE intervals.
+      seed: seed of the bootstraps.
+
+    Returns:
+      Metrics per split and per (split, category), and the parsed answers.
+
+    Raises:
+      DataError: the numbers of questions and answers differ.
+    """
+    questions = tuple(questions)
+    if len(questions) != len(answers):
+        raise DataError(
+            f"expected one answer per question: {len(questions)} questions, {len(answers)} "
+            "answers. Pass the answers in the order of dataset.questions."
+        )
+    parsed = tuple(_parse(q, a) for q, a in zip(questions, answers, strict=True))
+    by_split: dict[str, list[int]] = {}
+    by_category: dict[tuple[str, str], list[int]] = {}
+    for i, q in enumerate(questions):
+        by_split.setdefault(q.split, []).append(i)
+        by_category.setdefault((q.split, q.category), []).append(i)
+    return EvaluationReport(
+        splits={k: _score(questions, parsed, idx, n_boot, seed) for k, idx in by_split.items()},
+        categories={
+            k: _score(questions, parsed, by_category[k], n_boot, seed) for k in sorted(by_category)
+        },
+        parsed=parsed,
+    )
+
+
+def _parse(question: Question, answer: str) -> str:
+    if question.split == "counting":
+        count = parse_count_answer(answer)
+        return "" if count is None else str(count)
+    return parse_pope_answer(answer)
+
+
+def _score(
+    questions: tuple[Question, ...], parsed: tuple[str, ...], idx: list[int], n_boot: int, seed: int
+) -> Metrics:
+    if questions[idx[0]].split == "counting":
+        truth = [int(questions[i].answer) for i in idx]
+        pred = [int(parsed[i]) if parsed[i] else None for i in idx]
+        return count_metrics(truth, pred, n_boot=n_boot, seed=seed)
+    truth_yn = [questions[i].answer for i in idx]
+    return binary_metrics(truth_yn, [parsed[i] for i in idx], n_boot=n_boot, seed=seed)
