@@ -1,0 +1,76 @@
+"""Feature selection across layers: the "last 5 layers concatenated" probe input."""
+
+from typing import no_type_check
+
+import numpy as np
+from jaxtyping import Float
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from vrp.core import ShapeError, SiteError
+
+
+class LayerConcat(TransformerMixin, BaseEstimator):
+    """Selects layers of `(n, layer, d)` activations and concatenates them to `(n, k * d)`.
+
+    Put it in front of any probe: `make_pipeline(LayerConcat(), LogisticProbe())` is the
+    "last 5 layers concatenated" probe. Layer indices follow Python indexing of the layer axis, so
+    the default `(-5, -4, -3, -2, -1)` means the last five stored layers.
+
+    Args:
+      layers: positions on the layer axis to keep, in output order.
+
+    Attributes:
+      n_layers_: size of the layer axis seen in `fit`.
+      n_features_in_: d seen in `fit`.
+    """
+
+    layers: tuple[int, ...]
+
+    @no_type_check  # scikit-learn's contract: __init__ stores any value; `fit` validates it
+    def __init__(self, layers: tuple[int, ...] = (-5, -4, -3, -2, -1)) -> None:
+        self.layers = layers
+
+    def _check(self, X: ArrayLike) -> np.ndarray:
+        arr = np.asarray(X, dtype=np.float64)
+        if arr.ndim != 3:
+            raise ShapeError(
+                f"LayerConcat expects activations of shape (n, layer, d); got {arr.shape}. "
+                "Stack per-layer (n, d) arrays with np.stack(..., axis=1)."
+            )
+        return arr
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "LayerConcat":
+        """Records the layer axis size and checks every requested layer exists.
+
+        Raises:
+          ShapeError: `X` is not 3-D.
+          SiteError: a requested layer is outside the layer axis.
+        """
+        arr = self._check(X)
+        n_layers = arr.shape[1]
+        bad = [layer for layer in self.layers if not -n_layers <= layer < n_layers]
+        if bad:
+            raise SiteError(
+                f"layers {bad} are out of range for activations with {n_layers} layers "
+                f"(valid: {-n_layers}..{n_layers - 1})."
+            )
+        self.n_layers_ = n_layers
+        self.n_features_in_ = arr.shape[2]
+        return self
+
+    def transform(self, X: ArrayLike) -> Float[np.ndarray, "n kd"]:
+        """Concatenates the selected layers of each sample.
+
+        Raises:
+          ShapeError: `X` does not have the layer and feature sizes seen in `fit`.
+        """
+        check_is_fitted(self)
+        arr = self._check(X)
+        if arr.shape[1:] != (self.n_layers_, self.n_features_in_):
+            raise ShapeError(
+                f"fitted on (n, {self.n_layers_}, {self.n_features_in_}) activations; "
+                f"got {arr.shape}."
+            )
+        return arr[:, np.asarray(self.layers, dtype=np.intp), :].reshape(arr.shape[0], -1)
