@@ -13,46 +13,8 @@ import torch
 
 import vrp.models as models
 from tests.conftest import QUESTIONS, random_images
+from tests.reference import reference_path as _reference_path
 from vrp.core import Component, Site, Tower
-
-# Reference module paths per family: (module path template, reads input?, output item)
-_LM = "model.language_model.layers.{i}"
-_VISION = {
-    "llava": "model.vision_tower.encoder.layers.{i}",
-    "paligemma": "model.vision_tower.encoder.layers.{i}",
-    "qwen2_vl": "model.visual.blocks.{i}",
-}
-_VISION_NAMES = {
-    "llava": ("self_attn", "out_proj", "fc2"),
-    "paligemma": ("self_attn", "out_proj", "fc2"),
-    "qwen2_vl": ("attn", "proj", "fc2"),
-}
-_PROJECTOR = {
-    "llava": "model.multi_modal_projector",
-    "paligemma": "model.multi_modal_projector",
-    "qwen2_vl": "model.visual.merger",
-}
-
-
-def _reference_path(family: str, site: Site) -> tuple[str, str]:
-    """(module path, 'input' | 'output' | 'output0' | 'output1') of `site` in plain PyTorch."""
-    if site.tower is Tower.PROJECTOR:
-        return _PROJECTOR[family], "input" if site.component is Component.RESID_PRE else "output"
-    if site.tower is Tower.LANGUAGE:
-        base, (attn, proj, fc2) = _LM.format(i=site.layer), ("self_attn", "o_proj", "down_proj")
-    else:
-        base, (attn, proj, fc2) = _VISION[family].format(i=site.layer), _VISION_NAMES[family]
-    tuple_attn = not (family == "qwen2_vl" and site.tower is Tower.VISION)
-    table = {
-        Component.RESID_PRE: (base, "input"),
-        Component.HEAD_OUT: (f"{base}.{attn}.{proj}", "input"),
-        Component.ATTN_PATTERN: (f"{base}.{attn}", "output1"),
-        Component.ATTN_OUT: (f"{base}.{attn}", "output0" if tuple_attn else "output"),
-        Component.MLP_NEURONS: (f"{base}.mlp.{fc2}", "input"),
-        Component.MLP_OUT: (f"{base}.mlp", "output"),
-        Component.RESID_POST: (base, "output"),
-    }
-    return table[site.component]
 
 
 def _hook_reference(vlm: models.VLM, sites: list[Site], inputs: models.VlmInputs) -> list[Any]:

@@ -83,8 +83,14 @@ def compile_points(graph: Graph) -> list[_Point]:
 class _RunContext(Context):
     """Row bookkeeping for the stacked batch, and the capture store, inside one trace."""
 
-    def __init__(self, inputs: VlmInputs, rows: dict[str, slice], store: dict[str, Tensor]) -> None:
-        self.inputs, self.rows, self.store_ = inputs, rows, store
+    def __init__(
+        self,
+        inputs: VlmInputs,
+        rows: dict[str, slice],
+        store: dict[str, Tensor],
+        row_ids: dict[str, Tensor],
+    ) -> None:
+        self.inputs, self.rows, self.store_, self.row_ids_ = inputs, rows, store, row_ids
         self.value: Tensor | None = None  # the current point's full value
 
     def mask(self, run: str, site: Site, part: Tensor) -> Tensor:
@@ -108,6 +114,9 @@ class _RunContext(Context):
 
     def store(self, name: str, value: Tensor) -> None:
         self.store_[name] = value.detach().clone()
+
+    def row_ids(self, run: str) -> Tensor:
+        return self.row_ids_[run]
 
 
 def _apply_site_nodes(point: _Point, value: Tensor, ctx: _RunContext) -> tuple[Tensor, bool]:
@@ -247,11 +256,12 @@ def _run_chunk(
     rows: range,
     config: ExecutionConfig,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    parts, slices, start = [], {}, 0
+    parts, slices, start, row_ids = [], {}, 0, {}
     for name in graph.runs:
         run = runs[name]
         whole = run.batch_size == 1 or len(rows) == run.batch_size
         part = run if whole else run.rows(list(rows), trim=False)  # same seq axis in every chunk
+        row_ids[name] = torch.arange(run.batch_size) if whole else torch.tensor(list(rows))
         parts.append(part)
         slices[name] = slice(start, start + part.batch_size)
         start += part.batch_size
@@ -262,7 +272,7 @@ def _run_chunk(
         model.trace(stacked.data, remote=_remote_arg(config.backend), **config.extra),
     ):
         store = nnsight.save({})
-        ctx = _RunContext(stacked, slices, store)
+        ctx = _RunContext(stacked, slices, store, row_ids)
         execute_points(model, vlm.adapter, points, ctx)
         logits = (
             nnsight.save(model.output.logits[:, -1]) if config.keep_logits == "answer" else None

@@ -34,6 +34,10 @@ class Context:
     def store(self, name: str, value: Tensor) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def row_ids(self, run: str) -> Tensor:  # pragma: no cover - interface
+        """Indices of this chunk's rows of `run` in the whole batch (chunking-independent draws)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True, kw_only=True)
 class Node:
@@ -130,9 +134,9 @@ class ResampleAblate(SiteNode):
 
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
         _check_row_shape(self, self.pool[0], part, "pool entry")
-        draw = torch.randint(
-            len(self.pool), (part.shape[0],), generator=torch.Generator().manual_seed(self.seed)
-        )
+        rows = ctx.row_ids(self.run)
+        generator = torch.Generator().manual_seed(self.seed)
+        draw = torch.randint(len(self.pool), (int(rows.max()) + 1,), generator=generator)[rows]
         return self.pool[draw].to(part)
 
 
