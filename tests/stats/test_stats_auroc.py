@@ -1,7 +1,10 @@
 """AUROC: equals scikit-learn, DeLong equals its textbook form, CIs cover at the stated rate."""
 
+from random import Random
+
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
@@ -67,3 +70,19 @@ def test_errors_say_what_is_wrong() -> None:
     unchecked = getattr(auroc, "__wrapped__", auroc)  # past the test-time type-checking hook
     with pytest.raises(ConfigError, match="'delong' or 'bootstrap'"):
         unchecked([0.1, 0.2, 0.3], [0, 1, 1], ci="fisher")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 5), min_size=6, max_size=30),  # few distinct values: many ties
+    st.randoms(use_true_random=False),
+)
+def test_auroc_properties_on_tied_scores(values: list[int], random: Random) -> None:
+    labels = [i % 2 for i in range(len(values))]
+    random.shuffle(labels)
+    s, y = np.array(values, dtype=float), np.array(labels)
+    est, flipped = auroc(s, y), auroc(-s, y)
+    assert est.estimate + flipped.estimate == pytest.approx(1.0)
+    assert 0.0 <= est.ci_low <= est.estimate <= est.ci_high <= 1.0
+    _, var = delong_variance(s[y == 1], s[y == 0])
+    assert var == pytest.approx(_delong_textbook(s[y == 1], s[y == 0]), abs=1e-12)

@@ -11,9 +11,9 @@ The objective is scikit-learn's `LogisticRegression(C=C)` (lbfgs), normalised th
 
 with the intercept unpenalised. It is minimised with L-BFGS whose initial inverse Hessian is
 Bohning's bound `H0 = X~^T diag(s/4) X~ / S + I/(C S)` (X~: centred features plus a ones column),
-inverted once per layer. `H0` bounds the logistic Hessian from above, so its steps
-are well scaled whatever the activations' anisotropy, and L-BFGS corrects the rest. Convergence is
-scikit-learn's test: max |gradient| of f at most `tol`.
+inverted once per layer (from the problems' mean row weights). `H0` bounds the logistic Hessian
+from above, so its steps are well scaled whatever the activations' anisotropy, and L-BFGS corrects
+the rest. Convergence is scikit-learn's test: max |gradient| of f at most `tol`.
 
 When features outnumber samples (`d > n`), the problem is first rotated into the row space of the
 centred data (thin QR): the L2-optimal weights lie in that span, so the solution is unchanged and
@@ -198,6 +198,7 @@ def _initial(problem: _Problem, layers: int) -> Tensor:
 def _minimise(
     problem: _Problem, *, tol: float, max_iter: int, memory: int
 ) -> tuple[Tensor, int, Tensor]:
+    """Batched L-BFGS; returns the parameters, iterations run and which problems converged."""
     theta = _initial(problem, problem.x.shape[0])
     f, z = problem.loss(theta)
     g = problem.grad(theta, z)
@@ -209,7 +210,11 @@ def _minimise(
         if not bool(active.any()):
             n_iter -= 1
             break
-        p = _direction(problem, g, history) * active[:, None]
+        p = _direction(problem, g, history)
+        uphill = _dot(g, p) >= 0  # rounding broke the quasi-Newton direction: use H0^-1 g
+        if bool(uphill.any()):
+            p = torch.where(uphill[:, None], -problem.precondition(g), p)
+        p = p * active[:, None]
         step, f_new, z = _line_search(problem, theta, f, z, g, p)
         stalled |= active & (step == 0)
         s = step[:, None] * p

@@ -39,7 +39,7 @@ def _layer_file(root: Path, layer: int) -> Path:
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     tmp = root / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.write_text(json.dumps(manifest))  # no indent: the C encoder, which leaves no garbage
     os.replace(tmp, root / MANIFEST)  # atomic: readers see the old or the new commit, never half
 
 
@@ -87,6 +87,8 @@ class ActivationStore:
         self._n: int = int(manifest["n"])
         self._manifest = manifest
         self._writable = writable
+        # Paths resolved once: `append` runs per batch and should allocate nothing but the batch.
+        self._files = [os.fspath(_layer_file(path, layer)) for layer in self.layers]
 
     @classmethod
     def create(
@@ -251,9 +253,9 @@ class ActivationStore:
         if len(ids) != block.shape[0]:
             raise ShapeError(f"got {len(ids)} sample_ids for {block.shape[0]} rows of activations.")
         by_layer = np.ascontiguousarray(block.transpose(1, 0, 2))  # one contiguous run per layer
-        for i, layer in enumerate(self.layers):
-            with open(_layer_file(self.path, layer), "ab") as handle:
-                handle.write(by_layer[i].tobytes())
+        for file, rows in zip(self._files, by_layer, strict=True):
+            with open(file, "ab") as handle:
+                handle.write(rows.data)
         with open(self.path / IDS, "a", encoding="utf-8") as handle:
             handle.writelines(json.dumps(sid) + "\n" for sid in ids)
         self._n += block.shape[0]
