@@ -120,24 +120,22 @@ class _RunContext(Context):
 
 
 def _apply_site_nodes(point: _Point, value: Tensor, ctx: _RunContext) -> tuple[Tensor, bool]:
-    changed = False
+    writes = any(isinstance(n, ImagePatchMask) or getattr(n, "writes", False) for n in point.nodes)
+    if writes:
+        value = value.clone()  # once per point: nodes then edit their runs' rows in place
+    ctx.value = value
     for node in point.nodes:
-        ctx.value = value
         rows = ctx.rows[node.run]
         if isinstance(node, ImagePatchMask):
-            value = value.clone()
             value[rows] = node.apply_tokens(value[rows])
-            changed = True
             continue
         assert isinstance(node, SiteNode)
         run_value = value[rows]
         mask = ctx.mask(node.run, node.site, run_value)
         new_part = node.apply(select(node.site, run_value, mask), ctx)
         if node.writes:
-            value = value.clone()
             value[rows] = merge(node.site, run_value, new_part, mask)
-            changed = True
-    return value, changed
+    return value, writes
 
 
 def _knockout_edit(point: _Point, ctx: _RunContext, n_heads: int) -> Any:
@@ -170,10 +168,10 @@ def execute_points(model: Any, vlm_adapter: Any, points: list[_Point], ctx: _Run
         if point.site is None:
             vlm_adapter.edit_attention_mask(model, point.layer, _knockout_edit(point, ctx, n_heads))
             continue
-        value = vlm_adapter.read(model, point.site, ctx.inputs)
+        value = vlm_adapter.read(model, point.site, ctx.inputs, checked=True)
         value, changed = _apply_site_nodes(point, value, ctx)
         if changed:
-            vlm_adapter.write(model, point.site, ctx.inputs, value)
+            vlm_adapter.write(model, point.site, ctx.inputs, value, checked=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -88,14 +88,17 @@ class Graph:
             raise GraphError(
                 f"runs must have equal batch sizes (or one row, broadcast): got {sizes}"
             )
+        checked: set[tuple[str, object]] = set()
         for index, node in enumerate(self.nodes):
             for site in node.sites:
-                if site.tower is Tower.LANGUAGE:
-                    run = inputs[node.run]
-                    try:
-                        site.positions.resolve(run.image_mask, run.attention_mask)
-                    except SiteError as err:
-                        raise GraphError(f"node {index} ({_describe(node)}): {err}") from err
+                if site.tower is not Tower.LANGUAGE or (node.run, site.positions) in checked:
+                    continue
+                checked.add((node.run, site.positions))
+                run = inputs[node.run]
+                try:
+                    site.positions.resolve(run.image_mask, run.attention_mask)
+                except SiteError as err:
+                    raise GraphError(f"node {index} ({_describe(node)}): {err}") from err
 
     # ----- text and JSON -----------------------------------------------------------------------
     def render(self) -> str:

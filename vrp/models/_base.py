@@ -159,27 +159,31 @@ class BaseAdapter:
         return LANGUAGE_PATHS if tower is Tower.LANGUAGE else self.vision_paths
 
     def envoy(self, model: Any, site: Site) -> Any:
-        """The nnsight envoy whose input or output holds `site`."""
+        """The nnsight envoy whose input or output holds `site` (validated first)."""
         self.validate(site)
+        return self._envoy(model, site)
+
+    def _envoy(self, model: Any, site: Site) -> Any:
         if site.tower is Tower.PROJECTOR:
             return self._projector(model)
         layer, paths = self._layer(model, site), self._paths(site.tower)
-        by_component = {
-            Component.RESID_PRE: layer,
-            Component.RESID_POST: layer,
-            Component.HEAD_OUT: _get(layer, f"{paths.attn}.{paths.head_proj}"),
-            Component.ATTN_PATTERN: _get(layer, paths.attn),
-            Component.ATTN_OUT: _get(layer, paths.attn),
-            Component.MLP_NEURONS: _get(layer, f"{paths.mlp}.{paths.neuron_proj}"),
-            Component.MLP_OUT: _get(layer, paths.mlp),
-        }
-        return by_component[site.component]
+        component = site.component
+        if component in (Component.RESID_PRE, Component.RESID_POST):
+            return layer
+        if component is Component.HEAD_OUT:
+            return _get(layer, f"{paths.attn}.{paths.head_proj}")
+        if component in (Component.ATTN_PATTERN, Component.ATTN_OUT):
+            return _get(layer, paths.attn)
+        if component is Component.MLP_NEURONS:
+            return _get(layer, f"{paths.mlp}.{paths.neuron_proj}")
+        return _get(layer, paths.mlp)
 
     def _reads_input(self, site: Site) -> bool:
         return site.component in (Component.RESID_PRE, Component.HEAD_OUT, Component.MLP_NEURONS)
 
-    def read(self, model: Any, site: Site, inputs: VlmInputs) -> Tensor:
-        envoy = self.envoy(model, site)
+    def read(self, model: Any, site: Site, inputs: VlmInputs, *, checked: bool = False) -> Tensor:
+        """Inside a trace: the full canonical value at `site` (`checked` skips re-validation)."""
+        envoy = self._envoy(model, site) if checked else self.envoy(model, site)
         raw = envoy.input if self._reads_input(site) else envoy.output
         if site.component is Component.ATTN_PATTERN:
             return raw[1]
@@ -187,8 +191,11 @@ class BaseAdapter:
             raw = raw[0]
         return self._to_canonical(site, raw, inputs)
 
-    def write(self, model: Any, site: Site, inputs: VlmInputs, value: Tensor) -> None:
-        envoy = self.envoy(model, site)
+    def write(
+        self, model: Any, site: Site, inputs: VlmInputs, value: Tensor, *, checked: bool = False
+    ) -> None:
+        """Inside a trace: replaces the full canonical value at `site`."""
+        envoy = self._envoy(model, site) if checked else self.envoy(model, site)
         if site.component is Component.ATTN_PATTERN:
             raise SiteError(
                 f"{site}: attention patterns are read-only (changing the returned weights does not "
@@ -302,10 +309,6 @@ def _first_tokens(tokenizer: Any, word: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _attention_block(adapter: BaseAdapter, model: Any, layer: int) -> Any:
-    return adapter.envoy(model, Site(layer=layer, component=Component.ATTN_OUT))
-
-
 def edit_attention_mask(adapter: BaseAdapter, model: Any, layer: int, edit: Any) -> None:
     """Inside a trace: replaces the attention mask language layer `layer` attends with.
 
@@ -315,7 +318,7 @@ def edit_attention_mask(adapter: BaseAdapter, model: Any, layer: int, edit: Any)
     Raises:
       SiteError: the layer received no mask tensor (non-eager attention without padding).
     """
-    block = _attention_block(adapter, model, layer)
+    block = adapter._envoy(model, Site(layer=layer, component=Component.ATTN_OUT))
     args, kwargs = block.inputs
     mask = kwargs.get("attention_mask")
     if not isinstance(mask, Tensor):
