@@ -106,7 +106,7 @@ def bench_patch_batching(vlm: VLM, repeats: int) -> float:
     layers = vlm.adapter.n_layers
     cells = [(layer, pos) for layer in range(layers) for pos in range(-(32 // layers), 0)][:32]
     sites = [
-        Site(layer=l, component=Component.RESID_POST, positions=Indices((p,))) for l, p in cells
+        Site(layer=i, component=Component.RESID_POST, positions=Indices((p,))) for i, p in cells
     ]
     names = [f"p{i}" for i in range(len(sites))]
     one = graph(*(Patch(site=s, source="clean", run=n) for s, n in zip(sites, names, strict=True)),
