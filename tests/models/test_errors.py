@@ -34,7 +34,10 @@ def test_unknown_family_for_builder() -> None:
         models.build_vlm("idefics")
 
 
-def test_hub_unreachable_is_a_clear_error() -> None:
+def test_hub_unreachable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no retries
     with pytest.raises(vrp.ModelNotFoundError, match=r"Cannot fetch 'nobody/no-such-vlm'"):
         vrp.load("nobody/no-such-vlm")
 
