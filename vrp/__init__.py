@@ -9,79 +9,33 @@ from typing import TYPE_CHECKING, Any
 
 from .core import (
     AdapterError as AdapterError,
-)
-from .core import (
     AllTokens as AllTokens,
-)
-from .core import (
     Component as Component,
-)
-from .core import (
     ConfigError as ConfigError,
-)
-from .core import (
     DataError as DataError,
-)
-from .core import (
     GraphError as GraphError,
-)
-from .core import (
     ImageTokens as ImageTokens,
-)
-from .core import (
     Indices as Indices,
-)
-from .core import (
     LastToken as LastToken,
-)
-from .core import (
     ModelNotFoundError as ModelNotFoundError,
-)
-from .core import (
     Positions as Positions,
-)
-from .core import (
     PromptError as PromptError,
-)
-from .core import (
     ShapeError as ShapeError,
-)
-from .core import (
     Site as Site,
-)
-from .core import (
     SiteError as SiteError,
-)
-from .core import (
     TextTokens as TextTokens,
-)
-from .core import (
     Tower as Tower,
-)
-from .core import (
     VrpError as VrpError,
 )
 
 if TYPE_CHECKING:
     from .models import (
         VLM as VLM,
-    )
-    from .models import (
         ModelSpec as ModelSpec,
-    )
-    from .models import (
         VlmInputs as VlmInputs,
-    )
-    from .models import (
         build_vlm as build_vlm,
-    )
-    from .models import (
         families as families,
-    )
-    from .models import (
         load as load,
-    )
-    from .models import (
         save as save,
     )
 
