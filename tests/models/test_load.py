@@ -48,3 +48,26 @@ def test_raw_nnsight_is_exposed(vlm: models.VLM) -> None:
     with vlm.nnsight.trace(inputs.data):
         hidden = vlm.nnsight.model.language_model.layers[0].output.save()
     assert hidden.shape[:2] == (1, inputs.seq_len)
+
+
+def test_lens_weights_reproduce_the_logits(vlm: models.VLM) -> None:
+    """final_norm + unembedding applied to the last layer's output give the model's logits, and
+    W_O applied to the per-head outputs gives the attention output."""
+    import nnsight
+
+    from vrp.core import Component, Site
+
+    inputs = vlm.encode(random_images(2), QUESTIONS[:2])
+    last = vlm.adapter.n_layers - 1
+    resid = Site(layer=last, component=Component.RESID_POST)
+    heads = Site(layer=last, component=Component.HEAD_OUT)
+    attn = Site(layer=last, component=Component.ATTN_OUT)
+    with torch.no_grad(), vlm.nnsight.trace(inputs.data):
+        h = nnsight.save(vlm.adapter.read(vlm.nnsight, heads, inputs))
+        a = nnsight.save(vlm.adapter.read(vlm.nnsight, attn, inputs))
+        r = nnsight.save(vlm.adapter.read(vlm.nnsight, resid, inputs))
+    with torch.no_grad():
+        lens = vlm.adapter.final_norm(vlm.hf)(r[:, -1]) @ vlm.adapter.unembedding(vlm.hf)
+        projected = h.flatten(-2) @ vlm.adapter.head_output_weight(vlm.hf, last).T
+    torch.testing.assert_close(lens, vlm.answer_logits(inputs), atol=1e-5, rtol=0)
+    torch.testing.assert_close(projected, a, atol=1e-5, rtol=0)

@@ -220,6 +220,21 @@ class BaseAdapter:
             return value.flatten(-2)
         return value
 
+    # ----- weights the signals need (plain torch, outside traces) ---------------------------------
+    def final_norm(self, hf: Any) -> Any:
+        """The language model's final norm module (applied before the unembedding)."""
+        return hf.model.language_model.norm
+
+    def unembedding(self, hf: Any) -> Tensor:
+        """W_U as ``d_model vocab`` (the LM head's weight, transposed; a view, not a copy)."""
+        return hf.lm_head.weight.T
+
+    def head_output_weight(self, hf: Any, layer: int) -> Tensor:
+        """W_O of language layer `layer` as ``d_model (head d_head)``: maps concatenated per-head
+        outputs (`Component.HEAD_OUT`, flattened) to the attention output."""
+        self.validate(Site(layer=layer, component=Component.HEAD_OUT))
+        return hf.model.language_model.layers[layer].self_attn.o_proj.weight
+
     def edit_attention_mask(self, model: Any, layer: int, edit: Any) -> None:
         """Inside a trace: see `edit_attention_mask`."""
         edit_attention_mask(self, model, layer, edit)
