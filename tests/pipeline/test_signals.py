@@ -1,0 +1,69 @@
+"""Signals from a model: every value finite, internal consistency, and clear errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import vrp
+from vrp.data import SyntheticConfig, generate
+from vrp.pipeline import SignalConfig, capture_batch, dataset_signals
+from vrp.signals import truth_margin
+
+
+@pytest.fixture(scope="module")
+def yes_no_samples():
+    dataset = generate(SyntheticConfig(n_per_split=6, n_counting=2, n_spatial=4, seed=11))
+    return [s for s in dataset if s.answer in ("yes", "no")][:10]
+
+
+def test_every_signal_is_finite(vlm, yes_no_samples) -> None:
+    batches = dataset_signals(vlm, yes_no_samples, SignalConfig(batch_size=4, samples=3))
+    rows = [r for b in batches for r in b.samples]
+    assert len(rows) == len(yes_no_samples)
+    for row in rows:
+        for name, value in row.as_dict().items():
+            if isinstance(value, float):
+                assert math.isfinite(value), (name, row)
+        assert row.correct == (row.answer == row.label)
+        assert 0 <= row.spatial_entropy_norm <= 1 + 1e-6
+        assert 1 / 3 <= row.self_consistency <= 1
+    hidden = np.concatenate([b.hidden for b in batches])
+    assert hidden.shape == (
+        len(rows),
+        vlm.adapter.n_layers,
+        vlm.adapter.shape(vrp.Tower.LANGUAGE).d_model,
+    )
+
+
+def test_last_layer_lens_equals_the_model_logits(vlm, yes_no_samples) -> None:
+    """The logit lens at the last layer is the model's own answer distribution."""
+    samples = yes_no_samples[:4]
+    layers = tuple(range(vlm.adapter.n_layers))
+    cap = capture_batch(
+        vlm, [s.image for s in samples], [s.question for s in samples], layers=layers
+    )
+    with torch.no_grad():
+        lens_logits = vlm.adapter.final_norm(vlm.hf)(cap.resid[:, -1]) @ vlm.adapter.unembedding(
+            vlm.hf
+        )
+    torch.testing.assert_close(lens_logits, cap.logits, atol=1e-5, rtol=0)
+    rows = dataset_signals(vlm, samples, SignalConfig(batch_size=4, samples=0))[0].samples
+    expected = truth_margin(
+        cap.logits,
+        torch.tensor(
+            [
+                vlm.answer_tokens.yes[0] if s.answer == "yes" else vlm.answer_tokens.no[0]
+                for s in samples
+            ]
+        ),
+    )
+    np.testing.assert_allclose([r.truth_margin for r in rows], expected.numpy(), atol=1e-5)
+
+
+def test_counting_questions_are_refused_with_a_clear_error(tiny_vlms) -> None:
+    dataset = generate(SyntheticConfig(n_per_split=2, n_counting=2, n_spatial=0, seed=1))
+    counting = [s for s in dataset if s.split == "counting"]
+    with pytest.raises(vrp.DataError, match=r"need yes/no questions.*split 'counting'"):
+        dataset_signals(tiny_vlms["llava"], counting, SignalConfig(samples=0))

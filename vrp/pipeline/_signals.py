@@ -1,0 +1,261 @@
+"""Every reliability signal of the VRP study, per sample, from one capture trace per batch.
+
+Structural (attention to the image on the patch grid), mechanistic (logit lens, visual attribution,
+attention vs MLP direct-logit shares) and behavioural (answer probability, entropy, margins,
+self-consistency from batched sampling). Correctness is judged on yes/no questions.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..core import DataError
+from ..data import Sample, parse_pope_answer
+from ..models import VLM
+from ..signals import (
+    Dbscan,
+    MassComponents,
+    average_heads,
+    component_attribution,
+    image_attention,
+    logit_gap,
+    logit_lens,
+    self_consistency,
+    top_head_map,
+    unembed_direction,
+    vocab_entropy,
+    yes_no_margin,
+)
+from ._capture import BatchCapture, capture_batch
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignalConfig:
+    """Which signals to compute and how.
+
+    Attributes:
+      layers: language layers to read (None: all).
+      batch_size: rows per trace.
+      top_k_heads: K of the top-K-head attention entropy.
+      late_window: layer steps summed into the late-diffusion rise (capped by the layer count).
+      samples: K answers sampled per question for self-consistency (0 skips it).
+      temperature / top_p / max_new_tokens: sampling settings of self-consistency.
+      grey: grey level of the blank image for the visual-attribution margin.
+      seed: seeds the sampling (per batch: seed + batch index).
+    """
+
+    layers: tuple[int, ...] | None = None
+    batch_size: int = 16
+    top_k_heads: int = 5
+    late_window: int = 3
+    samples: int = 10
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 3
+    grey: int = 128
+    seed: int = 0
+    dbscan: Dbscan = field(default_factory=Dbscan)
+    components: MassComponents = field(default_factory=MassComponents)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleSignals:
+    """Every scalar signal of one answered question (NaN where a signal does not apply)."""
+
+    question_id: int
+    split: str
+    category: str
+    label: str  # ground truth, "yes" / "no"
+    answer: str  # the model's answer from its yes/no logits
+    correct: bool
+    spatial_entropy: float  # H_s of the layer-average map, nats
+    spatial_entropy_norm: float  # H_s / log S
+    clusters_dbscan: int
+    clusters_components: int
+    early_locking_layer: int
+    late_rise: float
+    top_heads_entropy: float
+    answer_logprob: float  # log P(answer token) at the answer position
+    vocab_entropy: float
+    logit_gap: float  # top-1 minus top-2 logit
+    yes_no_margin: float
+    truth_margin: float  # logit lens at the last layer: correct token vs the best other
+    peak_layer: int
+    visual_attribution: float  # truth margin with the image minus with a blank image, last layer
+    mlp_share: float
+    self_consistency: float
+    all_agree: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSignals:
+    """Signals of one batch plus the answer-position hidden states (for probes)."""
+
+    samples: tuple[SampleSignals, ...]
+    hidden: Float[np.ndarray, "batch layer d_model"]
+    layers: tuple[int, ...]
+
+
+def _labels(samples: Sequence[Sample]) -> list[str]:
+    bad = [s for s in samples if s.answer not in ("yes", "no")]
+    if bad:
+        raise DataError(
+            f"Reliability signals need yes/no questions; question {bad[0].question_id} of split "
+            f"{bad[0].split!r} has answer {bad[0].answer!r}. Select the POPE or spatial splits."
+        )
+    return [s.answer for s in samples]
+
+
+def _attention(vlm: VLM, cap: BatchCapture, config: SignalConfig, direction: Tensor) -> dict:
+    from ..signals import attention_structure
+
+    queries = torch.zeros(cap.logits.shape[0], dtype=torch.long)
+    head_maps = image_attention(list(cap.patterns), cap.image_mask, queries, cap.inputs.grids[0])
+    maps = average_heads(head_maps, layers=cap.layers)
+    window = max(1, min(config.late_window, len(cap.layers) - 1))
+    structure = attention_structure(
+        maps, dbscan=config.dbscan, components=config.components, late_window=window
+    )
+    effects = _head_effects(vlm, cap, direction)
+    k = min(config.top_k_heads, effects.numel())
+    top = top_head_map(head_maps, effects, k)
+    return {
+        "spatial_entropy": structure.entropy.nats,
+        "spatial_entropy_norm": structure.entropy.normalised,
+        "clusters_dbscan": structure.clusters_dbscan,
+        "clusters_components": structure.clusters_components,
+        "early_locking_layer": structure.evolution.early_locking_layer,
+        "late_rise": structure.evolution.late_rise,
+        "top_heads_entropy": top.entropy.nats,
+    }
+
+
+def _head_effects(vlm: VLM, cap: BatchCapture, direction: Tensor) -> Float[Tensor, "layer head"]:
+    """Batch-mean |direct effect| of each head on the truth direction (through W_O)."""
+    effects = []
+    for index, layer in enumerate(cap.layers):
+        w_o = vlm.adapter.head_output_weight(vlm.hf, layer)  # d_model (head d_head)
+        heads = cap.heads[:, index]  # batch head d_head
+        per_head = w_o.reshape(w_o.shape[0], heads.shape[1], heads.shape[2])
+        out = torch.einsum("bhe,dhe->bhd", heads, per_head)
+        effects.append((out * direction[:, None, :]).sum(-1).abs().mean(0))
+    return torch.stack(effects)
+
+
+def _targets(vlm: VLM, labels: list[str]) -> tuple[Tensor, Tensor]:
+    yes, no = vlm.answer_tokens.yes[0], vlm.answer_tokens.no[0]
+    target = torch.tensor([yes if lab == "yes" else no for lab in labels])
+    foil = torch.tensor([no if lab == "yes" else yes for lab in labels])
+    return target, foil
+
+
+def _lens(vlm: VLM, cap: BatchCapture, target: Tensor) -> dict:
+    norm, w_u = vlm.adapter.final_norm(vlm.hf), vlm.adapter.unembedding(vlm.hf)
+    kwargs = {"target": target, "norm": norm, "layers": cap.layers}
+    real = logit_lens(cap.resid, w_u, **kwargs)
+    blank = logit_lens(cap.blank_resid, w_u, **kwargs)
+    return {
+        "truth_margin": real.margin[:, -1],
+        "peak_layer": real.peak_layer,
+        "visual_attribution": (real.margin - blank.margin)[:, -1],
+    }
+
+
+def _behaviour(vlm: VLM, cap: BatchCapture, labels: list[str]) -> dict:
+    logits = cap.logits.float()
+    margin = yes_no_margin(logits, vlm.answer_tokens.yes, vlm.answer_tokens.no)
+    answers = ["yes" if m > 0 else "no" for m in margin.tolist()]
+    chosen = torch.tensor([vlm.answer_tokens.yes[0] if a == "yes" else vlm.answer_tokens.no[0]
+                           for a in answers])  # fmt: skip
+    logprob = torch.log_softmax(logits, -1).gather(1, chosen[:, None])[:, 0]
+    return {
+        "answer": answers,
+        "correct": [a == lab for a, lab in zip(answers, labels, strict=True)],
+        "answer_logprob": logprob,
+        "vocab_entropy": vocab_entropy(logits),
+        "logit_gap": logit_gap(logits),
+        "yes_no_margin": margin,
+    }
+
+
+def _consistency(vlm: VLM, cap: BatchCapture, config: SignalConfig, index: int) -> dict:
+    n = cap.logits.shape[0]
+    if config.samples == 0:
+        return {"self_consistency": [float("nan")] * n, "all_agree": [False] * n}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + index)
+        texts = vlm.generate(
+            cap.inputs,
+            max_new_tokens=config.max_new_tokens,
+            do_sample=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            num_return_sequences=config.samples,
+        )
+    k = config.samples
+    results = [
+        self_consistency(texts[i * k : (i + 1) * k], parse=parse_pope_answer) for i in range(n)
+    ]
+    return {
+        "self_consistency": [r.score for r in results],
+        "all_agree": [r.all_agree for r in results],
+    }
+
+
+def batch_signals(
+    vlm: VLM, samples: Sequence[Sample], config: SignalConfig, *, index: int = 0
+) -> BatchSignals:
+    """Every signal of one batch of yes/no samples (one capture trace + one sampling call)."""
+    labels = _labels(samples)
+    layers = config.layers or tuple(range(vlm.adapter.n_layers))
+    cap = capture_batch(vlm, [s.image for s in samples], [s.question for s in samples],
+                        layers=layers, grey=config.grey)  # fmt: skip
+    target, foil = _targets(vlm, labels)
+    w_u = vlm.adapter.unembedding(vlm.hf)
+    with torch.no_grad():
+        direction = unembed_direction(w_u, target, foil)
+        values = {
+            **_behaviour(vlm, cap, labels),
+            **_attention(vlm, cap, config, direction),
+            **_lens(vlm, cap, target),
+            "mlp_share": component_attribution(cap.attn, cap.mlp, direction).mlp_share,
+            **_consistency(vlm, cap, config, index),
+        }
+    rows = []
+    for i, sample in enumerate(samples):
+        row = {k: _item(v, i) for k, v in values.items()}
+        rows.append(SampleSignals(question_id=sample.question_id, split=sample.split,
+                                  category=sample.category, label=labels[i], **row))  # fmt: skip
+    hidden = cap.resid.detach().float().numpy()
+    return BatchSignals(samples=tuple(rows), hidden=hidden, layers=layers)
+
+
+def _item(value: object, i: int) -> object:
+    if isinstance(value, Tensor):
+        item = value[i].item()
+        return item
+    return value[i]  # type: ignore[index]
+
+
+def dataset_signals(
+    vlm: VLM, samples: Iterable[Sample], config: SignalConfig | None = None
+) -> list[BatchSignals]:
+    """`batch_signals` over `samples` in batches of `config.batch_size`."""
+    config = config or SignalConfig()
+    batch: list[Sample] = []
+    out: list[BatchSignals] = []
+    for sample in samples:
+        batch.append(sample)
+        if len(batch) == config.batch_size:
+            out.append(batch_signals(vlm, batch, config, index=len(out)))
+            batch = []
+    if batch:
+        out.append(batch_signals(vlm, batch, config, index=len(out)))
+    return out
