@@ -7,6 +7,7 @@ self-consistency from batched sampling). Correctness is judged on yes/no questio
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -230,18 +231,15 @@ def batch_signals(
         }
     rows = []
     for i, sample in enumerate(samples):
-        row = {k: _item(v, i) for k, v in values.items()}
+        row: dict[str, Any] = {k: _item(v, i) for k, v in values.items()}
         rows.append(SampleSignals(question_id=sample.question_id, split=sample.split,
                                   category=sample.category, label=labels[i], **row))  # fmt: skip
     hidden = cap.resid.detach().float().numpy()
     return BatchSignals(samples=tuple(rows), hidden=hidden, layers=layers)
 
 
-def _item(value: object, i: int) -> object:
-    if isinstance(value, Tensor):
-        item = value[i].item()
-        return item
-    return value[i]  # type: ignore[index]
+def _item(value: Any, i: int) -> Any:
+    return value[i].item() if isinstance(value, Tensor) else value[i]
 
 
 def dataset_signals(
