@@ -12,7 +12,12 @@ app = typer.Typer(
 
 
 def main() -> None:
-    """Entry point of the `vrp` console script."""
+    """Entry point of the `vrp` console script: VRP errors print as one clear line, exit code 2."""
+    from ..core import VrpError
     from . import _commands  # noqa: F401  (registers the command groups)
 
-    app()
+    try:
+        app(standalone_mode=True)
+    except VrpError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise SystemExit(2) from None
