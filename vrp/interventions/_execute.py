@@ -191,7 +191,7 @@ class ExecutionConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # passed to model.trace (e.g. api_key)
 
 
-def _remote_arg(backend: Backend) -> Any:
+def _remote_arg(backend: Backend, vlm: VLM) -> Any:
     if backend == "local":
         return False
     if backend == "serialise":
@@ -200,6 +200,13 @@ def _remote_arg(backend: Backend) -> Any:
         raise ConfigError(
             f"Unknown backend {backend!r}: expected 'local', 'serialise' or a host URL such as "
             "'http://127.0.0.1:8080'."
+        )
+    repo = getattr(vlm.nnsight, "repo_id", None)
+    if not repo or "/" not in str(repo) or str(repo).startswith(("/", ".", "tiny/", "organism/")):
+        raise ConfigError(
+            f"Remote backend {backend!r} needs a model the server hosts under a Hub repo id; "
+            f"{vlm.name!r} was built or loaded locally (repo id {repo!r}). Load it with "
+            "vrp.load('<owner>/<name>'), or run locally / with backend='serialise'."
         )
     return backend
 
@@ -267,7 +274,7 @@ def _run_chunk(
     model = vlm.nnsight
     with (
         torch.no_grad(),
-        model.trace(stacked.data, remote=_remote_arg(config.backend), **config.extra),
+        model.trace(stacked.data, remote=_remote_arg(config.backend, vlm), **config.extra),
     ):
         store = nnsight.save({})
         ctx = _RunContext(stacked, slices, store, row_ids)
