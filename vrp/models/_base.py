@@ -41,6 +41,14 @@ LANGUAGE_PATHS = LayerPaths(
     neuron_proj="down_proj",
     attn_returns_weights=True,
 )
+ENCODER_PATHS = LayerPaths(
+    attn="self_attn",
+    head_proj="out_proj",
+    mlp="mlp",
+    neuron_proj="fc2",
+    attn_returns_weights=True,
+)
+"""CLIP's and SigLIP's encoder layers (LLaVA's and PaliGemma's vision towers)."""
 
 
 def _get(envoy: Any, dotted: str) -> Any:
@@ -244,7 +252,10 @@ class BaseAdapter:
         raise NotImplementedError
 
     def _grids(self, data: dict[str, Tensor]) -> tuple[tuple[int, int], ...]:
-        raise NotImplementedError
+        """Patch grid per row; by default the square grid of a fixed-resolution vision tower."""
+        vision = self.config.vision_config
+        side = int(vision.image_size) // int(vision.patch_size)
+        return tuple((side, side) for _ in range(data["input_ids"].shape[0]))
 
     def _processor_kwargs(self) -> dict[str, Any]:
         return {}

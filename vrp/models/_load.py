@@ -112,14 +112,21 @@ def load_directory(
 ) -> VLM:
     """Loads a checkpoint saved with `save_pretrained` (model + processor files) offline."""
     family = _model_type(directory)
-    kwargs: dict[str, Any] = {"local_files_only": True, "attn_implementation": attn}
+    return _from_pretrained(family, directory, name=name, device=device, dtype=dtype, attn=attn)
+
+
+def _from_pretrained(
+    family: str, source: str | Path, *, name: str, device: Any, dtype: Any, attn: str
+) -> VLM:
+    """Model, processor and adapter of `family` from a directory or (online) a Hub repo id."""
+    local_only = isinstance(source, Path)
+    kwargs: dict[str, Any] = {"local_files_only": local_only, "attn_implementation": attn}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = _MODEL_CLASSES[family].from_pretrained(directory, **kwargs).to(torch.device(device))
-    processor = _load_processor(family, directory, local_only=True)
-    return VLM(
-        model=model, processor=processor, adapter=adapter_class(family)(model.config), name=name
-    )
+    model = _MODEL_CLASSES[family].from_pretrained(source, **kwargs).to(torch.device(device))
+    processor = _load_processor(family, source, local_only=local_only)
+    adapter = adapter_class(family)(model.config)
+    return VLM(model=model, processor=processor, adapter=adapter, name=name)
 
 
 def _load_processor(family: str, source: str | Path, *, local_only: bool) -> Any:
@@ -142,15 +149,8 @@ def _load_hub(repo_id: str, *, device: Any, dtype: Any, attn: str) -> VLM:
             "download the checkpoint elsewhere and pass its local directory to vrp.load."
         ) from err
     family = str(config.model_type)
-    adapter_class(family)
-    kwargs: dict[str, Any] = {"attn_implementation": attn}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    model = _MODEL_CLASSES[family].from_pretrained(repo_id, **kwargs).to(torch.device(device))
-    processor = _load_processor(family, repo_id, local_only=False)
-    return VLM(
-        model=model, processor=processor, adapter=adapter_class(family)(model.config), name=repo_id
-    )
+    adapter_class(family)  # an unsupported family fails before any weight is downloaded
+    return _from_pretrained(family, repo_id, name=repo_id, device=device, dtype=dtype, attn=attn)
 
 
 def save(vlm: VLM, directory: str | Path) -> Path:

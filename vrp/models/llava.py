@@ -6,10 +6,8 @@ reads the image only through attention from later positions.
 
 from typing import Any, ClassVar
 
-from torch import Tensor
-
 from ..core import AdapterError
-from ._base import BaseAdapter, LayerPaths
+from ._base import ENCODER_PATHS, BaseAdapter, LayerPaths
 
 
 class LlavaAdapter(BaseAdapter):
@@ -17,13 +15,7 @@ class LlavaAdapter(BaseAdapter):
 
     family: ClassVar[str] = "llava"
     image_placeholder: ClassVar[str] = "<image>"
-    vision_paths: ClassVar[LayerPaths] = LayerPaths(
-        attn="self_attn",
-        head_proj="out_proj",
-        mlp="mlp",
-        neuron_proj="fc2",
-        attn_returns_weights=True,
-    )
+    vision_paths: ClassVar[LayerPaths] = ENCODER_PATHS
 
     def __init__(self, config: Any) -> None:
         strategy = getattr(config, "vision_feature_select_strategy", "default")
@@ -39,8 +31,3 @@ class LlavaAdapter(BaseAdapter):
 
     def prompt(self, question: str) -> str:
         return f"USER: <image>\n{question} ASSISTANT:"
-
-    def _grids(self, data: dict[str, Tensor]) -> tuple[tuple[int, int], ...]:
-        vision = self.config.vision_config
-        side = int(vision.image_size) // int(vision.patch_size)
-        return tuple((side, side) for _ in range(data["input_ids"].shape[0]))
