@@ -21,6 +21,7 @@ from .core import (
     Positions as Positions,
     PromptError as PromptError,
     ShapeError as ShapeError,
+    SignalError as SignalError,
     Site as Site,
     SiteError as SiteError,
     TextTokens as TextTokens,
@@ -54,7 +55,7 @@ _LAZY = {
 __all__ = [
     "AdapterError", "AllTokens", "Component", "ConfigError", "DataError", "GraphError",
     "ImageTokens", "Indices", "LastToken", "ModelNotFoundError", "Positions", "PromptError",
-    "ShapeError", "Site", "SiteError", "TextTokens", "Tower", "VrpError", *_LAZY,
+    "ShapeError", "SignalError", "Site", "SiteError", "TextTokens", "Tower", "VrpError", *_LAZY,
 ]  # fmt: skip
 
 

@@ -4,6 +4,8 @@ import inspect
 import subprocess
 import sys
 
+import vrp
+import vrp.core
 import vrp.signals
 
 
@@ -37,3 +39,9 @@ def test_importing_signals_pulls_in_no_model_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_signal_error_is_the_core_class_re_exported() -> None:
+    assert vrp.signals.SignalError is vrp.core.SignalError is vrp.SignalError
+    assert issubclass(vrp.signals.SignalError, vrp.core.VrpError)
+    assert issubclass(vrp.signals.SignalError, ValueError)

@@ -9,6 +9,7 @@ from ._errors import (
     ModelNotFoundError as ModelNotFoundError,
     PromptError as PromptError,
     ShapeError as ShapeError,
+    SignalError as SignalError,
     SiteError as SiteError,
     VrpError as VrpError,
 )

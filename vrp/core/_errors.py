@@ -30,6 +30,14 @@ class ShapeError(VrpError, ValueError):
     """A tensor or array arrived with a shape other than the one documented."""
 
 
+class SignalError(VrpError, ValueError):
+    """Input with a valid shape but invalid values for a signal.
+
+    A negative or all-zero attention map, a token id past the vocabulary, a non-positive norm
+    scale: the shape is right (else `ShapeError`) but the signal is undefined on these values.
+    """
+
+
 class GraphError(VrpError, ValueError):
     """An intervention graph is invalid for the model it is run on."""
 

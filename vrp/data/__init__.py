@@ -5,6 +5,8 @@ Every benchmark is a `Dataset` of `Sample`s (image, question, answer, split, cat
 Real POPE files are read with `read_pope`; synthetic benchmarks are made in memory with `generate`
 or written to disk, in POPE's own file format, with `write_benchmark` and read back with
 `read_benchmark`. `vocabulary` lists every token the generator can write, for word-level tokenizers.
+The metrics (`binary_metrics`, `count_metrics`, `evaluate`) give every number as a
+`vrp.stats.Estimate` with its 95% interval and sample size.
 """
 
 from ._config import (
@@ -23,12 +25,10 @@ from ._dataset import (
 from ._metrics import (
     BinaryMetrics as BinaryMetrics,
     CountMetrics as CountMetrics,
-    Estimate as Estimate,
     EvaluationReport as EvaluationReport,
     binary_metrics as binary_metrics,
     count_metrics as count_metrics,
     evaluate as evaluate,
-    wilson_interval as wilson_interval,
 )
 from ._parse import parse_count_answer as parse_count_answer, parse_pope_answer as parse_pope_answer
 from ._pope import pope_line as pope_line, read_pope as read_pope
@@ -56,7 +56,6 @@ __all__ = [
     "BinaryMetrics",
     "CountMetrics",
     "Dataset",
-    "Estimate",
     "EvaluationReport",
     "Question",
     "QuestionDataset",
@@ -84,6 +83,5 @@ __all__ = [
     "scene_caption",
     "split_words",
     "vocabulary",
-    "wilson_interval",
     "write_benchmark",
 ]

@@ -1,35 +1,24 @@
 """POPE's metrics with sample sizes and 95% confidence intervals, per split and per category.
 
 Accuracy, precision, recall, F1 (positive class "yes") and the yes-ratio, as in POPE; the point
-values come from scikit-learn. Intervals: Wilson score intervals for the proportions (accuracy,
-precision, recall, yes-ratio; each with its own denominator as ``n``), and a percentile bootstrap
-for F1 (resampling questions, done exactly by drawing the four confusion-matrix counts from a
-multinomial). Counting questions get exact-match accuracy (Wilson) and mean absolute error
-(bootstrap).
+values come from scikit-learn. Every metric is a `vrp.stats.Estimate` (no test, so ``p_value`` is
+NaN). Intervals: Wilson score intervals for the proportions (accuracy, precision, recall,
+yes-ratio; each with its own denominator as ``n``: questions, predicted "yes" for precision, true
+"yes" for recall), and a percentile bootstrap for F1 (resampling questions, done exactly by drawing
+the four confusion-matrix counts from a multinomial). Counting questions get exact-match accuracy
+(Wilson) and mean absolute error (bootstrap). ``method`` is "wilson" or "bootstrap".
 """
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..core import DataError
+from ..stats import Estimate, proportion
 from ._dataset import Question
 from ._parse import parse_count_answer, parse_pope_answer
-
-Z95 = 1.959963984540054  # standard normal 97.5% quantile
-
-
-@dataclass(frozen=True, kw_only=True)
-class Estimate:
-    """A metric value with its sample size and 95% confidence interval."""
-
-    value: float
-    n: int  # the denominator: questions, predicted "yes" (precision) or true "yes" (recall)
-    low: float
-    high: float
-    method: str  # "wilson" or "bootstrap"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,20 +55,22 @@ class EvaluationReport:
     parsed: tuple[str, ...]  # each answer after parsing: "yes"/"no", a count, or "" (unparsable)
 
 
-def wilson_interval(successes: int, n: int, *, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion; (0, 1) when ``n == 0``."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def _proportion(value: float, successes: int, n: int) -> Estimate:
-    low, high = wilson_interval(successes, n)
-    return Estimate(value=float(value), n=n, low=low, high=high, method="wilson")
+    # the point value is scikit-learn's: it equals successes / n, except that with n == 0 it is 0
+    # (zero_division=0) where `proportion` says NaN
+    return replace(proportion(successes, n), estimate=float(value))
+
+
+def _bootstrap(value: float, n: int, draws: np.ndarray) -> Estimate:
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return Estimate(
+        estimate=value,
+        ci_low=float(low),
+        ci_high=float(high),
+        p_value=math.nan,
+        n=n,
+        method="bootstrap",
+    )
 
 
 def binary_metrics(
@@ -141,8 +132,7 @@ def _f1_estimate(
     tp, fp, fn = draws[:, 0], draws[:, 1], draws[:, 2]
     denominator = 2 * tp + fp + fn
     f1 = np.divide(2 * tp, denominator, out=np.zeros(n_boot), where=denominator > 0)
-    low, high = np.percentile(f1, [2.5, 97.5])
-    return Estimate(value=value, n=n, low=float(low), high=float(high), method="bootstrap")
+    return _bootstrap(value, n, f1)
 
 
 def count_metrics(
@@ -176,10 +166,7 @@ def count_metrics(
     if errors.size:
         rng = np.random.default_rng(seed)
         boot = errors[rng.integers(0, errors.size, size=(n_boot, errors.size))].mean(axis=1)
-        low, high = np.percentile(boot, [2.5, 97.5])
-        mae = Estimate(
-            value=float(errors.mean()), n=errors.size, low=low, high=high, method="bootstrap"
-        )
+        mae = _bootstrap(float(errors.mean()), errors.size, boot)
     return CountMetrics(
         n=n,
         accuracy=_proportion(correct / n, correct, n),

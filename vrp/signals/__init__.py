@@ -13,7 +13,12 @@ stages of the VRP method (see ``vrp-methods.md``):
 - Stage 3, generation dynamics and self-consistency: `answer_logprob`, `vocab_entropy`,
   `logit_gap`, `truth_margin`, `yes_no_margin`, `normalise_answer`, `self_consistency`,
   `agreement_precision`.
+
+Input with the right shape but values a signal is undefined on raises `SignalError` (defined in
+`vrp.core` with the rest of the hierarchy, re-exported here).
 """
+
+from vrp.core import SignalError as SignalError
 
 from ._attention import (
     AttentionMaps as AttentionMaps,
@@ -47,7 +52,6 @@ from ._entropy import (
     entropy_evolution as entropy_evolution,
     spatial_entropy as spatial_entropy,
 )
-from ._errors import SignalError as SignalError
 from ._generation import (
     answer_logprob as answer_logprob,
     logit_gap as logit_gap,

@@ -16,10 +16,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from vrp.core import ConfigError, ShapeError, SiteError
+from vrp.core.types import Pattern
 
 from ._checks import float_dtype, layer_labels, upcast
 from ._entropy import SpatialEntropy, spatial_entropy
-from ._types import HeadMaps, LayerMaps, Pattern
+from ._types import HeadMaps, LayerMaps
 
 Queries = Bool[Tensor, "batch seq"] | Int[Tensor, " batch"]
 """The answer position(s): a mask over query positions, or one position per row (negative counts

@@ -5,9 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from vrp.core import ConfigError, ShapeError
-
-from ._errors import SignalError
+from vrp.core import ConfigError, ShapeError, SignalError
 
 
 def float_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -17,8 +17,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from vrp.core import SignalError
+
 from ._checks import check_ids, layer_labels, upcast
-from ._errors import SignalError
 
 Stack = Float[Tensor, "batch layer d_model"]
 

@@ -14,9 +14,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from vrp.core import ConfigError, ShapeError
+from vrp.core.types import AnswerLogits
 
 from ._checks import check_id_set, check_ids, upcast
-from ._types import AnswerLogits
 
 
 def answer_logprob(
