@@ -1,4 +1,5 @@
 """Imports every command module so that each registers its commands on the root app."""
+
 from ._app import app
 from ._data import data_app
 
