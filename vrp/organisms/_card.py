@@ -1,0 +1,326 @@
+"""Model cards generated from a real evaluation: never hand-typed numbers.
+
+`card_markdown` renders one organism's architecture (read from the model), training recipe and time
+(read from the ``training.json`` its run wrote) and its metrics per split with n and 95% CIs (from an
+`OrganismReport`). `write_card` stores the card in the package (``vrp/organisms/cards/``) and,
+optionally, a copy in the docs.
+"""
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..core import ConfigError, Tower
+from ..data import BinaryMetrics, CountMetrics
+from ..models import VLM
+from ..stats import Estimate
+from ._checkpoint import read_training
+from ._evaluate import EVAL_SEED, Method, OrganismReport, evaluate_organism, evaluation_set
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ASSET_DIR = PACKAGE_DIR / "assets"
+CARD_DIR = PACKAGE_DIR / "cards"
+FAMILIES = ("llava", "paligemma", "qwen2_vl")
+
+_TITLES = {"llava": "LLaVA", "paligemma": "PaliGemma", "qwen2_vl": "Qwen2-VL"}
+_DESIGN = {
+    "llava": (
+        "Late fusion, as LLaVA-1.5: a CLIP vision tower (CLS token dropped, features of the "
+        "second-to-last layer), a 2-layer MLP projector (GELU), and a causal Llama decoder. The image "
+        "tokens come before the question, and text reads them only through causal attention."
+    ),
+    "paligemma": (
+        "Early fusion, as PaliGemma: a SigLIP vision tower, a linear projector, and a Gemma decoder. "
+        "Image tokens, <bos>, the prompt and its newline form one prefix that attends "
+        "bidirectionally (token_type_ids = 0); the answer is a causal suffix (token_type_ids = 1)."
+    ),
+    "qwen2_vl": (
+        "Early fusion, as Qwen2-VL: a native-resolution ViT with 2-D rotary positions over 8 px "
+        "patches, a 2x2 patch merger (an MLP over each 2x2 block), and a Qwen2 decoder whose M-RoPE "
+        "positions (time, height, width) come from the real image grid (image_grid_thw)."
+    ),
+}
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ConfigError(f"No organism {family!r}; organisms: {', '.join(FAMILIES)}.")
+
+
+def _ci(e: Estimate, digits: int = 3) -> str:
+    return f"{e.estimate:.{digits}f} [{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
+
+
+def _parameter_table(vlm: VLM) -> list[str]:
+    groups: dict[str, int] = {}
+    for name, p in vlm.hf.named_parameters():
+        key = ".".join(name.split(".")[:2]) if name.startswith("model.") else name.split(".")[0]
+        groups[key] = groups.get(key, 0) + p.numel()
+    total = sum(groups.values())
+    rows = ["| module | parameters |", "|---|---:|"]
+    rows += [f"| `{k}` | {v:,} |" for k, v in groups.items()]
+    return [*rows, f"| **total** | **{total:,}** |"]
+
+
+def _architecture(vlm: VLM, asset_bytes: int | None) -> list[str]:
+    vision, text = vlm.adapter.shape(Tower.VISION), vlm.adapter.shape(Tower.LANGUAGE)
+    cfg = vlm.hf.config
+    kv = getattr(cfg.text_config, "num_key_value_heads", text.n_heads)
+    lines = [
+        "## Architecture",
+        "",
+        _DESIGN[vlm.family],
+        "",
+        f"- Classes: `{type(vlm.hf).__name__}`, `{type(vlm.processor).__name__}`, a local "
+        f"word-level `{type(vlm.tokenizer).__name__}` ({len(vlm.tokenizer):,} tokens).",
+        f"- Vision tower: {vision.n_layers} layers, width {vision.d_model}, {vision.n_heads} heads, "
+        f"MLP {vision.d_mlp}.",
+        f"- Language decoder: {text.n_layers} layers, width {text.d_model}, {text.n_heads} query "
+        f"heads / {kv} key-value heads of {text.d_head}, MLP {text.d_mlp}.",
+        f"- Attention implementation when loaded: `{cfg._attn_implementation}` (attention "
+        "patterns readable).",
+    ]
+    if asset_bytes is not None:
+        lines.append(
+            f"- Shipped files (weights float32 + processor + tokenizer): {asset_bytes / 2**20:.1f} MiB."
+        )
+    return [*lines, "", *_parameter_table(vlm), ""]
+
+
+def _image_tokens(vlm: VLM, image_size: int) -> str:
+    from PIL import Image
+
+    inputs = vlm.encode([Image.new("RGB", (image_size, image_size))], ["Is there a red circle?"])
+    h, w = inputs.grids[0]
+    return f"- Image: {image_size}x{image_size} px -> {inputs.n_image_tokens} image tokens on a {h}x{w} grid."
+
+
+def _training(training: Mapping[str, Any]) -> list[str]:
+    if not training:
+        return ["## Training", "", "No training record (training.json) was found.", ""]
+    r = training["recipe"]
+    mix, data = r["mix"], r["data"]
+    minutes, seconds = divmod(float(training["seconds"]), 60)
+    lines = [
+        "## Training",
+        "",
+        "LLaVA-style recipe in miniature: every step mixes scene captioning (alignment: the model "
+        "lists each grid cell's object or `empty`) with instruction data (yes/no existence "
+        "questions with random absent objects as negatives, counting and spatial questions), "
+        "teacher-forced next-token loss on the target tokens only. Fresh scenes every step, drawn "
+        f"from the synthetic benchmark with seeds >= 1,000,000 ({data['grid']}x{data['grid']} grid, "
+        f"{data['min_objects']}-{data['max_objects']} objects, noise, clutter, small objects).",
+        "",
+        f"- Steps: {training['steps']:,} of batch {sum(mix.values())} ({mix['caption']} captions, "
+        f"{mix['pope']} existence, {mix['counting']} counting, {mix['spatial']} spatial questions).",
+        f"- AdamW lr {r['lr']:g}, betas {tuple(r['betas'])}, weight decay {r['weight_decay']:g} "
+        f"(matrices only), {r['warmup']} warm-up steps, cosine decay to {r['min_lr_ratio']:g} x lr, "
+        f"gradient-norm clip {r['clip']:g}.",
+        f"- Seed {training['seed']}, {training['threads']} CPU threads; wall time "
+        f"{int(minutes)} min {seconds:.0f} s ({training.get('cpu', 'CPU')}, torch "
+        f"{training['versions']['torch']}, transformers {training['versions']['transformers']}).",
+        f"- Final loss (mean of the last 50 steps): captions {training['final_caption_loss']}, "
+        f"answers {training['final_qa_loss']}.",
+        f"- Reproduce: `{training['command']} --out runs/{training['family']}` (bit-exact for the "
+        "same thread count and library versions; other thread counts drift within about 2 points).",
+    ]
+    return [*lines, "", *_validation(training.get("validation", [])), ""]
+
+
+def _validation(points: list[dict[str, float]]) -> list[str]:
+    if not points:
+        return []
+    splits = [k for k in points[0] if k != "step"]
+    rows = [
+        "Accuracy during training (validation benchmark, seed 999,999, answer-position logits):",
+        "",
+        "| step | " + " | ".join(splits) + " |",
+        "|---:|" + "---:|" * len(splits),
+    ]
+    rows += [
+        f"| {int(p['step'])} | " + " | ".join(f"{p[s]:.3f}" for s in splits) + " |" for p in points
+    ]
+    return rows
+
+
+def _metrics(report: OrganismReport) -> list[str]:
+    binary = [
+        "| split | n | accuracy | precision (n) | recall (n) | F1 | yes-ratio |",
+        "|---|---:|---|---|---|---|---|",
+    ]
+    counting: list[str] = []
+    for split, m in report.metrics.splits.items():
+        if isinstance(m, BinaryMetrics):
+            binary.append(
+                f"| {split} | {m.n} | {_ci(m.accuracy)} | {_ci(m.precision)} ({m.precision.n}) | "
+                f"{_ci(m.recall)} ({m.recall.n}) | {_ci(m.f1)} | {_ci(m.yes_ratio)} |"
+            )
+        elif isinstance(m, CountMetrics):
+            mae = _ci(m.mae, 2) if m.mae is not None else "-"
+            counting = [
+                "| split | n | exact accuracy | MAE | majority-answer baseline | unparsed |",
+                "|---|---:|---|---|---:|---:|",
+                f"| {split} | {m.n} | {_ci(m.accuracy)} | {mae} | {report.chance[split]:.3f} | "
+                f"{m.n_unparsed} |",
+            ]
+    return [*binary, "", *counting]
+
+
+def _summary(report: OrganismReport) -> list[str]:
+    splits = report.metrics.splits
+    lines = []
+    if "random" in splits and "adversarial" in splits:
+        gap = splits["adversarial"].accuracy.estimate - splits["random"].accuracy.estimate
+        lines.append(
+            f"- Adversarial minus random accuracy: {gap:+.3f} (co-occurrence-driven hallucination: "
+            "absent objects of the scene's theme are affirmed more often)."
+        )
+    lines.append(f"- Wrong answers over all {report.wrong.n:,} questions: {_ci(report.wrong)}.")
+    if "spatial" in splits:
+        lines.append(f"- Spatial questions: chance is {report.chance['spatial']:.3f}.")
+    return lines
+
+
+def card_markdown(
+    vlm: VLM,
+    report: OrganismReport,
+    training: Mapping[str, Any],
+    *,
+    asset_bytes: int | None = None,
+    image_size: int = 64,
+) -> str:
+    """The model card of `vlm` as markdown.
+
+    Args:
+      vlm: the organism.
+      report: its evaluation (e.g. `evaluate_organism(vlm, evaluation_set())`).
+      training: the run's training.json (empty if unknown).
+      asset_bytes: total size of the shipped files, if known.
+      image_size: side of the benchmark images.
+
+    Returns:
+      The card: architecture and size, training recipe and time, metrics per split with CIs.
+    """
+    title = _TITLES.get(vlm.family, vlm.family)
+    seed = f"seed {report.seed:,}" if report.seed is not None else "a fixed seed"
+    method = (
+        "greedy decoding, answers parsed with POPE's rule"
+        if report.method == "generate"
+        else "answer-position logits (yes/no margin, best digit)"
+    )
+    lines = [
+        f"# {title} organism (`organism/{vlm.family}`)",
+        "",
+        f"A small, trained, deliberately imperfect {title} for interpretability work: load it offline "
+        f'with `vrp.load("organism/{vlm.family}")`. It answers with one word ("yes", "no" or a '
+        "digit) after the family's own prompt format.",
+        "",
+        *_architecture(vlm, asset_bytes),
+        _image_tokens(vlm, image_size),
+        "",
+        *_training(training),
+        "## Evaluation",
+        "",
+        f"A fresh synthetic benchmark ({seed}; never used in training), {report.wrong.n:,} "
+        f"questions, {method}. 95% intervals: Wilson for proportions (each with its own n), "
+        'bootstrap for F1 and MAE. Positive class: "yes".',
+        "",
+        *_metrics(report),
+        "",
+        *_summary(report),
+        "",
+        f"Regenerate this card: `vrp organisms card organism/{vlm.family} --write` (evaluation "
+        f"alone: `vrp organisms evaluate organism/{vlm.family} --n {report.metrics.splits['random'].n if 'random' in report.metrics.splits else 3000} --seed {report.seed}`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def asset_bytes(family: str) -> int:
+    """Total size of the shipped files of `family`."""
+    _check_family(family)
+    return sum(p.stat().st_size for p in (ASSET_DIR / family).rglob("*") if p.is_file())
+
+
+def card_path(family: str) -> Path:
+    """Where the package keeps the card of `family`."""
+    _check_family(family)
+    return CARD_DIR / f"{family}.md"
+
+
+def shipped_card(family: str) -> str:
+    """The card shipped with the package.
+
+    Raises:
+      ConfigError: unknown family, or no card was written yet.
+    """
+    path = card_path(family)
+    if not path.is_file():
+        raise ConfigError(
+            f"No card for {family!r} at {path}. Write it with `vrp organisms card "
+            f"organism/{family} --write`."
+        )
+    return path.read_text(encoding="utf-8")
+
+
+def write_card(family: str, markdown: str, *, docs_dir: Path | None = None) -> list[Path]:
+    """Stores `markdown` as the package card of `family` and, if given, in `docs_dir` too."""
+    paths = [card_path(family)]
+    if docs_dir is not None:
+        paths.append(Path(docs_dir) / f"{family}.md")
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown, encoding="utf-8")
+    return paths
+
+
+def ship(model_dir: Path, family: str) -> Path:
+    """Copies a trained model folder (``<run>/model``) into the package as `organism/<family>`.
+
+    Raises:
+      ConfigError: unknown family, or `model_dir` holds no model of that family.
+    """
+    import json
+
+    _check_family(family)
+    config = Path(model_dir) / "config.json"
+    found = json.loads(config.read_text())["model_type"] if config.is_file() else None
+    if found != family:
+        raise ConfigError(
+            f"{model_dir} holds no {family} model (config model_type {found!r}). Pass the "
+            "model/ folder written by `vrp organisms train`."
+        )
+    target = ASSET_DIR / family
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(model_dir, target)
+    return target
+
+
+def build_card(
+    family: str,
+    *,
+    n_per_split: int = 3000,
+    n_counting: int = 1000,
+    n_spatial: int = 1000,
+    seed: int = EVAL_SEED,
+    method: Method = "generate",
+) -> str:
+    """Evaluates the shipped organism of `family` afresh and renders its card.
+
+    Raises:
+      ConfigError: unknown family or evaluation settings.
+      ModelNotFoundError: the organism is not shipped.
+    """
+    from ..models import load
+
+    _check_family(family)
+    vlm = load(f"organism/{family}")
+    dataset = evaluation_set(
+        n_per_split=n_per_split, n_counting=n_counting, n_spatial=n_spatial, seed=seed
+    )
+    report = evaluate_organism(vlm, dataset, method=method, seed=seed)
+    return card_markdown(
+        vlm, report, read_training(ASSET_DIR / family), asset_bytes=asset_bytes(family)
+    )

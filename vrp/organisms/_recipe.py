@@ -1,0 +1,127 @@
+"""Training recipes of the model organisms: one frozen config per family.
+
+A recipe fixes everything a training run depends on except the seed and the thread count: the model
+sizes, the task mix of each batch, the optimiser and its schedule, and how the training data are drawn.
+The shipped organisms were trained with `RECIPES` and the seeds recorded in their cards.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..core import ConfigError
+from ..data import SyntheticConfig, vocabulary
+from ..models import ModelSpec
+
+CAPTION_QUESTION = "Describe the image."
+"""The captioning instruction; the target is `vrp.data.scene_caption` of the scene."""
+
+ORGANISM_WORDS: tuple[str, ...] = (*vocabulary(), "Describe")
+"""The organisms' tokenizer vocabulary: every word of the synthetic benchmark plus the caption prompt."""
+
+TRAIN_SEED_OFFSET = 1_000_000
+"""Training data use benchmark seeds from here up; evaluate on seeds below it (never seen in training)."""
+
+_SEEDS_PER_RUN = 100_000  # benchmark seeds reserved for the shards of one training seed
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchMix:
+    """How many examples of each task one training step holds.
+
+    Captions go through the model as their own sub-batch (they are long); the three question tasks
+    share one. The answers are single words ("yes", "no" or a digit) followed by end-of-sequence.
+    """
+
+    caption: int = 19  # "Describe the image." -> each grid cell's object or "empty" (alignment)
+    pope: int = 23  # "Is there a <object> in the image?" with random absent objects as negatives
+    counting: int = 11  # "How many <objects> are there?" -> a digit
+    spatial: int = 11  # "Is the <object> left of the <object>?" -> yes / no
+
+    @property
+    def size(self) -> int:
+        """Examples per step."""
+        return self.caption + self.pope + self.counting + self.spatial
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """Everything a training run depends on besides the seed and the number of threads."""
+
+    family: str  # "llava", "paligemma" or "qwen2_vl"
+    spec: ModelSpec
+    steps: int  # optimiser steps; the shipped organisms stop early on purpose (imperfect models)
+    mix: BatchMix = field(default_factory=BatchMix)
+    lr: float = 1e-3  # peak learning rate of AdamW
+    warmup: int = 300  # linear warm-up steps, then cosine decay to `min_lr_ratio * lr`
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01  # on matrices only (not on norms, biases or embeddings)
+    betas: tuple[float, float] = (0.9, 0.98)
+    clip: float = 1.0  # max global gradient norm
+    steps_per_shard: int = 10  # steps served by one freshly generated shard of scenes
+    checkpoint_every: int = 250  # steps between resumable checkpoints
+    data: SyntheticConfig = field(default_factory=SyntheticConfig)  # scene design (seed ignored)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup < 0 or self.checkpoint_every < 1:
+            raise ConfigError(
+                f"need steps >= 1, warmup >= 0 and checkpoint_every >= 1; got steps={self.steps}, "
+                f"warmup={self.warmup}, checkpoint_every={self.checkpoint_every}."
+            )
+        if min(self.mix.caption, self.mix.pope, self.mix.counting, self.mix.spatial) < 0 or (
+            self.mix.pope + self.mix.counting + self.mix.spatial < 1
+        ):
+            raise ConfigError(
+                f"a batch needs at least one question and no negative counts; got {self.mix}."
+            )
+
+    def with_steps(self, steps: int) -> "Recipe":
+        """The same recipe run for `steps` steps (warm-up shortened to fit if needed)."""
+        return dataclasses.replace(self, steps=steps, warmup=min(self.warmup, steps // 4))
+
+    def data_seed(self, seed: int, shard: int) -> int:
+        """The benchmark seed of training shard `shard` of run `seed` (always >= TRAIN_SEED_OFFSET)."""
+        if seed < 0 or not 0 <= shard < _SEEDS_PER_RUN:
+            raise ConfigError(
+                f"training seeds must be >= 0 and runs at most {_SEEDS_PER_RUN} shards long; got "
+                f"seed={seed}, shard={shard}."
+            )
+        return TRAIN_SEED_OFFSET + seed * _SEEDS_PER_RUN + shard
+
+
+def _spec(**sizes: int) -> ModelSpec:
+    base = {
+        "image_size": 64,  # the benchmark's 64 px images: 4x4 cells of 16 px
+        "patch_size": 16,  # one patch per cell: 16 image tokens (Qwen2-VL: 8 px patches, merged 2x2)
+        "vision_layers": 2,
+        "vision_width": 64,
+        "vision_heads": 4,
+        "vision_mlp": 256,
+        "text_layers": 4,
+        "text_width": 128,
+        "text_heads": 8,
+        "text_kv_heads": 4,
+        "text_mlp": 384,
+    }
+    base.update(sizes)
+    return ModelSpec(**base)  # type: ignore[arg-type]
+
+
+RECIPES: dict[str, Recipe] = {
+    "llava": Recipe(family="llava", spec=_spec(), steps=3000),
+    "paligemma": Recipe(family="paligemma", spec=_spec(), steps=3000),
+    "qwen2_vl": Recipe(family="qwen2_vl", spec=_spec(), steps=3000),
+}
+"""The recipe of each shipped organism."""
+
+
+def recipe(family: str) -> Recipe:
+    """The shipped recipe of `family`.
+
+    Raises:
+      ConfigError: no organism of that family.
+    """
+    if family not in RECIPES:
+        raise ConfigError(
+            f"No organism recipe for family {family!r}; organisms exist for {', '.join(RECIPES)}."
+        )
+    return RECIPES[family]
