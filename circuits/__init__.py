@@ -1,4 +1,29 @@
-"""Circuit discovery on VLMs: patching sweeps, knockouts, ablation studies and localisation metrics.
+"""Circuit discovery on VLMs: patching sweeps and localisation metrics.
 
-Builds on the public API of `vrp` only.
+Builds on the public API of `vrp` only (sites, models, intervention graphs, statistics).
 """
+
+from ._localise import Localisation as Localisation, localise as localise
+from ._sweep import (
+    Metric as Metric,
+    PatchResult as PatchResult,
+    patch_attn_by_layer as patch_attn_by_layer,
+    patch_heads as patch_heads,
+    patch_mlp_by_layer as patch_mlp_by_layer,
+    patch_resid_by_layer as patch_resid_by_layer,
+    patch_sweep as patch_sweep,
+    yes_no_metric as yes_no_metric,
+)
+
+__all__ = [
+    "Localisation",
+    "Metric",
+    "PatchResult",
+    "localise",
+    "patch_attn_by_layer",
+    "patch_heads",
+    "patch_mlp_by_layer",
+    "patch_resid_by_layer",
+    "patch_sweep",
+    "yes_no_metric",
+]

@@ -1,0 +1,157 @@
+"""Activation-patching sweeps: one generic engine and thin, named specialisations.
+
+Every cell of a sweep is a `Patch` node (clean -> corrupted) on its own run of the corrupted inputs;
+many cells share one trace (the clean run is computed once per trace), in chunks of
+`cells_per_trace`. A metric maps answer-position logits to one number per row; scores are reported
+raw and normalised so that 0 is the corrupted run and 1 the clean run.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from vrp import Component, ConfigError, LastToken, Positions, Site, Tower
+from vrp.interventions import ExecutionConfig, Graph, Patch, run_graph
+from vrp.models import VLM, VlmInputs
+
+Metric = Callable[[Float[Tensor, "batch vocab"]], Float[Tensor, " batch"]]
+"""Maps answer-position logits to one score per row (higher = more like the clean answer)."""
+
+
+def yes_no_metric(vlm: VLM) -> Metric:
+    """The model's best "yes" logit minus its best "no" logit."""
+    return vlm.yes_no_margin
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchResult:
+    """Scores of a patching sweep, with the coordinates of every cell.
+
+    Attributes:
+      sites: the patched site of each cell.
+      scores: mean metric over rows after patching each cell.
+      clean: mean metric on the clean run (upper baseline).
+      corrupt: mean metric on the corrupted run (lower baseline).
+      per_row: the metric per cell and row, for paired statistics.
+    """
+
+    sites: tuple[Site, ...]
+    scores: Float[Tensor, " site"]
+    clean: float
+    corrupt: float
+    per_row: Float[Tensor, "site batch"]
+
+    @property
+    def normalised(self) -> Float[Tensor, " site"]:
+        """(score - corrupt) / (clean - corrupt): 1 = the cell restores the clean answer fully.
+
+        Raises:
+          ConfigError: the clean and corrupted runs score the same (nothing to restore).
+        """
+        gap = self.clean - self.corrupt
+        if abs(gap) < 1e-8:
+            raise ConfigError(
+                f"Clean and corrupted runs score the same ({self.clean:.4g}); choose a corruption "
+                "that changes the metric before normalising a sweep."
+            )
+        return (self.scores - self.corrupt) / gap
+
+
+def patch_sweep(
+    vlm: VLM,
+    clean: VlmInputs,
+    corrupt: VlmInputs,
+    sites: Sequence[Site],
+    metric: Metric,
+    *,
+    cells_per_trace: int = 32,
+    config: ExecutionConfig | None = None,
+) -> PatchResult:
+    """Patches each site from `clean` into `corrupt` (row by row) and scores the result.
+
+    Args:
+      vlm: the model.
+      clean: source batch; row i pairs with row i of `corrupt`.
+      corrupt: target batch (same number of rows).
+      sites: the cells; selectors (heads, neurons, positions) narrow each patch.
+      metric: scores answer-position logits per row.
+      cells_per_trace: cells run together in one trace (bounds memory).
+      config: execution settings passed to `run_graph`.
+
+    Raises:
+      ConfigError: the batches differ in size, or no sites are given.
+      GraphError: a site does not exist in the model.
+    """
+    if clean.batch_size != corrupt.batch_size:
+        raise ConfigError(
+            f"Patching pairs rows: clean has {clean.batch_size} rows, corrupt {corrupt.batch_size}."
+        )
+    if not sites:
+        raise ConfigError("patch_sweep needs at least one site.")
+    per_row: list[Tensor] = []
+    baseline: dict[str, Tensor] = {}
+    for start in range(0, len(sites), cells_per_trace):
+        chunk = list(sites[start : start + cells_per_trace])
+        names = [f"cell{start + i}" for i in range(len(chunk))]
+        nodes = tuple(
+            Patch(site=s, source="clean", run=n) for s, n in zip(chunk, names, strict=True)
+        )
+        graph = Graph(nodes=nodes, runs=("clean", "corrupt", *names))
+        inputs = {"clean": clean, "corrupt": corrupt, **{n: corrupt for n in names}}
+        logits = run_graph(vlm, graph, inputs, config).answer_logits
+        baseline = baseline or {k: metric(logits[k]) for k in ("clean", "corrupt")}
+        per_row += [metric(logits[n]) for n in names]
+    rows = torch.stack(per_row)
+    return PatchResult(
+        sites=tuple(sites),
+        scores=rows.mean(dim=1),
+        clean=float(baseline["clean"].mean()),
+        corrupt=float(baseline["corrupt"].mean()),
+        per_row=rows,
+    )
+
+
+def _layer_sites(vlm: VLM, component: Component, positions: Positions) -> list[Site]:
+    return [Site(layer=i, component=component, positions=positions)
+            for i in range(vlm.adapter.n_layers)]  # fmt: skip
+
+
+def patch_resid_by_layer(
+    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, metric: Metric,
+    positions: Positions | None = None,
+) -> PatchResult:  # fmt: skip
+    """Patches the residual stream after each language layer (at the answer token by default)."""
+    sites = _layer_sites(vlm, Component.RESID_POST, positions or LastToken())
+    return patch_sweep(vlm, clean, corrupt, sites, metric)
+
+
+def patch_attn_by_layer(
+    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, metric: Metric,
+    positions: Positions | None = None,
+) -> PatchResult:  # fmt: skip
+    """Patches each layer's attention output."""
+    sites = _layer_sites(vlm, Component.ATTN_OUT, positions or LastToken())
+    return patch_sweep(vlm, clean, corrupt, sites, metric)
+
+
+def patch_mlp_by_layer(
+    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, metric: Metric,
+    positions: Positions | None = None,
+) -> PatchResult:  # fmt: skip
+    """Patches each layer's MLP output."""
+    sites = _layer_sites(vlm, Component.MLP_OUT, positions or LastToken())
+    return patch_sweep(vlm, clean, corrupt, sites, metric)
+
+
+def patch_heads(
+    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, metric: Metric,
+    positions: Positions | None = None,
+) -> PatchResult:  # fmt: skip
+    """Patches every (layer, head) output, one head per cell."""
+    n_heads = vlm.adapter.shape(Tower.LANGUAGE).n_heads
+    sites = [Site(layer=i, component=Component.HEAD_OUT, heads=(h,), positions=positions or LastToken())
+             for i in range(vlm.adapter.n_layers) for h in range(n_heads)]  # fmt: skip
+    return patch_sweep(vlm, clean, corrupt, sites, metric)
