@@ -3,6 +3,13 @@
 Builds on the public API of `vrp` only (sites, models, intervention graphs, statistics).
 """
 
+from ._ablation import (
+    AblationStudy as AblationStudy,
+    NeuronAblationConfig as NeuronAblationConfig,
+    attention_guided_masking as attention_guided_masking,
+    correctness as correctness,
+    neuron_ablation as neuron_ablation,
+)
 from ._localise import Localisation as Localisation, localise as localise
 from ._sweep import (
     Metric as Metric,
@@ -16,6 +23,11 @@ from ._sweep import (
 )
 
 __all__ = [
+    "AblationStudy",
+    "NeuronAblationConfig",
+    "attention_guided_masking",
+    "correctness",
+    "neuron_ablation",
     "Localisation",
     "Metric",
     "PatchResult",

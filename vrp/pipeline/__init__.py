@@ -1,5 +1,6 @@
 """Pipeline stages: stream a benchmark through a model and compute the study's signals."""
 
+from ._attention import answer_attention as answer_attention
 from ._capture import (
     BatchCapture as BatchCapture,
     blank_like as blank_like,

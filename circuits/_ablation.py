@@ -1,0 +1,225 @@
+"""Causal ablation studies with controls: does removing these units change the answers?
+
+Each study runs the model on yes/no questions with and without an intervention and compares
+per-question correctness with the exact McNemar test. Targets are judged against controls drawn at
+random (same size, same layer), as the VRP study's neuron ablations and attention-guided patch
+masking require: a drop means little unless random units of the same size do not cause it.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from vrp import AllTokens, Component, ConfigError, DataError, Positions, Site, Tower
+from vrp.data import Sample
+from vrp.interventions import (
+    Graph,
+    ImagePatchMask,
+    MeanAblate,
+    Node,
+    Zero,
+    mean_ablation,
+    run_graph,
+)
+from vrp.models import VLM, VlmInputs
+from vrp.pipeline import answer_attention
+from vrp.stats import Estimate, mcnemar_exact, proportion
+
+
+@dataclass(frozen=True, kw_only=True)
+class AblationStudy:
+    """A target intervention against random controls of the same size.
+
+    Attributes:
+      baseline: accuracy without intervention.
+      target: accuracy change under the target intervention (exact McNemar; negative = drop).
+      controls: the accuracy change under each random control.
+      control_mean: mean change over the controls.
+      p_vs_controls: share of controls whose change is at most the target's (+1 smoothed): small
+        when the target hurts more than random units do.
+      label: what was ablated.
+    """
+
+    baseline: Estimate
+    target: Estimate
+    controls: tuple[Estimate, ...]
+    control_mean: float
+    p_vs_controls: float
+    label: str
+
+
+def _check_yes_no(samples: Sequence[Sample]) -> None:
+    if not samples:
+        raise DataError("An ablation study needs at least one sample; got none.")
+    bad = [s for s in samples if s.answer not in ("yes", "no")]
+    if bad:
+        raise DataError(
+            f"Ablation studies score yes/no answers; question {bad[0].question_id} of split "
+            f"{bad[0].split!r} has answer {bad[0].answer!r}."
+        )
+
+
+def _batches(vlm: VLM, samples: Sequence[Sample], size: int) -> list[tuple[VlmInputs, np.ndarray]]:
+    out = []
+    for start in range(0, len(samples), size):
+        chunk = samples[start : start + size]
+        inputs = vlm.encode([s.image for s in chunk], [s.question for s in chunk])
+        out.append((inputs, np.array([s.answer == "yes" for s in chunk])))
+    return out
+
+
+NodesFor = Callable[[VlmInputs, int], Sequence[Node]]
+"""Maps (batch inputs, batch index) to the nodes to apply on that batch."""
+
+
+def correctness(
+    vlm: VLM, batches: Sequence[tuple[VlmInputs, np.ndarray]], nodes_for: NodesFor | None = None
+) -> np.ndarray:
+    """Per-question correctness of the yes/no answer (yes iff the yes-no margin is positive)."""
+    correct = []
+    for index, (inputs, truth) in enumerate(batches):
+        nodes = tuple(nodes_for(inputs, index)) if nodes_for else ()
+        runs = sorted({n.run for n in nodes}, key=_row_order) or ["main"]
+        logits = run_graph(vlm, Graph(nodes=nodes, runs=tuple(runs)),
+                           {r: _run_inputs(inputs, r) for r in runs}).answer_logits  # fmt: skip
+        merged = torch.cat([logits[r] for r in runs]) if runs != ["main"] else logits["main"]
+        says_yes = (vlm.yes_no_margin(merged) > 0).numpy()
+        correct.append(says_yes == truth)
+    return np.concatenate(correct)
+
+
+def _row_order(run: str) -> int:
+    return int(run.removeprefix("row")) if run.startswith("row") else -1
+
+
+def _run_inputs(inputs: VlmInputs, run: str) -> VlmInputs:
+    return inputs if run == "main" else inputs.rows([int(run.removeprefix("row"))], trim=False)
+
+
+def _study(
+    baseline: np.ndarray, target: np.ndarray, controls: list[np.ndarray], label: str
+) -> AblationStudy:
+    target_change = mcnemar_exact(baseline, target)
+    changes = [mcnemar_exact(baseline, c) for c in controls]
+    at_most = sum(c.estimate <= target_change.estimate for c in changes)
+    return AblationStudy(
+        baseline=proportion(int(baseline.sum()), baseline.size),
+        target=target_change,
+        controls=tuple(changes),
+        control_mean=float(np.mean([c.estimate for c in changes])) if changes else float("nan"),
+        p_vs_controls=(at_most + 1) / (len(changes) + 1),
+        label=label,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuronAblationConfig:
+    """How `neuron_ablation` ablates and draws its controls.
+
+    Attributes:
+      n_controls: random neuron sets of the same size and layer.
+      mode: "zero", or "mean" (each unit's mean over the rows of its batch, position by position).
+      positions: where to ablate (all tokens by default; `LastToken()` for the answer position).
+      batch_size: questions per trace.
+      seed: seeds the control draws.
+    """
+
+    n_controls: int = 20
+    mode: Literal["zero", "mean"] = "zero"
+    positions: Positions = field(default_factory=AllTokens)
+    batch_size: int = 32
+    seed: int = 0
+
+
+def neuron_ablation(
+    vlm: VLM,
+    samples: Sequence[Sample],
+    *,
+    layer: int,
+    neurons: Sequence[int],
+    config: NeuronAblationConfig | None = None,
+) -> AblationStudy:
+    """Ablates MLP `neurons` of language `layer` against random sets of the same size.
+
+    Raises:
+      ConfigError: no neurons, or more neurons than the layer has.
+      DataError: a sample is not a yes/no question.
+    """
+    _check_yes_no(samples)
+    width = vlm.adapter.shape(Tower.LANGUAGE).d_mlp
+    if not neurons or len(neurons) > width:
+        raise ConfigError(f"neuron_ablation needs 1..{width} neurons, got {len(neurons)}.")
+    config = config or NeuronAblationConfig()
+    batches = _batches(vlm, samples, config.batch_size)
+    rng = np.random.default_rng(config.seed)
+
+    def nodes(units: Sequence[int]) -> NodesFor:
+        site = Site(layer=layer, component=Component.MLP_NEURONS, neurons=tuple(int(u) for u in units),
+                    positions=config.positions)  # fmt: skip
+        if config.mode == "zero":
+            return lambda inputs, index: (Zero(site=site),)
+        return lambda inputs, index: (_mean_node(vlm, site, inputs),)
+
+    controls = [rng.choice(width, size=len(neurons), replace=False).tolist()
+                for _ in range(config.n_controls)]  # fmt: skip
+    return _study(
+        correctness(vlm, batches),
+        correctness(vlm, batches, nodes(neurons)),
+        [correctness(vlm, batches, nodes(c)) for c in controls],
+        f"{config.mode}-ablate {len(neurons)} neurons of L{layer}",
+    )
+
+
+def _mean_node(vlm: VLM, site: Site, inputs: VlmInputs) -> MeanAblate:
+    # the mean over this batch's rows, position by position (batches differ in length)
+    return mean_ablation(vlm, site, [inputs])
+
+
+def attention_guided_masking(
+    vlm: VLM,
+    samples: Sequence[Sample],
+    *,
+    fraction: float = 0.3,
+    n_random: int = 5,
+    fill: Literal["zero", "mean"] = "mean",
+    batch_size: int = 16,
+    seed: int = 0,
+) -> dict[str, AblationStudy]:
+    """Masks the most-attended `fraction` of image tokens per question (token level), against the
+    least-attended fraction and random fractions of the same size.
+
+    Returns:
+      {"top": ..., "bottom": ...}: each a study whose controls are the random masks.
+
+    Raises:
+      ConfigError: `fraction` outside (0, 1).
+    """
+    _check_yes_no(samples)
+    if not 0 < fraction < 1:
+        raise ConfigError(f"fraction must lie in (0, 1), got {fraction}.")
+    batches = _batches(vlm, samples, batch_size)
+    orders = [answer_attention(vlm, inputs).mean.flatten(1).argsort(dim=1, descending=True)
+              for inputs, _ in batches]  # fmt: skip
+    n_tokens = orders[0].shape[1]
+    k = max(1, round(fraction * n_tokens))
+    rng = np.random.default_rng(seed)
+
+    def masked(pick: Callable[[torch.Tensor], Sequence[int]]) -> np.ndarray:
+        def nodes(inputs: VlmInputs, index: int) -> list[Node]:
+            return [ImagePatchMask(patches=tuple(int(p) for p in pick(order)), fill=fill, run=f"row{i}")
+                    for i, order in enumerate(orders[index])]  # fmt: skip
+
+        return correctness(vlm, batches, nodes)
+
+    baseline = correctness(vlm, batches)
+    randoms = [masked(lambda order: rng.choice(n_tokens, size=k, replace=False).tolist())
+               for _ in range(n_random)]  # fmt: skip
+    top = masked(lambda order: order[:k].tolist())
+    bottom = masked(lambda order: order[-k:].tolist())
+    return {
+        "top": _study(baseline, top, randoms, f"mask top {fraction:.0%} attended image tokens"),
+        "bottom": _study(baseline, bottom, randoms, f"mask bottom {fraction:.0%} attended tokens"),
+    }
