@@ -34,6 +34,7 @@ API_MODULES = (
     "vrp.stats",
     "vrp.store",
     "vrp.pipeline",
+    "circuits",
 )
 
 

@@ -1,10 +1,12 @@
 """Every example notebook executes from top to bottom without a cell error, and is stored clean.
 
-The notebooks run on the tiny offline models in a kernel of the current interpreter ("python3",
-ipykernel's native kernel), with matplotlib's Agg backend, in a scratch working directory.
+The notebooks run on the tiny offline models in a "python3" kernel of the current interpreter,
+with matplotlib's Agg backend, in a scratch working directory.
 """
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,16 +45,25 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",  # the kernel's debugger warns on frozen modules
     }.items():
         monkeypatch.setenv(name, value)  # the kernel inherits this process's environment
+    # a "python3" kernelspec ahead of any installed one, so the kernel is this interpreter
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "Python 3", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     root = str(Path(__file__).resolve().parents[2])
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     )
+    work = tmp_path / "work"  # the notebook's working directory: figures land here
+    work.mkdir()
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         notebook,
         kernel_name="python3",
         timeout=180,
-        resources={"metadata": {"path": str(tmp_path)}},
+        resources={"metadata": {"path": str(work)}},
     )
     try:
         client.execute()
