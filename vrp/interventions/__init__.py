@@ -10,7 +10,6 @@ from ._execute import (
     Captured as Captured,
     ExecutionConfig as ExecutionConfig,
     GraphResult as GraphResult,
-    compile_points as compile_points,
     run_graph as run_graph,
 )
 from ._graph import Graph as Graph, graph as graph
@@ -18,12 +17,14 @@ from ._nodes import (
     Add as Add,
     AttentionKnockout as AttentionKnockout,
     Capture as Capture,
+    Context as Context,
     ImagePatchMask as ImagePatchMask,
     MeanAblate as MeanAblate,
     Node as Node,
     Patch as Patch,
     ResampleAblate as ResampleAblate,
     Scale as Scale,
+    SiteNode as SiteNode,
     Zero as Zero,
     node_from_dict as node_from_dict,
 )

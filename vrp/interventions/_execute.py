@@ -9,14 +9,14 @@ This module is the only place in VRP that opens traces.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import nnsight
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import Component, ConfigError, Indices, Site, Tower, merge, select
+from ..core import Component, ConfigError, GraphError, Indices, Site, Tower, merge, select
 from ..models import VLM, VlmInputs, concat_inputs
 from ._graph import Graph
 from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
@@ -62,7 +62,7 @@ _KNOCKOUT_RANK = 0.5  # the attention block's input mask: after RESID_PRE, befor
 _TOWER_RANK = {t: i for i, t in enumerate(Tower)}
 
 
-def compile_points(graph: Graph) -> list[_Point]:
+def _compile_points(graph: Graph) -> list[_Point]:
     """Groups the graph's nodes by forward-pass point, sorted in forward order."""
     groups: dict[tuple[int, int, float], list[Node]] = {}
     sites: dict[tuple[int, int, float], Site | None] = {}
@@ -108,8 +108,7 @@ class _RunContext(Context):
         return mask
 
     def source_part(self, run: str, site: Site) -> Tensor:
-        assert self.value is not None
-        rows_value = self.value[self.rows[run]]
+        rows_value = cast(Tensor, self.value)[self.rows[run]]
         return select(site, rows_value, self.mask(run, site, rows_value))
 
     def store(self, name: str, value: Tensor) -> None:
@@ -127,9 +126,9 @@ def _apply_site_nodes(point: _Point, value: Tensor, ctx: _RunContext) -> tuple[T
     for node in point.nodes:
         rows = ctx.rows[node.run]
         if isinstance(node, ImagePatchMask):
-            value[rows] = node.apply_tokens(value[rows])
+            value[rows] = node.apply_tokens(value[rows], ctx.row_ids(node.run))
             continue
-        assert isinstance(node, SiteNode)
+        node = cast(SiteNode, node)
         run_value = value[rows]
         mask = ctx.mask(node.run, node.site, run_value)
         new_part = node.apply(select(node.site, run_value, mask), ctx)
@@ -143,8 +142,7 @@ def _knockout_edit(point: _Point, ctx: _RunContext, n_heads: int) -> Any:
         batch, _, queries, keys = mask.shape
         out = mask.expand(batch, n_heads, queries, keys).clone()
         blocked = torch.finfo(out.dtype).min if out.dtype.is_floating_point else False
-        for node in point.nodes:
-            assert isinstance(node, AttentionKnockout)
+        for node in cast(tuple[AttentionKnockout, ...], point.nodes):
             rows = ctx.rows[node.run]
             image, attn = ctx.inputs.image_mask[rows], ctx.inputs.attention_mask[rows]
             q = node.queries.resolve(image, attn)[:, -queries:]
@@ -155,10 +153,23 @@ def _knockout_edit(point: _Point, ctx: _RunContext, n_heads: int) -> Any:
             head_mask[heads] = True
             sub = out[rows]
             sub[cells & head_mask[None, :, None, None]] = blocked
+            _check_open_keys(node, sub, attn[:, -queries:], blocked)
             out[rows] = sub
         return out
 
     return edit
+
+
+def _check_open_keys(node: AttentionKnockout, mask: Tensor, real: Tensor, blocked: Any) -> None:
+    """Raises GraphError if a real query would be left with no key to attend to."""
+    shut = (mask == blocked).all(dim=-1) & real.bool()[:, None, :]  # batch head query
+    if bool(shut.any()):
+        row, head, query = (int(i) for i in shut.nonzero()[0])
+        raise GraphError(
+            f"{node.describe()}: query {query} of row {row} (head {head}) would have no key left "
+            "to attend to, and softmax would spread it over masked and padding tokens. Keep at "
+            "least one key open for every query, e.g. knock out image keys only."
+        )
 
 
 def execute_points(model: Any, vlm_adapter: Any, points: list[_Point], ctx: _RunContext) -> None:
@@ -245,12 +256,14 @@ def run_graph(
     config = config or ExecutionConfig()
     runs = dict(inputs) if isinstance(inputs, Mapping) else {graph.runs[0]: inputs}
     graph.validate(vlm, runs)
-    points = compile_points(graph)
-    size = max(runs[r].batch_size for r in graph.runs)
-    step = _rows_per_trace(vlm, runs[graph.runs[0]], len(graph.runs), config.memory_budget_mb)
+    points = _compile_points(graph)
+    largest = max(graph.runs, key=lambda r: runs[r].batch_size)
+    size = runs[largest].batch_size
+    step = _rows_per_trace(vlm, runs[largest], len(graph.runs), config.memory_budget_mb)
     chunks = [_run_chunk(vlm, graph, points, runs, range(i, min(i + step, size)), config)
               for i in range(0, size, step)]  # fmt: skip
-    return _merge_chunks(graph, chunks)
+    broadcast = {r for r in graph.runs if runs[r].batch_size == 1 and size > 1}
+    return _merge_chunks(graph, chunks, broadcast)
 
 
 def _run_chunk(
@@ -287,14 +300,18 @@ def _run_chunk(
 
 
 def _merge_chunks(
-    graph: Graph, chunks: list[tuple[dict[str, Tensor], dict[str, Tensor]]]
+    graph: Graph, chunks: list[tuple[dict[str, Tensor], dict[str, Tensor]]], broadcast: set[str]
 ) -> GraphResult:
+    """Concatenates chunk outputs; a one-row (broadcast) run ran in every chunk: keep it once."""
+
+    def join(values: list[Tensor], run: str) -> Tensor:
+        return values[0] if run in broadcast or len(values) == 1 else torch.cat(values)
+
     captures: dict[str, Captured] = {}
     for node in graph.nodes:
         name = getattr(node, "name", None)
-        if name is None:
-            continue
-        value = torch.cat([c[0][name] for c in chunks]) if len(chunks) > 1 else chunks[0][0][name]
-        captures[name] = Captured(name=name, run=node.run, site=node.sites[0], value=value)
-    logits = {r: torch.cat([c[1][r] for c in chunks]) for r in chunks[0][1]}
+        if name is not None:
+            value = join([c[0][name] for c in chunks], node.run)
+            captures[name] = Captured(name=name, run=node.run, site=node.sites[0], value=value)
+    logits = {r: join([c[1][r] for c in chunks], r) for r in chunks[0][1]}
     return GraphResult(captures=captures, answer_logits=logits)

@@ -8,7 +8,15 @@ from typing import Any
 
 from ..core import AllTokens, Component, GraphError, Indices, SiteError, Tower, VrpError
 from ..models import VLM, VlmInputs
-from ._nodes import AttentionKnockout, Capture, Node, Patch, SiteNode, node_from_dict
+from ._nodes import (
+    AttentionKnockout,
+    Capture,
+    ImagePatchMask,
+    Node,
+    Patch,
+    SiteNode,
+    node_from_dict,
+)
 
 FORMAT_VERSION = 1
 
@@ -88,6 +96,13 @@ class Graph:
             raise GraphError(
                 f"runs must have equal batch sizes (or one row, broadcast): got {sizes}"
             )
+        for index, node in enumerate(self.nodes):
+            if isinstance(node, ImagePatchMask):
+                run = inputs[node.run]
+                try:
+                    node.check(run.batch_size, run.n_image_tokens)
+                except GraphError as err:
+                    raise GraphError(f"node {index} ({_describe(node)}): {err}") from err
         checked: set[tuple[str, object]] = set()
         for index, node in enumerate(self.nodes):
             for site in node.sites:

@@ -5,6 +5,7 @@ site's heads / neurons / positions) to its replacement; the executor reads and w
 """
 
 from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -39,12 +40,23 @@ class Context:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Node:
-    """Base of all nodes. `run` names the input batch (run) the node acts on."""
+    """Base of all nodes. `run` names the input batch (run) the node acts on.
+
+    Nodes compare equal when their types and fields are equal, tensors by value (`torch.equal`,
+    same dtype), so a graph equals its JSON round trip.
+    """
 
     kind: ClassVar[str] = ""
     run: str = "main"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+
+    __hash__ = object.__hash__
 
     @property
     def sites(self) -> tuple[Site, ...]:
@@ -58,7 +70,7 @@ class Node:
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class SiteNode(Node):
     """A node acting on one site."""
 
@@ -77,7 +89,7 @@ class SiteNode(Node):
         return f"{self.kind} {self.site}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Capture(SiteNode):
     """Saves the site's selected value under `name` (after earlier nodes at the same site)."""
 
@@ -93,7 +105,7 @@ class Capture(SiteNode):
         return f"capture {self.site} as {self.name!r}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Zero(SiteNode):
     """Zero ablation."""
 
@@ -103,28 +115,42 @@ class Zero(SiteNode):
         return torch.zeros_like(part)
 
 
-def _check_row_shape(node: SiteNode, stored: Tensor, part: Tensor, what: str) -> None:
-    if tuple(stored.shape) != tuple(part.shape[1:]):
+def _check_row_shape(
+    node: SiteNode, stored: Tensor, part: Tensor, what: str, *, broadcast: bool = False
+) -> None:
+    row = tuple(part.shape[1:])
+    fits = tuple(stored.shape) == row
+    if broadcast and not fits:
+        try:
+            fits = torch.broadcast_shapes(tuple(stored.shape), row) == row
+        except RuntimeError:
+            fits = False
+    if not fits:
+        allowed = " (or broadcast to it)" if broadcast else ""
         raise ShapeError(
             f"{node.kind} at {node.site}: the stored {what} has shape {tuple(stored.shape)}, but "
-            f"one row of the selection has shape {tuple(part.shape[1:])}. Compute it on the "
-            "same site and positions (see vrp.interventions.reference_values)."
+            f"one row of the selection has shape {row}; it must equal that{allowed}. Compute it "
+            "on the same site and positions (vrp.interventions.mean_ablation / reference_pool)."
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class MeanAblate(SiteNode):
-    """Replaces the selection with a mean computed on a reference dataset (stored in the graph)."""
+    """Replaces the selection with a mean computed on a reference dataset (stored in the graph).
+
+    The mean has one row's shape of the selection, or broadcasts to it (e.g. one value per unit,
+    ``d_mlp``, applied at every selected position).
+    """
 
     kind: ClassVar[str] = "mean"
     mean: Float[Tensor, "..."]
 
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
-        _check_row_shape(self, self.mean, part, "mean")
+        _check_row_shape(self, self.mean, part, "mean", broadcast=True)
         return self.mean.to(part).expand_as(part).clone()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class ResampleAblate(SiteNode):
     """Replaces each row's selection with a draw from a reference pool (seeded, stored)."""
 
@@ -140,7 +166,7 @@ class ResampleAblate(SiteNode):
         return self.pool[draw].to(part)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Patch(SiteNode):
     """Copies the value of run `source` at the site into this node's run (clean into corrupted).
 
@@ -174,7 +200,7 @@ class Patch(SiteNode):
         return f"patch {self.site} from run {self.source!r}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Add(SiteNode):
     """Adds `coefficient * direction` (steering); the direction broadcasts over the trailing axes."""
 
@@ -192,7 +218,7 @@ class Add(SiteNode):
         return part + self.coefficient * self.direction.to(part)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Scale(SiteNode):
     """Multiplies the selection by `factor`."""
 
@@ -203,7 +229,7 @@ class Scale(SiteNode):
         return part * self.factor
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class AttentionKnockout(Node):
     """Blocks attention from `queries` to `keys` at one language layer (all heads, or `heads`).
 
@@ -213,52 +239,99 @@ class AttentionKnockout(Node):
 
     kind: ClassVar[str] = "knockout"
     layer: int
-    heads: tuple[int, ...] | None = None
+    heads: Sequence[int] | None = None  # stored as a tuple
     queries: Positions = field(default_factory=LastToken)
     keys: Positions = field(default_factory=ImageTokens)
 
+    def __post_init__(self) -> None:
+        if self.heads is not None:
+            object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
+
     @property
     def sites(self) -> tuple[Site, ...]:
-        return (Site(layer=self.layer, component=Component.ATTN_PATTERN, heads=self.heads),)
+        heads = tuple(self.heads) if self.heads is not None else None
+        return (Site(layer=self.layer, component=Component.ATTN_PATTERN, heads=heads),)
 
     def describe(self) -> str:
         heads = "all heads" if self.heads is None else f"heads {list(self.heads)}"
         return f"knockout L{self.layer} {heads}: {self.queries} -/-> {self.keys}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class ImagePatchMask(Node):
     """Replaces chosen image tokens (patch-grid indices, row-major) at the projector's output.
 
-    `fill` is "zero" or "mean" (the mean over each image's own tokens).
+    `patches` is one tuple of indices for every row, or one tuple per row of the run (all of the
+    same length), e.g. each question's most-attended patches. `fill` is "zero" or "mean" (the
+    mean over each image's own tokens).
+
+    Raises:
+      GraphError: no patches, a negative or repeated index, or rows of different lengths.
     """
 
     kind: ClassVar[str] = "patch_mask"
-    patches: tuple[int, ...]
+    patches: Sequence[int] | Sequence[Sequence[int]]  # stored as a tuple (of tuples)
     fill: Literal["zero", "mean"] = "mean"
+
+    def __post_init__(self) -> None:
+        patches: Any = self.patches
+        per_row = bool(patches) and not isinstance(patches[0], int)
+        rows = [tuple(int(p) for p in r) for r in patches] if per_row else [tuple(patches)]
+        if not rows or not rows[0] or len({len(r) for r in rows}) != 1:
+            raise GraphError(
+                "patch_mask needs a non-empty patch list, the same length for every row; got "
+                f"{[len(r) for r in rows]} indices per row."
+            )
+        if any(min(r) < 0 or len(set(r)) != len(r) for r in rows):
+            raise GraphError(f"patch_mask indices must be distinct and >= 0, got {rows}.")
+        object.__setattr__(self, "patches", tuple(rows) if per_row else rows[0])
+
+    @property
+    def per_row(self) -> bool:
+        return not isinstance(self.patches[0], int)
+
+    @property
+    def rows(self) -> tuple[tuple[int, ...], ...]:
+        """The patch indices per row (one entry when the same patches apply to every row)."""
+        patches: Any = self.patches
+        return patches if self.per_row else (patches,)
 
     @property
     def sites(self) -> tuple[Site, ...]:
         return (Site(tower=Tower.PROJECTOR, layer=0, component=Component.RESID_POST),)
 
-    def apply_tokens(self, tokens: Float[Tensor, "batch patch d_model"]) -> Tensor:
-        if max(self.patches) >= tokens.shape[1] or min(self.patches) < 0:
-            raise ShapeError(
-                f"patch_mask: patch indices must lie in 0..{tokens.shape[1] - 1} (the image's "
-                f"tokens), got {sorted(self.patches)[0]}..{sorted(self.patches)[-1]}."
+    def check(self, n_rows: int, n_tokens: int) -> None:
+        """Raises GraphError unless the patches fit a run of `n_rows` images of `n_tokens` tokens."""
+        if self.per_row and len(self.rows) != n_rows:
+            raise GraphError(
+                f"patch_mask holds patches for {len(self.rows)} rows, the run has {n_rows} rows."
             )
+        top = max(max(r) for r in self.rows)
+        if top >= n_tokens:
+            raise GraphError(
+                f"patch_mask index {top} is outside the image's {n_tokens} tokens "
+                f"(0..{n_tokens - 1})."
+            )
+
+    def apply_tokens(self, tokens: Float[Tensor, "batch patch d_model"], row_ids: Tensor) -> Tensor:
+        if self.per_row:
+            self.check(len(self.rows), tokens.shape[1])
+            index = torch.tensor(self.rows)[row_ids]  # batch k
+        else:
+            self.check(1, tokens.shape[1])
+            index = torch.tensor(self.rows * len(row_ids))
+        if self.fill == "mean":
+            fill = tokens.mean(dim=1, keepdim=True).expand(-1, index.shape[1], -1)
+        else:
+            fill = torch.zeros(tokens.shape[0], index.shape[1], tokens.shape[2], dtype=tokens.dtype)
         out = tokens.clone()
-        index = list(self.patches)
-        fill = (
-            tokens.mean(dim=1, keepdim=True)
-            if self.fill == "mean"
-            else torch.zeros_like(tokens[:, :1])
-        )
-        out[:, index] = fill.expand(-1, len(index), -1)
+        out.scatter_(1, index[:, :, None].expand(-1, -1, tokens.shape[2]).to(tokens.device), fill)
         return out
 
     def describe(self) -> str:
-        return f"patch_mask {len(self.patches)} image tokens with {self.fill}"
+        count = len(self.rows[0])
+        scope = "per row" if self.per_row else "in every row"
+        return f"patch_mask {count} image tokens {scope} with {self.fill}"
 
 
 NODE_TYPES: dict[str, type[Node]] = {
@@ -268,31 +341,40 @@ NODE_TYPES: dict[str, type[Node]] = {
 }  # fmt: skip
 
 
+_DECODERS = {
+    "$site": Site.from_dict,
+    "$positions": positions_from_dict,
+    "$tensor": tensor_from_json,
+}
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, Site):
-        return {"site": value.to_dict()}
+        return {"$site": value.to_dict()}
     if isinstance(value, Positions):
-        return {"positions": value.to_dict()}
+        return {"$positions": value.to_dict()}
     if isinstance(value, Tensor):
-        return {"tensor": tensor_to_json(value)}
+        return {"$tensor": tensor_to_json(value)}
     if isinstance(value, tuple):
-        return list(value)
+        return [_encode(v) for v in value]
     return value
 
 
 def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and len(value) == 1:
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _DECODERS:
         ((key, inner),) = value.items()
-        decoders = {
-            "site": Site.from_dict,
-            "positions": positions_from_dict,
-            "tensor": tensor_from_json,
-        }
-        if key in decoders:
-            return decoders[key](inner)
+        return _DECODERS[key](inner)
     if isinstance(value, list):
-        return tuple(value)
+        return tuple(_decode(v) for v in value)
     return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.dtype != b.dtype:
+            return False
+        return a.shape == b.shape and bool(torch.equal(a, b))
+    return bool(a == b)
 
 
 def node_from_dict(data: dict[str, Any]) -> Node:

@@ -9,14 +9,22 @@ from torch import Tensor
 
 from ..core import GraphError
 
+_VIEWED = {torch.bfloat16: torch.int16}
+"""Dtypes numpy lacks, stored bit-exactly as a same-width integer view."""
+
 
 def tensor_to_json(value: Tensor) -> dict[str, Any]:
     """Encodes a tensor bit-exactly as {dtype, shape, base64 little-endian bytes}."""
-    array = value.detach().cpu().contiguous().numpy()
+    value = value.detach().cpu().contiguous()
+    name = str(value.dtype).removeprefix("torch.")
+    if value.dtype in _VIEWED:
+        value = value.view(_VIEWED[value.dtype])
+    array = value.numpy()
+    little = array.astype(array.dtype.newbyteorder("<"))
     return {
-        "dtype": str(array.dtype),
+        "dtype": name,
         "shape": list(array.shape),
-        "data": base64.b64encode(array.astype(array.dtype.newbyteorder("<")).tobytes()).decode(),
+        "data": base64.b64encode(little.tobytes()).decode(),
     }
 
 
@@ -27,11 +35,15 @@ def tensor_from_json(data: dict[str, Any]) -> Tensor:
       GraphError: the record is malformed.
     """
     try:
-        dtype = np.dtype(data["dtype"]).newbyteorder("<")
-        raw = base64.b64decode(data["data"])
-        array = np.frombuffer(raw, dtype=dtype).reshape(data["shape"])
-    except (KeyError, TypeError, ValueError) as err:
+        dtype = getattr(torch, data["dtype"])
+        stored = _VIEWED.get(dtype, dtype)
+        numpy_dtype = np.dtype(str(stored).removeprefix("torch.")).newbyteorder("<")
+        array = np.frombuffer(base64.b64decode(data["data"]), dtype=numpy_dtype).reshape(
+            data["shape"]
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise GraphError(
             f"Cannot decode a stored tensor ({err}); expected keys dtype, shape and base64 data."
         ) from err
-    return torch.from_numpy(array.astype(array.dtype.newbyteorder("="))).clone()
+    tensor = torch.from_numpy(array.astype(array.dtype.newbyteorder("="))).clone()
+    return tensor.view(dtype) if dtype in _VIEWED else tensor
