@@ -121,3 +121,15 @@ def test_merge_writes_exactly_the_selection(component, units, positions) -> None
     torch.testing.assert_close(select(site, merged, mask), part + 100.0)
     assert int((merged != full).sum()) == part.numel()
     assert torch.equal(merge(site, full, part, mask), full)
+
+
+def test_indices_refuse_repeated_positions() -> None:
+    with pytest.raises(SiteError, match=r"repeated positions"):
+        Indices((1, 1))
+    with pytest.raises(SiteError, match=r"name one position twice in row 0"):
+        Indices((0, -6)).resolve(IMAGE, ATTN)
+    # written order does not matter: selection follows the sequence
+    assert (
+        Indices((3, 1)).resolve(IMAGE, ATTN).tolist()
+        == Indices((1, 3)).resolve(IMAGE, ATTN).tolist()
+    )

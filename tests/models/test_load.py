@@ -71,3 +71,11 @@ def test_lens_weights_reproduce_the_logits(vlm: models.VLM) -> None:
         projected = h.flatten(-2) @ vlm.adapter.head_output_weight(vlm.hf, last).T
     torch.testing.assert_close(lens, vlm.answer_logits(inputs), atol=1e-5, rtol=0)
     torch.testing.assert_close(projected, a, atol=1e-5, rtol=0)
+
+
+def test_final_norm_linearisation_is_exact_at_the_final_residual(vlm: models.VLM) -> None:
+    resid = torch.randn(3, vlm.adapter.shape(vrp.Tower.LANGUAGE).d_model)
+    gain, divisor = vlm.adapter.final_norm_linearisation(vlm.hf, resid)
+    with torch.no_grad():
+        expected = vlm.adapter.final_norm(vlm.hf)(resid)
+        torch.testing.assert_close(resid * gain / divisor[:, None], expected, atol=1e-5, rtol=1e-5)

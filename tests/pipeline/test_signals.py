@@ -67,3 +67,35 @@ def test_counting_questions_are_refused_with_a_clear_error(tiny_vlms) -> None:
     counting = [s for s in dataset if s.split == "counting"]
     with pytest.raises(vrp.DataError, match=r"need yes/no questions.*split 'counting'"):
         dataset_signals(tiny_vlms["llava"], counting, SignalConfig(samples=0))
+
+
+def test_signals_do_not_depend_on_batch_composition(vlm, yes_no_samples) -> None:
+    config = dict(samples=0)
+    together = dataset_signals(vlm, yes_no_samples[:4], SignalConfig(batch_size=4, **config))
+    alone = dataset_signals(vlm, yes_no_samples[:4], SignalConfig(batch_size=1, **config))
+    rows_a = [r.as_dict() for b in together for r in b.samples]
+    rows_b = [r.as_dict() for b in alone for r in b.samples]
+    for a, b in zip(rows_a, rows_b, strict=True):
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(b[key], abs=1e-4, nan_ok=True), key
+            else:
+                assert value == b[key], key
+
+
+def test_label_dependent_fields_are_named() -> None:
+    from vrp.pipeline import SampleSignals
+
+    fields = set(SampleSignals.__dataclass_fields__)
+    assert set(SampleSignals.LABEL_DEPENDENT) <= fields
+    assert "yes_no_margin" not in SampleSignals.LABEL_DEPENDENT
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"layers": ()}, "non-empty tuple"), ({"top_p": 0.0}, r"top_p must lie in \(0, 1\]"),
+     ({"samples": -1}, "samples must be >= 0"), ({"batch_size": 0}, "batch_size must be >= 1")],
+)  # fmt: skip
+def test_signal_config_validation(kwargs, message) -> None:
+    with pytest.raises(vrp.ConfigError, match=message):
+        SignalConfig(**kwargs)

@@ -82,8 +82,14 @@ class LastToken(Positions):
 class Indices(Positions):
     """Explicit positions, counted from the end of each row when negative (-1 = last token).
 
-    Positive indices count from the first real token of each row, so they mean the same token in a
-    left-padded batch as in a single run.
+    On language sites, positive indices count from the first real token of each row, so they mean
+    the same token in a left-padded batch as in a single run; on vision and projector sites they
+    index that tower's own tokens. Selected positions come back in ascending sequence order,
+    whatever order they are written in (a patch pairs source and target positions in that order).
+
+    Raises:
+      SiteError: empty, non-integer or repeated indices (also two spellings of one position,
+        found when resolved against a row).
     """
 
     indices: tuple[int, ...]
@@ -92,6 +98,8 @@ class Indices(Positions):
         items = tuple(self.indices)
         if not items or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
             raise SiteError(f"Indices needs a non-empty tuple of ints, got {self.indices!r}.")
+        if len(set(items)) != len(items):
+            raise SiteError(f"Indices contains repeated positions: {items!r}. List each once.")
         object.__setattr__(self, "indices", items)
 
     def resolve(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
@@ -113,6 +121,11 @@ class Indices(Positions):
                         f"(valid: {-n}..{n - 1})."
                     )
                 mask[row, int(starts[row]) + (index % n)] = True
+            if int(mask[row].sum()) != len(self.indices):
+                raise SiteError(
+                    f"Indices {list(self.indices)} name one position twice in row {row}, which "
+                    f"has {n} tokens (e.g. 0 and {-n}). List each position once."
+                )
         return mask
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from jaxtyping import Float
 from PIL.Image import Image
 from torch import Tensor
 
@@ -232,6 +233,20 @@ class BaseAdapter:
     def final_norm(self, hf: Any) -> Any:
         """The language model's final norm module (applied before the unembedding)."""
         return hf.model.language_model.norm
+
+    def final_norm_gain(self, hf: Any) -> Float[Tensor, " d_model"]:
+        """The final RMSNorm's per-dimension gain (its weight)."""
+        return self.final_norm(hf).weight
+
+    def final_norm_linearisation(
+        self, hf: Any, resid: Float[Tensor, "batch d_model"]
+    ) -> tuple[Float[Tensor, " d_model"], Float[Tensor, " batch"]]:
+        """(gain, divisor) of the final RMSNorm frozen at the final residuals `resid`, so that
+        ``norm(x) ~ x * gain / divisor`` (exact at `resid`): for direct logit attribution."""
+        norm = self.final_norm(hf)
+        eps = float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
+        divisor = resid.float().pow(2).mean(dim=-1).add(eps).sqrt()
+        return self.final_norm_gain(hf), divisor
 
     def unembedding(self, hf: Any) -> Tensor:
         """W_U as ``d_model vocab`` (the LM head's weight, transposed; a view, not a copy)."""

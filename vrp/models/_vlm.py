@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from PIL.Image import Image
 from torch import Tensor
 
@@ -90,10 +90,15 @@ class VLM:
         return self.logits(inputs)[:, -1]
 
     def yes_no_margin(self, answer_logits: AnswerLogits) -> Float[Tensor, " batch"]:
-        """Best "yes" logit minus best "no" logit per row."""
-        yes = answer_logits[:, list(self.answer_tokens.yes)].max(dim=-1).values
-        no = answer_logits[:, list(self.answer_tokens.no)].max(dim=-1).values
-        return yes - no
+        """log P(any "yes" spelling) - log P(any "no" spelling) per row (logsumexp over the
+        spellings): VRP's one rule for a yes/no answer (see `vrp.signals.yes_no_margin`)."""
+        from ..signals import yes_no_margin  # pure tensor code; imported late to keep layers apart
+
+        return yes_no_margin(answer_logits, self.answer_tokens.yes, self.answer_tokens.no)
+
+    def says_yes(self, answer_logits: AnswerLogits) -> Bool[Tensor, " batch"]:
+        """The yes/no answer of each row: "yes" iff the yes-no margin is positive."""
+        return self.yes_no_margin(answer_logits) > 0
 
     @torch.no_grad()
     def generate(self, inputs: VlmInputs, *, max_new_tokens: int = 8, **kwargs: Any) -> list[str]:

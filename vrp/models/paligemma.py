@@ -6,6 +6,8 @@ processor marks it with ``token_type_ids`` (0 = prefix), which the model turns i
 
 from typing import Any, ClassVar
 
+from torch import Tensor
+
 from ._base import ENCODER_PATHS, BaseAdapter, LayerPaths
 
 
@@ -18,6 +20,10 @@ class PaliGemmaAdapter(BaseAdapter):
 
     def _vision_layer(self, model: Any, layer: int) -> Any:
         return model.model.vision_tower.encoder.layers[layer]
+
+    def final_norm_gain(self, hf: Any) -> Tensor:
+        # Gemma's RMSNorm scales by (1 + weight)
+        return 1.0 + self.final_norm(hf).weight
 
     def prompt(self, question: str) -> str:
         # PaliGemma's task-prefix format; the processor adds <bos> after the image tokens and "\n"

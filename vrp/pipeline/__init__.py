@@ -1,6 +1,9 @@
 """Pipeline stages: stream a benchmark through a model and compute the study's signals."""
 
-from ._attention import answer_attention as answer_attention
+from ._attention import (
+    answer_attention as answer_attention,
+    maps_from_patterns as maps_from_patterns,
+)
 from ._capture import (
     BatchCapture as BatchCapture,
     blank_like as blank_like,
@@ -13,4 +16,5 @@ from ._signals import (
     SignalConfig as SignalConfig,
     batch_signals as batch_signals,
     dataset_signals as dataset_signals,
+    require_yes_no as require_yes_no,
 )

@@ -1,8 +1,10 @@
-"""Answer-to-image attention maps of a batch, from one capture trace of the answer query rows."""
+"""Answer-to-image attention maps on the patch grid, from captured answer-query pattern rows."""
 
 from collections.abc import Sequence
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from ..core import Component, LastToken, Site
 from ..interventions import Capture, Graph, run_graph
@@ -10,11 +12,20 @@ from ..models import VLM, VlmInputs
 from ..signals import AttentionMaps, average_heads, image_attention
 
 
+def maps_from_patterns(
+    patterns: Sequence[Float[Tensor, "batch head 1 key"]], inputs: VlmInputs, layers: Sequence[int]
+) -> tuple[Float[Tensor, "batch layer head grid_h grid_w"], AttentionMaps]:
+    """Per-head maps and their head average (m^(l) and M) from the answer query's pattern rows."""
+    queries = torch.zeros(inputs.batch_size, dtype=torch.long)
+    head_maps = image_attention(list(patterns), inputs.image_mask, queries, inputs.grids[0])
+    return head_maps, average_heads(head_maps, layers=layers)
+
+
 def answer_attention(
     vlm: VLM, inputs: VlmInputs, *, layers: Sequence[int] | None = None
 ) -> AttentionMaps:
     """Attention from the answer position to the image tokens on the patch grid, averaged over
-    heads, per layer (m^(l)) and over layers (M).
+    heads, per layer (m^(l)) and over layers (M), from one capture trace.
 
     Raises:
       GraphError: the model does not run eager attention (patterns need it).
@@ -26,7 +37,4 @@ def answer_attention(
         for i in chosen
     )  # fmt: skip
     result = run_graph(vlm, Graph(nodes=nodes), inputs)
-    queries = torch.zeros(inputs.batch_size, dtype=torch.long)
-    patterns = [result[f"pattern{i}"] for i in chosen]
-    head_maps = image_attention(patterns, inputs.image_mask, queries, inputs.grids[0])
-    return average_heads(head_maps, layers=chosen)
+    return maps_from_patterns([result[f"pattern{i}"] for i in chosen], inputs, chosen)[1]

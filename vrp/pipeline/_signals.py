@@ -7,30 +7,30 @@ self-consistency from batched sampling). Correctness is judged on yes/no questio
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import DataError
+from ..core import ConfigError, DataError
 from ..data import Sample, parse_pope_answer
 from ..models import VLM
 from ..signals import (
     Dbscan,
     MassComponents,
-    average_heads,
+    attention_structure,
     component_attribution,
-    image_attention,
     logit_gap,
     logit_lens,
+    peak_integration_layer,
     self_consistency,
     top_head_map,
     unembed_direction,
     vocab_entropy,
-    yes_no_margin,
 )
+from ._attention import maps_from_patterns
 from ._capture import BatchCapture, capture_batch
 
 
@@ -42,7 +42,8 @@ class SignalConfig:
       layers: language layers to read (None: all).
       batch_size: rows per trace.
       top_k_heads: K of the top-K-head attention entropy.
-      late_window: layer steps summed into the late-diffusion rise (capped by the layer count).
+      late_window: layer steps summed into the late-diffusion rise; capped at (layers read - 1),
+        so that a 2-layer model uses 1.
       samples: K answers sampled per question for self-consistency (0 skips it).
       temperature / top_p / max_new_tokens: sampling settings of self-consistency.
       grey: grey level of the blank image for the visual-attribution margin.
@@ -62,10 +63,37 @@ class SignalConfig:
     dbscan: Dbscan = field(default_factory=Dbscan)
     components: MassComponents = field(default_factory=MassComponents)
 
+    def __post_init__(self) -> None:
+        checks = {
+            "layers must be None or a non-empty tuple of distinct layers": self.layers is None
+            or (len(self.layers) > 0 and len(set(self.layers)) == len(self.layers)),
+            "batch_size must be >= 1": self.batch_size >= 1,
+            "top_k_heads must be >= 1": self.top_k_heads >= 1,
+            "late_window must be >= 1": self.late_window >= 1,
+            "samples must be >= 0": self.samples >= 0,
+            "temperature must be > 0": self.temperature > 0,
+            "top_p must lie in (0, 1]": 0 < self.top_p <= 1,
+        }
+        failed = [rule for rule, ok in checks.items() if not ok]
+        if failed:
+            raise ConfigError(f"Invalid SignalConfig: {'; '.join(failed)}. Got {self!r}.")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SampleSignals:
-    """Every scalar signal of one answered question (NaN where a signal does not apply)."""
+    """Every scalar signal of one answered question (NaN where a signal does not apply).
+
+    The fields in `LABEL_DEPENDENT` are computed from the correct answer's token (the logit-lens
+    truth margin and what derives from it): they describe how the model reaches the truth, and
+    correlating them with correctness is circular. Predictors of correctness are the others.
+    """
+
+    LABEL_DEPENDENT: ClassVar[tuple[str, ...]] = (
+        "truth_margin",
+        "truth_peak_layer",
+        "visual_attribution",
+        "visual_peak_layer",
+    )
 
     question_id: int
     split: str
@@ -85,9 +113,10 @@ class SampleSignals:
     logit_gap: float  # top-1 minus top-2 logit
     yes_no_margin: float
     truth_margin: float  # logit lens at the last layer: correct token vs the best other
-    peak_layer: int
+    truth_peak_layer: int  # layer of the largest increase of the truth margin
     visual_attribution: float  # truth margin with the image minus with a blank image, last layer
-    mlp_share: float
+    visual_peak_layer: int  # peak visual-integration layer: largest increase of that difference
+    mlp_share: float  # MLP share of the direct logit attribution to the yes-minus-no direction
     self_consistency: float
     all_agree: bool
 
@@ -104,29 +133,35 @@ class BatchSignals:
     layers: tuple[int, ...]
 
 
-def _labels(samples: Sequence[Sample]) -> list[str]:
+def require_yes_no(samples: Sequence[Sample], purpose: str = "Reliability signals") -> list[str]:
+    """The samples' yes/no answers.
+
+    Raises:
+      DataError: no samples, or a sample whose answer is not "yes" / "no" (counting questions).
+    """
+    if not samples:
+        raise DataError(f"{purpose} need at least one sample; got none.")
     bad = [s for s in samples if s.answer not in ("yes", "no")]
     if bad:
         raise DataError(
-            f"Reliability signals need yes/no questions; question {bad[0].question_id} of split "
+            f"{purpose} need yes/no questions; question {bad[0].question_id} of split "
             f"{bad[0].split!r} has answer {bad[0].answer!r}. Select the POPE or spatial splits."
         )
     return [s.answer for s in samples]
 
 
 def _attention(vlm: VLM, cap: BatchCapture, config: SignalConfig, direction: Tensor) -> dict:
-    from ..signals import attention_structure
-
-    queries = torch.zeros(cap.logits.shape[0], dtype=torch.long)
-    head_maps = image_attention(list(cap.patterns), cap.image_mask, queries, cap.inputs.grids[0])
-    maps = average_heads(head_maps, layers=cap.layers)
+    head_maps, maps = maps_from_patterns(cap.patterns, cap.inputs, cap.layers)
     window = max(1, min(config.late_window, len(cap.layers) - 1))
     structure = attention_structure(
         maps, dbscan=config.dbscan, components=config.components, late_window=window
     )
-    effects = _head_effects(vlm, cap, direction)
-    k = min(config.top_k_heads, effects.numel())
-    top = top_head_map(head_maps, effects, k)
+    effects = _head_effects(vlm, cap, direction)  # batch layer head
+    k = min(config.top_k_heads, effects[0].numel())
+    top = [
+        top_head_map(head_maps[i : i + 1], effects[i], k).entropy.nats[0]
+        for i in range(len(effects))
+    ]
     return {
         "spatial_entropy": structure.entropy.nats,
         "spatial_entropy_norm": structure.entropy.normalised,
@@ -134,20 +169,22 @@ def _attention(vlm: VLM, cap: BatchCapture, config: SignalConfig, direction: Ten
         "clusters_components": structure.clusters_components,
         "early_locking_layer": structure.evolution.early_locking_layer,
         "late_rise": structure.evolution.late_rise,
-        "top_heads_entropy": top.entropy.nats,
+        "top_heads_entropy": torch.stack(top),
     }
 
 
-def _head_effects(vlm: VLM, cap: BatchCapture, direction: Tensor) -> Float[Tensor, "layer head"]:
-    """Batch-mean |direct effect| of each head on the truth direction (through W_O)."""
+def _head_effects(
+    vlm: VLM, cap: BatchCapture, direction: Tensor
+) -> Float[Tensor, "batch layer head"]:
+    """|direct effect| of each head of each row on the row's truth direction (through W_O)."""
     effects = []
     for index, layer in enumerate(cap.layers):
         w_o = vlm.adapter.head_output_weight(vlm.hf, layer)  # d_model (head d_head)
         heads = cap.heads[:, index]  # batch head d_head
         per_head = w_o.reshape(w_o.shape[0], heads.shape[1], heads.shape[2])
         out = torch.einsum("bhe,dhe->bhd", heads, per_head)
-        effects.append((out * direction[:, None, :]).sum(-1).abs().mean(0))
-    return torch.stack(effects)
+        effects.append((out * direction[:, None, :]).sum(-1).abs())
+    return torch.stack(effects, dim=1)
 
 
 def _targets(vlm: VLM, labels: list[str]) -> tuple[Tensor, Tensor]:
@@ -162,16 +199,27 @@ def _lens(vlm: VLM, cap: BatchCapture, target: Tensor) -> dict:
     kwargs = {"target": target, "norm": norm, "layers": cap.layers}
     real = logit_lens(cap.resid, w_u, **kwargs)
     blank = logit_lens(cap.blank_resid, w_u, **kwargs)
+    visual = real.margin - blank.margin
     return {
         "truth_margin": real.margin[:, -1],
-        "peak_layer": real.peak_layer,
-        "visual_attribution": (real.margin - blank.margin)[:, -1],
+        "truth_peak_layer": real.peak_layer,
+        "visual_attribution": visual[:, -1],
+        "visual_peak_layer": peak_integration_layer(visual, layers=cap.layers),
     }
+
+
+def _mlp_share(vlm: VLM, cap: BatchCapture, direction: Tensor) -> Tensor:
+    """MLP share of the direct logit attribution, through the final norm frozen at the final
+    residual (when the last layer is read; else the plain projection)."""
+    if cap.layers[-1] != vlm.adapter.n_layers - 1:
+        return component_attribution(cap.attn, cap.mlp, direction).mlp_share
+    gain, divisor = vlm.adapter.final_norm_linearisation(vlm.hf, cap.resid[:, -1])
+    return component_attribution(cap.attn, cap.mlp, direction, gamma=gain, scale=divisor).mlp_share
 
 
 def _behaviour(vlm: VLM, cap: BatchCapture, labels: list[str]) -> dict:
     logits = cap.logits.float()
-    margin = yes_no_margin(logits, vlm.answer_tokens.yes, vlm.answer_tokens.no)
+    margin = vlm.yes_no_margin(logits)
     answers = ["yes" if m > 0 else "no" for m in margin.tolist()]
     chosen = torch.tensor([vlm.answer_tokens.yes[0] if a == "yes" else vlm.answer_tokens.no[0]
                            for a in answers])  # fmt: skip
@@ -214,7 +262,7 @@ def batch_signals(
     vlm: VLM, samples: Sequence[Sample], config: SignalConfig, *, index: int = 0
 ) -> BatchSignals:
     """Every signal of one batch of yes/no samples (one capture trace + one sampling call)."""
-    labels = _labels(samples)
+    labels = require_yes_no(samples)
     layers = config.layers or tuple(range(vlm.adapter.n_layers))
     cap = capture_batch(vlm, [s.image for s in samples], [s.question for s in samples],
                         layers=layers, grey=config.grey)  # fmt: skip
@@ -226,7 +274,7 @@ def batch_signals(
             **_behaviour(vlm, cap, labels),
             **_attention(vlm, cap, config, direction),
             **_lens(vlm, cap, target),
-            "mlp_share": component_attribution(cap.attn, cap.mlp, direction).mlp_share,
+            "mlp_share": _mlp_share(vlm, cap, direction),
             **_consistency(vlm, cap, config, index),
         }
     rows = []
