@@ -5,10 +5,12 @@ Builds on the public API of `vrp` only (sites, models, intervention graphs, stat
 
 from ._ablation import (
     AblationStudy as AblationStudy,
+    BatchNodes as BatchNodes,
     NeuronAblationConfig as NeuronAblationConfig,
+    answer_correctness as answer_correctness,
     attention_guided_masking as attention_guided_masking,
-    correctness as correctness,
     neuron_ablation as neuron_ablation,
+    unit_means as unit_means,
 )
 from ._localise import Localisation as Localisation, localise as localise
 from ._sweep import (
@@ -26,7 +28,9 @@ __all__ = [
     "AblationStudy",
     "NeuronAblationConfig",
     "attention_guided_masking",
-    "correctness",
+    "BatchNodes",
+    "answer_correctness",
+    "unit_means",
     "neuron_ablation",
     "Localisation",
     "Metric",

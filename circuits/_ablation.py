@@ -12,20 +12,22 @@ from typing import Literal
 
 import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from vrp import AllTokens, Component, ConfigError, DataError, Positions, Site, Tower
 from vrp.data import Sample
 from vrp.interventions import (
+    Capture,
     Graph,
     ImagePatchMask,
     MeanAblate,
     Node,
     Zero,
-    mean_ablation,
     run_graph,
 )
 from vrp.models import VLM, VlmInputs
-from vrp.pipeline import answer_attention
+from vrp.pipeline import answer_attention, require_yes_no
 from vrp.stats import Estimate, mcnemar_exact, proportion
 
 
@@ -51,17 +53,6 @@ class AblationStudy:
     label: str
 
 
-def _check_yes_no(samples: Sequence[Sample]) -> None:
-    if not samples:
-        raise DataError("An ablation study needs at least one sample; got none.")
-    bad = [s for s in samples if s.answer not in ("yes", "no")]
-    if bad:
-        raise DataError(
-            f"Ablation studies score yes/no answers; question {bad[0].question_id} of split "
-            f"{bad[0].split!r} has answer {bad[0].answer!r}."
-        )
-
-
 def _batches(vlm: VLM, samples: Sequence[Sample], size: int) -> list[tuple[VlmInputs, np.ndarray]]:
     out = []
     for start in range(0, len(samples), size):
@@ -71,32 +62,25 @@ def _batches(vlm: VLM, samples: Sequence[Sample], size: int) -> list[tuple[VlmIn
     return out
 
 
-NodesFor = Callable[[VlmInputs, int], Sequence[Node]]
-"""Maps (batch inputs, batch index) to the nodes to apply on that batch."""
+BatchNodes = Callable[[VlmInputs, int], Sequence[Node]]
+"""Maps (a batch's inputs, its index) to the nodes applied to that batch."""
 
 
-def correctness(
-    vlm: VLM, batches: Sequence[tuple[VlmInputs, np.ndarray]], nodes_for: NodesFor | None = None
+def answer_correctness(
+    vlm: VLM, batches: Sequence[tuple[VlmInputs, np.ndarray]], nodes: BatchNodes | None = None
 ) -> np.ndarray:
-    """Per-question correctness of the yes/no answer (yes iff the yes-no margin is positive)."""
+    """Per-question correctness of the yes/no answers (`VLM.says_yes`), under `nodes` if given.
+
+    Args:
+      batches: (inputs, truth) pairs; truth is True where the right answer is "yes".
+      nodes: the interventions per batch (none: the plain model).
+    """
     correct = []
     for index, (inputs, truth) in enumerate(batches):
-        nodes = tuple(nodes_for(inputs, index)) if nodes_for else ()
-        runs = sorted({n.run for n in nodes}, key=_row_order) or ["main"]
-        logits = run_graph(vlm, Graph(nodes=nodes, runs=tuple(runs)),
-                           {r: _run_inputs(inputs, r) for r in runs}).answer_logits  # fmt: skip
-        merged = torch.cat([logits[r] for r in runs]) if runs != ["main"] else logits["main"]
-        says_yes = (vlm.yes_no_margin(merged) > 0).numpy()
-        correct.append(says_yes == truth)
+        chosen = tuple(nodes(inputs, index)) if nodes else ()
+        logits = run_graph(vlm, Graph(nodes=chosen), inputs).answer_logits["main"]
+        correct.append(vlm.says_yes(logits).numpy() == truth)
     return np.concatenate(correct)
-
-
-def _row_order(run: str) -> int:
-    return int(run.removeprefix("row")) if run.startswith("row") else -1
-
-
-def _run_inputs(inputs: VlmInputs, run: str) -> VlmInputs:
-    return inputs if run == "main" else inputs.rows([int(run.removeprefix("row"))], trim=False)
 
 
 def _study(
@@ -121,7 +105,7 @@ class NeuronAblationConfig:
 
     Attributes:
       n_controls: random neuron sets of the same size and layer.
-      mode: "zero", or "mean" (each unit's mean over the rows of its batch, position by position).
+      mode: "zero", or "mean" (each unit's mean over every real token of the samples).
       positions: where to ablate (all tokens by default; `LastToken()` for the answer position).
       batch_size: questions per trace.
       seed: seeds the control draws.
@@ -148,34 +132,54 @@ def neuron_ablation(
       ConfigError: no neurons, or more neurons than the layer has.
       DataError: a sample is not a yes/no question.
     """
-    _check_yes_no(samples)
+    require_yes_no(samples, "Ablation studies")
     width = vlm.adapter.shape(Tower.LANGUAGE).d_mlp
     if not neurons or len(neurons) > width:
         raise ConfigError(f"neuron_ablation needs 1..{width} neurons, got {len(neurons)}.")
     config = config or NeuronAblationConfig()
     batches = _batches(vlm, samples, config.batch_size)
     rng = np.random.default_rng(config.seed)
+    means = (
+        unit_means(vlm, [inputs for inputs, _ in batches], layer) if config.mode == "mean" else None
+    )
 
-    def nodes(units: Sequence[int]) -> NodesFor:
-        site = Site(layer=layer, component=Component.MLP_NEURONS, neurons=tuple(int(u) for u in units),
+    def ablate(units: Sequence[int]) -> BatchNodes:
+        site = Site(layer=layer, component=Component.MLP_NEURONS, neurons=tuple(units),
                     positions=config.positions)  # fmt: skip
-        if config.mode == "zero":
-            return lambda inputs, index: (Zero(site=site),)
-        return lambda inputs, index: (_mean_node(vlm, site, inputs),)
+        node: Node = (
+            Zero(site=site) if means is None else MeanAblate(site=site, mean=means[list(units)])
+        )
+        return lambda inputs, index: (node,)
 
-    controls = [rng.choice(width, size=len(neurons), replace=False).tolist()
+    others = np.setdiff1d(np.arange(width), np.asarray(neurons))
+    if len(others) < len(neurons):
+        raise ConfigError(
+            f"Random controls are drawn from the other {len(others)} neurons of L{layer}; "
+            f"{len(neurons)} targets leave too few. Ablate at most half of the layer."
+        )
+    controls = [rng.choice(others, size=len(neurons), replace=False).tolist()
                 for _ in range(config.n_controls)]  # fmt: skip
     return _study(
-        correctness(vlm, batches),
-        correctness(vlm, batches, nodes(neurons)),
-        [correctness(vlm, batches, nodes(c)) for c in controls],
+        answer_correctness(vlm, batches),
+        answer_correctness(vlm, batches, ablate([int(u) for u in neurons])),
+        [answer_correctness(vlm, batches, ablate(c)) for c in controls],
         f"{config.mode}-ablate {len(neurons)} neurons of L{layer}",
     )
 
 
-def _mean_node(vlm: VLM, site: Site, inputs: VlmInputs) -> MeanAblate:
-    # the mean over this batch's rows, position by position (batches differ in length)
-    return mean_ablation(vlm, site, [inputs])
+def unit_means(vlm: VLM, batches: Sequence[VlmInputs], layer: int) -> Float[Tensor, " d_mlp"]:
+    """Each MLP neuron's mean activation at `layer` over every real (non-padding) token."""
+    site = Site(layer=layer, component=Component.MLP_NEURONS)
+    total, count = None, 0
+    for inputs in batches:
+        values = run_graph(vlm, Graph(nodes=(Capture(site=site, name="n"),)), inputs)["n"]
+        real = inputs.attention_mask.bool()
+        summed = values[real].sum(dim=0)
+        total = summed if total is None else total + summed
+        count += int(real.sum())
+    if total is None:
+        raise DataError("unit_means needs at least one batch; got none.")
+    return total / count
 
 
 def attention_guided_masking(
@@ -197,7 +201,7 @@ def attention_guided_masking(
     Raises:
       ConfigError: `fraction` outside (0, 1).
     """
-    _check_yes_no(samples)
+    require_yes_no(samples, "Ablation studies")
     if not 0 < fraction < 1:
         raise ConfigError(f"fraction must lie in (0, 1), got {fraction}.")
     batches = _batches(vlm, samples, batch_size)
@@ -209,12 +213,12 @@ def attention_guided_masking(
 
     def masked(pick: Callable[[torch.Tensor], Sequence[int]]) -> np.ndarray:
         def nodes(inputs: VlmInputs, index: int) -> list[Node]:
-            return [ImagePatchMask(patches=tuple(int(p) for p in pick(order)), fill=fill, run=f"row{i}")
-                    for i, order in enumerate(orders[index])]  # fmt: skip
+            rows = tuple(tuple(int(p) for p in pick(order)) for order in orders[index])
+            return [ImagePatchMask(patches=rows, fill=fill)]
 
-        return correctness(vlm, batches, nodes)
+        return answer_correctness(vlm, batches, nodes)
 
-    baseline = correctness(vlm, batches)
+    baseline = answer_correctness(vlm, batches)
     randoms = [masked(lambda order: rng.choice(n_tokens, size=k, replace=False).tolist())
                for _ in range(n_random)]  # fmt: skip
     top = masked(lambda order: order[:k].tolist())

@@ -6,8 +6,8 @@ import pytest
 import vrp
 from circuits import (
     NeuronAblationConfig,
+    answer_correctness,
     attention_guided_masking,
-    correctness,
     neuron_ablation,
 )
 from vrp import Component, Indices, LastToken, Site
@@ -68,9 +68,8 @@ def test_attention_guided_masking_structure_and_equivalence(vlm, samples) -> Non
     row = inputs.rows([0], trim=False)
     mask = ImagePatchMask(patches=tuple(order[0, :k].tolist()), fill="mean")
     expected = _says_yes(vlm, row, [mask])[0] == (chosen[0].answer == "yes")
-    masked = correctness(vlm, [(inputs, np.array([s.answer == "yes" for s in chosen]))],
-                         lambda _inputs, _i: [ImagePatchMask(patches=mask.patches, fill="mean",
-                                                             run="row0")])  # fmt: skip
+    truth = np.array([s.answer == "yes" for s in chosen])
+    masked = answer_correctness(vlm, [(inputs, truth)], lambda _inputs, _i: [mask])
     assert masked[0] == expected
 
 
@@ -81,5 +80,22 @@ def test_ablation_errors(vlm, samples) -> None:
         attention_guided_masking(vlm, samples, fraction=1.5)
     counting = [s for s in generate(SyntheticConfig(n_per_split=2, n_counting=2, n_spatial=0, seed=1))
                 if s.split == "counting"]  # fmt: skip
-    with pytest.raises(vrp.DataError, match=r"score yes/no answers.*'counting'"):
+    with pytest.raises(vrp.DataError, match=r"Ablation studies need yes/no questions.*'counting'"):
         neuron_ablation(vlm, counting, layer=0, neurons=[1])
+
+
+def test_unit_means_average_real_tokens_only(vlm, samples) -> None:
+    from circuits import unit_means
+    from tests.reference import captured
+
+    chunk = samples[:3]
+    inputs = vlm.encode([s.image for s in chunk], [s.question for s in chunk])
+    site = Site(layer=1, component=Component.MLP_NEURONS)
+    raw = captured(vlm, inputs, site)  # batch seq d_mlp, pads included
+    expected = raw[inputs.attention_mask.bool()].mean(dim=0)
+    np.testing.assert_allclose(unit_means(vlm, [inputs], 1).numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_controls_exclude_the_targets(vlm, samples) -> None:
+    with pytest.raises(vrp.ConfigError, match=r"drawn from the other 8 neurons"):
+        neuron_ablation(vlm, samples, layer=0, neurons=list(range(40)))
