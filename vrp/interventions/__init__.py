@@ -10,6 +10,8 @@ from ._execute import (
     Captured as Captured,
     ExecutionConfig as ExecutionConfig,
     GraphResult as GraphResult,
+    Point as Point,
+    compile_points as compile_points,
     run_graph as run_graph,
 )
 from ._graph import Graph as Graph, graph as graph

@@ -48,8 +48,15 @@ class GraphResult:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Point:
-    """One place in the forward pass and the nodes acting there, in graph order."""
+class Point:
+    """One place in the forward pass and the nodes acting there, in graph order.
+
+    Attributes:
+      key: (tower, layer, rank within the layer) sort key of the forward order.
+      site: the (selector-free) site read and written there; None for an attention-mask point.
+      layer: the layer index.
+      nodes: the nodes applied there, in graph order.
+    """
 
     key: tuple[int, int, float]
     site: Site | None  # None for an attention-mask point
@@ -62,8 +69,8 @@ _KNOCKOUT_RANK = 0.5  # the attention block's input mask: after RESID_PRE, befor
 _TOWER_RANK = {t: i for i, t in enumerate(Tower)}
 
 
-def _compile_points(graph: Graph) -> list[_Point]:
-    """Groups the graph's nodes by forward-pass point, sorted in forward order."""
+def compile_points(graph: Graph) -> list[Point]:
+    """The execution plan: the graph's nodes grouped by forward-pass point, in forward order."""
     groups: dict[tuple[int, int, float], list[Node]] = {}
     sites: dict[tuple[int, int, float], Site | None] = {}
     for node in graph.nodes:
@@ -75,9 +82,7 @@ def _compile_points(graph: Graph) -> list[_Point]:
             key = (_TOWER_RANK[site.tower], site.layer, _COMPONENT_RANK[site.component])
             sites[key] = Site(tower=site.tower, layer=site.layer, component=site.component)
         groups.setdefault(key, []).append(node)
-    return [
-        _Point(key=k, site=sites[k], layer=k[1], nodes=tuple(groups[k])) for k in sorted(groups)
-    ]
+    return [Point(key=k, site=sites[k], layer=k[1], nodes=tuple(groups[k])) for k in sorted(groups)]
 
 
 class _RunContext(Context):
@@ -118,7 +123,7 @@ class _RunContext(Context):
         return self.row_ids_[run]
 
 
-def _apply_site_nodes(point: _Point, value: Tensor, ctx: _RunContext) -> tuple[Tensor, bool]:
+def _apply_site_nodes(point: Point, value: Tensor, ctx: _RunContext) -> tuple[Tensor, bool]:
     writes = any(isinstance(n, ImagePatchMask) or getattr(n, "writes", False) for n in point.nodes)
     if writes:
         value = value.clone()  # once per point: nodes then edit their runs' rows in place
@@ -137,7 +142,7 @@ def _apply_site_nodes(point: _Point, value: Tensor, ctx: _RunContext) -> tuple[T
     return value, writes
 
 
-def _knockout_edit(point: _Point, ctx: _RunContext, n_heads: int) -> Any:
+def _knockout_edit(point: Point, ctx: _RunContext, n_heads: int) -> Any:
     def edit(mask: Tensor) -> Tensor:
         batch, _, queries, keys = mask.shape
         out = mask.expand(batch, n_heads, queries, keys).clone()
@@ -172,7 +177,7 @@ def _check_open_keys(node: AttentionKnockout, mask: Tensor, real: Tensor, blocke
         )
 
 
-def execute_points(model: Any, vlm_adapter: Any, points: list[_Point], ctx: _RunContext) -> None:
+def execute_points(model: Any, vlm_adapter: Any, points: list[Point], ctx: _RunContext) -> None:
     """Inside a trace: visits every point in forward order, applying its nodes."""
     n_heads = vlm_adapter.shape(Tower.LANGUAGE).n_heads
     for point in points:
@@ -256,7 +261,7 @@ def run_graph(
     config = config or ExecutionConfig()
     runs = dict(inputs) if isinstance(inputs, Mapping) else {graph.runs[0]: inputs}
     graph.validate(vlm, runs)
-    points = _compile_points(graph)
+    points = compile_points(graph)
     largest = max(graph.runs, key=lambda r: runs[r].batch_size)
     size = runs[largest].batch_size
     step = _rows_per_trace(vlm, runs[largest], len(graph.runs), config.memory_budget_mb)
@@ -269,7 +274,7 @@ def run_graph(
 def _run_chunk(
     vlm: VLM,
     graph: Graph,
-    points: list[_Point],
+    points: list[Point],
     runs: Mapping[str, VlmInputs],
     rows: range,
     config: ExecutionConfig,

@@ -4,8 +4,8 @@ A node never touches a model. `apply` maps the selected part of a site's value (
 site's heads / neurons / positions) to its replacement; the executor reads and writes the model.
 """
 
-from dataclasses import dataclass, field, fields
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 import torch
