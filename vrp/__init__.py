@@ -30,14 +30,15 @@ from .core import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from . import models as models
     from .models import (
         VLM as VLM,
         ModelSpec as ModelSpec,
         VlmInputs as VlmInputs,
         build_vlm as build_vlm,
         families as families,
-        load as load,
-        save as save,
     )
 
 __version__ = "0.1.0"
@@ -48,15 +49,33 @@ _LAZY = {
     "VlmInputs": "vrp.models",
     "build_vlm": "vrp.models",
     "families": "vrp.models",
-    "load": "vrp.models",
-    "save": "vrp.models",
 }
+_SUBMODULES = ("models", "interventions", "data", "signals", "probes", "stats", "store", "pipeline")
 
 __all__ = [
     "AdapterError", "AllTokens", "Component", "ConfigError", "DataError", "GraphError",
     "ImageTokens", "Indices", "LastToken", "ModelNotFoundError", "Positions", "PromptError",
-    "ShapeError", "SignalError", "Site", "SiteError", "TextTokens", "Tower", "VrpError", *_LAZY,
+    "ShapeError", "SignalError", "Site", "SiteError", "TextTokens", "Tower", "VrpError", "load",
+    "save", *_LAZY,
 ]  # fmt: skip
+
+
+def load(name_or_path: "str | Path", **kwargs: Any) -> "VLM":
+    """Loads a VLM by built-in name, checkpoint directory or Hub id: see `vrp.models.load`."""
+    from .models import load as load_model
+
+    return load_model(name_or_path, **kwargs)
+
+
+def save(vlm: "VLM", directory: "str | Path") -> "Path":
+    """Saves a VLM so that `load` reads it back: see `vrp.models.save`.
+
+    Defined here rather than resolved lazily: nnsight gives every object a ``save`` attribute,
+    which would shadow a lazily resolved module attribute of that name.
+    """
+    from .models import save as save_model
+
+    return save_model(vlm, directory)
 
 
 def __getattr__(name: str) -> Any:
@@ -64,4 +83,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return import_module(f"vrp.{name}")
     raise AttributeError(f"module 'vrp' has no attribute {name!r}")

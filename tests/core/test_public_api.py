@@ -19,3 +19,13 @@ def test_core_does_not_import_transformers_or_nnsight() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, f"vrp.core imported {result.stdout.strip()}"
+
+
+def test_save_and_submodules_resolve_after_nnsight_is_imported(tmp_path) -> None:
+    import nnsight  # noqa: F401  (gives every object a `save` attribute)
+
+    assert vrp.save.__module__ == "vrp"
+    vlm = vrp.load("tiny/llava")
+    vrp.save(vlm, tmp_path)
+    assert vrp.load(tmp_path).family == "llava"
+    assert vrp.models.builtin_names()[0].startswith("tiny/")

@@ -62,6 +62,9 @@ class BaseAdapter:
     """Implements the `Adapter` protocol for decoder VLMs; families override the marked hooks."""
 
     family: ClassVar[str] = ""
+    model_class: ClassVar[
+        type[Any]
+    ]  # the transformers class `vrp.load` instantiates for this family
     image_placeholder: ClassVar[str] = "<image>"
     vision_paths: ClassVar[LayerPaths]
 

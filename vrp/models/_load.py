@@ -5,26 +5,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoProcessor,
-    AutoTokenizer,
-    LlavaForConditionalGeneration,
-    PaliGemmaForConditionalGeneration,
-    Qwen2VLForConditionalGeneration,
-)
+from transformers import AutoProcessor, AutoTokenizer
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from ..core import AdapterError, ModelNotFoundError
+from ..core import ModelNotFoundError
 from ._build import build_vlm
 from ._processors import QWEN2_VL_CHAT_TEMPLATE, qwen2_vl_from_parts
 from ._registry import adapter_class, families
 from ._vlm import VLM
 
-_MODEL_CLASSES: dict[str, Any] = {
-    "llava": LlavaForConditionalGeneration,
-    "paligemma": PaliGemmaForConditionalGeneration,
-    "qwen2_vl": Qwen2VLForConditionalGeneration,
-}
 ORGANISM_DIR = Path(__file__).resolve().parent.parent / "organisms" / "assets"
 
 
@@ -101,9 +90,7 @@ def _model_type(directory: Path) -> str:
             "directory written by save_pretrained (or vrp.save)."
         )
     model_type = str(json.loads(config_file.read_text()).get("model_type"))
-    if model_type not in _MODEL_CLASSES:
-        adapter_class(model_type)  # raises the AdapterError naming the registered families
-        raise AdapterError(f"No model class is known for family {model_type!r}.")
+    adapter_class(model_type)  # raises the AdapterError naming the registered families
     return model_type
 
 
@@ -123,7 +110,8 @@ def _from_pretrained(
     kwargs: dict[str, Any] = {"local_files_only": local_only, "attn_implementation": attn}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = _MODEL_CLASSES[family].from_pretrained(source, **kwargs).to(torch.device(device))
+    model = adapter_class(family).model_class.from_pretrained(source, **kwargs)
+    model = model.to(torch.device(device))
     processor = _load_processor(family, source, local_only=local_only)
     adapter = adapter_class(family)(model.config)
     return VLM(model=model, processor=processor, adapter=adapter, name=name)

@@ -6,6 +6,8 @@ reads the image only through attention from later positions.
 
 from typing import Any, ClassVar
 
+from transformers import LlavaForConditionalGeneration
+
 from ..core import AdapterError
 from ._base import ENCODER_PATHS, BaseAdapter, LayerPaths
 
@@ -13,6 +15,7 @@ from ._base import ENCODER_PATHS, BaseAdapter, LayerPaths
 class LlavaAdapter(BaseAdapter):
     """Adapter for `LlavaForConditionalGeneration`."""
 
+    model_class: ClassVar[type[Any]] = LlavaForConditionalGeneration
     family: ClassVar[str] = "llava"
     image_placeholder: ClassVar[str] = "<image>"
     vision_paths: ClassVar[LayerPaths] = ENCODER_PATHS

@@ -7,6 +7,7 @@ processor marks it with ``token_type_ids`` (0 = prefix), which the model turns i
 from typing import Any, ClassVar
 
 from torch import Tensor
+from transformers import PaliGemmaForConditionalGeneration
 
 from ._base import ENCODER_PATHS, BaseAdapter, LayerPaths
 
@@ -14,6 +15,7 @@ from ._base import ENCODER_PATHS, BaseAdapter, LayerPaths
 class PaliGemmaAdapter(BaseAdapter):
     """Adapter for `PaliGemmaForConditionalGeneration`."""
 
+    model_class: ClassVar[type[Any]] = PaliGemmaForConditionalGeneration
     family: ClassVar[str] = "paligemma"
     image_placeholder: ClassVar[str] = "<image>"
     vision_paths: ClassVar[LayerPaths] = ENCODER_PATHS

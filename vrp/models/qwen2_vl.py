@@ -9,6 +9,7 @@ The patch grid of the language model's image tokens is ``image_grid_thw`` after 
 from typing import Any, ClassVar
 
 from torch import Tensor
+from transformers import Qwen2VLForConditionalGeneration
 
 from ..core import Component, ShapeError, Site, Tower
 from ._base import ALL_COMPONENTS, BaseAdapter, LayerPaths, TowerShape
@@ -18,6 +19,7 @@ from ._inputs import VlmInputs
 class Qwen2VLAdapter(BaseAdapter):
     """Adapter for `Qwen2VLForConditionalGeneration`."""
 
+    model_class: ClassVar[type[Any]] = Qwen2VLForConditionalGeneration
     family: ClassVar[str] = "qwen2_vl"
     image_placeholder: ClassVar[str] = "<|vision_start|><|image_pad|><|vision_end|>"
     vision_paths: ClassVar[LayerPaths] = LayerPaths(
