@@ -46,8 +46,8 @@ def test_inspect_prints_sites_grid_and_an_answer(family: str) -> None:
 
 def test_inspect_unknown_model_is_a_clear_error() -> None:
     result = runner.invoke(app, ["inspect", "tiny/gpt2"])
-    assert result.exit_code != 0
-    assert "Unknown model 'tiny/gpt2'" in str(result.exception)
+    assert result.exit_code == 2
+    assert "error: Unknown model 'tiny/gpt2'" in result.output
 
 
 def test_console_script_prints_vrp_errors_as_one_line(monkeypatch, capsys) -> None:

@@ -33,7 +33,7 @@ def test_generate_reports_config_errors(tmp_path: Path) -> None:
     result = runner.invoke(
         data_app, ["generate", "--out", str(tmp_path / "x"), "--colours", "red,mauve"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Unknown: ['mauve']" in result.output
     assert not (tmp_path / "x").exists()
 

@@ -1,5 +1,7 @@
 """Root of the `vrp` command: command groups register themselves on `app`."""
 
+from typing import NoReturn
+
 import typer
 
 app = typer.Typer(
@@ -11,6 +13,16 @@ app = typer.Typer(
 )
 
 
+EXIT_VRP_ERROR = 2
+"""Exit code of a command stopped by a VRP error (bad input, unknown model, ...)."""
+
+
+def fail(error: Exception) -> NoReturn:
+    """Prints a VRP error as one line on stderr and exits with `EXIT_VRP_ERROR`."""
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(code=EXIT_VRP_ERROR)
+
+
 def main() -> None:
     """Entry point of the `vrp` console script: VRP errors print as one clear line, exit code 2."""
     from ..core import VrpError
@@ -20,4 +32,4 @@ def main() -> None:
         app(standalone_mode=True)
     except VrpError as err:
         typer.echo(f"error: {err}", err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_VRP_ERROR) from None

@@ -1,7 +1,7 @@
 """`vrp data ...`: generate a synthetic POPE benchmark, print a benchmark's statistics."""
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,7 @@ from ..data import (
     vocabulary,
     write_benchmark,
 )
+from ._app import fail
 
 data_app = typer.Typer(
     help="Benchmarks: generate synthetic POPE / counting / spatial sets, inspect POPE files.",
@@ -71,7 +72,7 @@ def generate(  # noqa: PLR0913  (each option of a CLI command is one argument)
         folder = write_benchmark(config, out, overwrite=overwrite)
         dataset = read_benchmark(folder, check_images=False)
     except VrpError as error:
-        _fail(error)
+        fail(error)
     console.print(f"Wrote [bold]{len(dataset)}[/bold] questions to {folder}")
     print_stats(benchmark_stats(dataset), console)
 
@@ -87,7 +88,7 @@ def stats(
     try:
         dataset = _open(path, image_dir)
     except VrpError as error:
-        _fail(error)
+        fail(error)
     print_stats(benchmark_stats(dataset), Console())
 
 
@@ -101,7 +102,7 @@ def vocab(
     try:
         config = load_config(path) if path is not None else SyntheticConfig()
     except VrpError as error:
-        _fail(error)
+        fail(error)
     typer.echo("\n".join(vocabulary(config)))
 
 
@@ -109,11 +110,6 @@ def _open(path: Path, image_dir: Path | None) -> Dataset:
     if path.is_dir():
         return read_benchmark(path, check_images=False)
     return read_pope(path, image_dir=image_dir, check_images=image_dir is not None)
-
-
-def _fail(error: VrpError) -> NoReturn:
-    Console(stderr=True).print(f"[red]Error:[/red] {error}", markup=True, highlight=False)
-    raise typer.Exit(code=1)
 
 
 def print_stats(stats: BenchmarkStats, console: Console) -> None:

@@ -7,7 +7,8 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
 
-from ._app import app
+from ..core import VrpError
+from ._app import app, fail
 
 
 def _demo_image(size: int) -> Image.Image:
@@ -34,8 +35,11 @@ def inspect(
     from ..models import default_model, load
 
     console = Console()
-    vlm = load(model or default_model())
-    inputs = vlm.encode([_demo_image(image_size)], [question])
+    try:
+        vlm = load(model or default_model())
+        inputs = vlm.encode([_demo_image(image_size)], [question])
+    except VrpError as error:
+        fail(error)
     info = vlm.info(inputs)
     console.print(
         f"[bold]{info.name}[/bold]  family={info.family}  "
