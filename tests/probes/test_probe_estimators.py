@@ -4,14 +4,14 @@ held-out scoring with a shuffled-label control, and the concatenated-layers pipe
 import numpy as np
 import pytest
 from conftest import planted
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from vrp.core import ConfigError, DataError, ShapeError, SiteError
+from vrp.core import ConfigError, DataError, ShapeError
 from vrp.probes import (
     LayerConcat,
     LogisticProbe,
@@ -20,6 +20,7 @@ from vrp.probes import (
     SparseLogisticProbe,
     evaluate_probe,
 )
+from vrp.probes._base import BinaryProbeMixin
 
 
 @parametrize_with_checks([LogisticProbe()])
@@ -113,7 +114,48 @@ def test_probe_errors_say_what_is_wrong() -> None:
         LogisticProbe().fit(x, np.arange(30) % 2, sample_weight=np.ones(3))
     with pytest.raises(ShapeError, match=r"\(n, layer, d\); got \(30, 4\)"):
         LayerConcat().fit(x)
-    with pytest.raises(SiteError, match=r"layers \[-5, -4\] are out of range"):
+    with pytest.raises(ConfigError, match=r"layers \[-5, -4\] are out of range"):
         LayerConcat().fit(x.reshape(30, 4, 1)[:, :3])
     with pytest.raises(ShapeError, match=r"fitted on \(n, 2, 2\) activations"):
         LayerConcat(layers=(0,)).fit(x.reshape(30, 2, 2)).transform(x.reshape(30, 4, 1))
+
+
+@pytest.mark.parametrize("cls", [LogisticProbe, SparseLogisticProbe, MLPProbe])
+def test_probes_share_one_binary_mixin_left_of_base_estimator(cls: type) -> None:
+    mro = cls.__mro__
+    assert mro.index(BinaryProbeMixin) < mro.index(BaseEstimator)
+    own = vars(cls)
+    assert "__sklearn_tags__" not in own and "predict" not in own
+    assert ("predict_proba" in own) == (cls is MLPProbe)  # the MLP's probabilities come first
+    assert cls().__sklearn_tags__().classifier_tags.multi_class is False
+
+
+@pytest.mark.parametrize(
+    "probe", [LogisticProbe(), SparseLogisticProbe(Cs=3, cv=3), MLPProbe(hidden=8, max_iter=300)]
+)
+def test_mixin_predictions_follow_the_decision_function(probe: BaseEstimator) -> None:
+    x, y = planted(n=200, layers=1, d=6, signal_layers=(0,), strength=1.0, seed=2)
+    labels = np.where(y == 1, "right", "wrong")
+    fitted = probe.fit(x[:, 0], labels)
+    logits = fitted.decision_function(x[:, 0])
+    proba = fitted.predict_proba(x[:, 0])
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-logits)), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert fitted.predict(x[:, 0]).tolist() == np.where(logits > 0, "wrong", "right").tolist()
+
+
+def test_evaluate_probe_warns_that_small_n_aurocs_stray_by_chance() -> None:
+    doc = " ".join((evaluate_probe.__doc__ or "").split())
+    assert "far from 0.5 *in either direction* can arise by chance" in doc
+    assert "0.20-0.22" in doc and "`control`" in doc and "CI" in doc
+
+
+def test_small_n_without_signal_can_stray_far_from_half_where_the_warning_says() -> None:
+    # The warning's claim, kept true: 24 questions of pure noise, 3 folds.
+    rng = np.random.default_rng(7)
+    strays = []
+    for seed in range(40):
+        x, y = rng.standard_normal((24, 16)), np.tile([0, 1], 12)
+        score = evaluate_probe(LogisticProbe(), x, y, n_splits=3, seed=seed)
+        strays.append(abs(score.auroc.estimate - 0.5) > 0.25)
+    assert any(strays)

@@ -10,8 +10,20 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+import vrp.probes._evaluate
+import vrp.probes._sweep
+import vrp.stats._fusion
 from vrp.core import ConfigError, DataError, ShapeError, SiteError
-from vrp.probes import SweepConfig, SweepResult, probe_sweep
+from vrp.probes import (
+    LayerConcat,
+    LogisticProbe,
+    SweepConfig,
+    SweepResult,
+    evaluate_probe,
+    probe_sweep,
+)
+from vrp.stats import fuse_signals
+from vrp.stats._folds import stratified_folds
 from vrp.store import ActivationStore
 
 
@@ -73,7 +85,7 @@ def test_sweep_errors_say_what_is_wrong(planted_data: tuple[np.ndarray, np.ndarr
         probe_sweep(x[:, 0], y)
     with pytest.raises(ShapeError, match="599 labels for activations of 600"):
         probe_sweep(x, y[:-1])
-    with pytest.raises(SiteError, match=r"layers \[9\] are not available"):
+    with pytest.raises(ConfigError, match=r"layers \[9\] are not available.*or None for all"):
         probe_sweep(x, y, layers=[2, 9])
     with pytest.raises(ConfigError, match="C > 0"):
         probe_sweep(x, y, SweepConfig(C=0.0))
@@ -83,3 +95,42 @@ def test_sweep_errors_say_what_is_wrong(planted_data: tuple[np.ndarray, np.ndarr
     bad[0, 3, 0] = np.nan
     with pytest.raises(DataError, match=r"layers \[0, 1, 2, 3"):
         probe_sweep(bad, y)
+
+
+def test_a_missing_stored_layer_raises_config_error_everywhere(
+    tmp_path: Path, planted_data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # One error class for "that stored layer is not there", in the store, the sweep and the
+    # concatenation; SiteError stays for model sites.
+    x, y = planted_data
+    store = ActivationStore.create(tmp_path, layers=range(10, 18), d=24, dtype="float32")
+    store.append(x.astype(np.float32))
+    calls = {
+        "layer 9 is not in this store": lambda: store.layer(9),
+        r"layers \[9\] are not available": lambda: probe_sweep(store, y, layers=[9, 10]),
+        r"layers \[9\] are out of range": lambda: LayerConcat(layers=(0, 9)).fit(x),
+    }
+    for message, call in calls.items():
+        with pytest.raises(ConfigError, match=message) as info:
+            call()
+        assert not isinstance(info.value, SiteError)
+
+
+def test_probes_and_fusion_split_with_the_one_helper_in_stats() -> None:
+    for module in (vrp.probes._evaluate, vrp.probes._sweep, vrp.stats._fusion):
+        assert module.stratified_folds is stratified_folds
+    x, y = planted(n=40, layers=1, d=3, signal_layers=(0,), seed=5)
+    rare = np.zeros(40, dtype=int)
+    rare[:3] = 1
+    messages = set()
+    for call in (
+        lambda: fuse_signals(x[:, 0], rare),
+        lambda: evaluate_probe(LogisticProbe(), x[:, 0], rare),
+        lambda: probe_sweep(x, rare),
+    ):
+        with pytest.raises(DataError, match="fewer than n_splits=5") as info:
+            call()
+        messages.add(str(info.value))
+    assert messages == {
+        "the rarer class has 3 samples, fewer than n_splits=5; lower n_splits or add samples."
+    }

@@ -95,6 +95,23 @@ def test_queries_must_exist_and_be_in_range() -> None:
         image_attention([pattern], mask, torch.zeros(1, 6, dtype=torch.bool), (2, 2))
 
 
+@pytest.mark.usefixtures("without_runtime_checks")
+def test_mask_and_queries_must_match_the_patterns_rows() -> None:
+    pattern, mask = _planted_pattern()
+    patterns = [pattern.expand(3, -1, -1, -1)] * 2  # batch 3
+    rows = mask.expand(3, -1)
+    with pytest.raises(
+        ShapeError, match=r"image_mask must have shape \(3, 6\).*has shape \(1, 6\)"
+    ):
+        image_attention(patterns, mask, torch.tensor([-1, -1, -1]), (2, 2))  # used to give 1 row
+    with pytest.raises(ShapeError, match=r"queries must have shape \(3,\).*has shape \(1,\)"):
+        image_attention(patterns, rows, torch.tensor([-1]), (2, 2))  # used to reuse row 0's
+    with pytest.raises(
+        ShapeError, match=r"queries must have shape \(3, 6\) \(a \[batch seq\] mask"
+    ):
+        image_attention(patterns, rows, torch.ones(1, 6, dtype=torch.bool), (2, 2))
+
+
 def test_head_and_k_out_of_range() -> None:
     with pytest.raises(SiteError, match=r"head indices in 0..3, but got \[4\]"):
         average_heads(torch.rand(1, 2, 4, 3, 3), heads=[4])

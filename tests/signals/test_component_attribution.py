@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+import vrp.signals._components
+from vrp.core import ShapeError
 from vrp.signals import SignalError, component_attribution, unembed_direction
 
 
@@ -70,3 +72,44 @@ def test_scale_must_be_positive() -> None:
             torch.rand(2, 3),
             scale=torch.tensor([1.0, 0.0]),
         )
+
+
+@pytest.mark.usefixtures("without_runtime_checks")  # the hook would refuse these first
+def test_inputs_must_match_the_attention_stack() -> None:
+    attn, direction = torch.randn(4, 3, 6), torch.randn(4, 6)
+    with pytest.raises(
+        ShapeError,
+        match=r"mlp_out must have shape \(4, 3, 6\) \(\[batch layer "
+        r"d_model\] like attn_out: the same layers\), but it has shape \(4, 2, 6\)",
+    ):
+        component_attribution(attn, torch.randn(4, 2, 6), direction)  # 3 vs 2 layers
+    with pytest.raises(ShapeError, match=r"direction must have shape \(4, 6\).*\(1, 6\)"):
+        component_attribution(attn, attn, torch.randn(1, 6))  # one direction for every row
+    with pytest.raises(ShapeError, match=r"gamma must have shape \(6,\).*\(1,\)"):
+        component_attribution(attn, attn, direction, gamma=torch.ones(1))
+    with pytest.raises(ShapeError, match=r"scale must have shape \(4,\).*\(1,\)"):
+        component_attribution(attn, attn, direction, scale=torch.ones(1))
+    with pytest.raises(ShapeError, match=r"attn_out must be \[batch layer d_model\].*\(4, 6\)"):
+        component_attribution(attn[:, 0], attn[:, 0], direction)
+    w_u = torch.randn(6, 10)
+    with pytest.raises(ShapeError, match=r"foil must have shape \(3,\).*has shape \(1,\)"):
+        unembed_direction(w_u, torch.tensor([1, 2, 3]), torch.tensor([4]))
+    with pytest.raises(ShapeError, match=r"target must be \[batch\].*\(3, 1\)"):
+        unembed_direction(w_u, torch.tensor([[1], [2], [3]]))
+
+
+def test_a_per_dimension_gain_can_change_ranking_and_share_a_scalar_cannot() -> None:
+    attn = torch.tensor([[[1.0, 0.0], [0.5, 0.0]]], dtype=torch.float64)  # writes dimension 0
+    mlp = torch.tensor([[[0.0, 1.1], [0.0, 0.6]]], dtype=torch.float64)  # writes dimension 1
+    direction = torch.ones(1, 2, dtype=torch.float64)
+    plain = component_attribution(attn, mlp, direction)
+    scalar = component_attribution(attn, mlp, direction, gamma=torch.full((2,), 3.0))
+    torch.testing.assert_close(scalar.mlp_share, plain.mlp_share)  # one factor for every part
+    assert float(plain.mlp[0, 0]) > float(plain.attn[0, 0])  # plain: layer 0's MLP ranks first
+    gain = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    weighted = component_attribution(attn, mlp, direction, gamma=gain)
+    assert float(weighted.mlp[0, 0]) < float(weighted.attn[0, 0])  # with the gain: attention
+    assert float(plain.mlp_share[0]) > 0.5 > float(weighted.mlp_share[0])
+    doc = " ".join((vrp.signals._components.__doc__ or "").split())
+    assert "ranks components the same way" not in doc
+    assert "gain that differs across dimensions" in doc and "0.492 to 0.523" in doc

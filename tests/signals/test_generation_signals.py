@@ -93,3 +93,23 @@ def test_shape_errors() -> None:
         logit_gap(torch.zeros(3, 1))
     with pytest.raises(ShapeError, match="at least 2 vocab entries, but got 1"):
         truth_margin(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.usefixtures("without_runtime_checks")  # the hook would refuse these first
+def test_inputs_are_never_broadcast_against_the_logits() -> None:
+    logits = torch.randn(4, 5)
+    with pytest.raises(
+        ShapeError,
+        match=r"target must have shape \(4,\) \(\[batch\], one token id "
+        r"per row of logits\), but it has shape \(1,\)\. .*never broadcast",
+    ):
+        truth_margin(logits, torch.tensor([3]))  # used to score row 0's target on every row
+    with pytest.raises(ShapeError, match=r"target must have shape \(4,\).*has shape \(4, 1\)"):
+        truth_margin(torch.randn(4, 2, 5), torch.zeros(4, 1, dtype=torch.long))
+    with pytest.raises(ShapeError, match=r"\[batch \*rest vocab\], but got 1-D.*logits\[None\]"):
+        truth_margin(torch.randn(5), torch.tensor([1]))
+    steps = torch.randn(4, 3, 10)
+    with pytest.raises(ShapeError, match=r"tokens must have shape \(4, 3\).*has shape \(1, 3\)"):
+        answer_logprob(steps, torch.zeros(1, 3, dtype=torch.long))  # used to return one row
+    with pytest.raises(ShapeError, match=r"mask must have shape \(4, 3\).*has shape \(1, 3\)"):
+        answer_logprob(steps, torch.zeros(4, 3, dtype=torch.long), torch.ones(1, 3, dtype=bool))

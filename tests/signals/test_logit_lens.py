@@ -66,3 +66,13 @@ def test_lens_errors() -> None:
 def test_visual_attribution_refuses_to_broadcast() -> None:
     with pytest.raises(ShapeError, match=r"same shape, but got \(2, 3\) and \(1, 3\)"):
         visual_attribution(torch.zeros(2, 3), torch.zeros(1, 3))
+
+
+@pytest.mark.usefixtures("without_runtime_checks")
+def test_lens_inputs_must_agree_on_batch_and_d_model() -> None:
+    with pytest.raises(ShapeError, match=r"target must have shape \(2,\).*has shape \(1,\)"):
+        logit_lens(RESID, W_U, target=torch.tensor([1]))
+    with pytest.raises(ShapeError, match=r"\[d_model vocab\] with d_model = 3.*\(4, 3\).*\.T"):
+        logit_lens(RESID, W_U.T, target=TARGET)
+    with pytest.raises(ShapeError, match=r"resid must be \[batch layer d_model\].*\(2, 3\)"):
+        logit_lens(RESID[:, 0], W_U, target=TARGET)

@@ -59,6 +59,30 @@ def test_bootstrap_is_seeded_and_close_to_fisher() -> None:
     assert a.ci_high == pytest.approx(fisher.ci_high, abs=0.03)
 
 
+def test_bootstrap_with_a_rare_class_raises_instead_of_returning_nan() -> None:
+    # 2 positives in 60: about 1 resample in 8 draws no positive, where r is undefined; scipy
+    # returned a [nan, nan] interval with only a warning (an error under this test suite).
+    x = np.random.default_rng(0).normal(size=60)
+    y = np.zeros(60, dtype=int)
+    y[:2] = 1
+    with pytest.raises(
+        DataError,
+        match=r"undefined \(NaN or infinite\) in 1,\d{3} of 9,999 bootstrap resamples.*"
+        r"rarer class has 2 of 60 samples.*probability 0\.13\. Use ci='fisher'",
+    ):
+        point_biserial(x, y, ci="bootstrap")
+    fisher = point_biserial(x, y)  # the suggested way out works
+    assert fisher.ci_low < fisher.estimate < fisher.ci_high
+
+
+def test_bootstrap_method_names_the_interval() -> None:
+    x, y, _ = _simulate(1, 200, 0.5, 0.6, seed=4)
+    assert point_biserial(x[0], y[0], ci="bootstrap", n_resamples=999).method.startswith(
+        "point-biserial r, BCa bootstrap CI"
+    )
+    assert "Fisher z CI" in point_biserial(x[0], y[0]).method
+
+
 def test_result_is_a_frozen_estimate() -> None:
     est = point_biserial([0.1, 0.5, 0.3, 0.9, 0.7], [0, 1, 0, 1, 1])
     assert isinstance(est, Estimate)

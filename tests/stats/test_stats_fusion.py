@@ -5,6 +5,7 @@ import pytest
 
 from vrp.core import ConfigError, DataError, ShapeError
 from vrp.stats import fuse_signals
+from vrp.stats._folds import stratified_folds
 
 
 def _signals(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -46,3 +47,22 @@ def test_fusion_errors() -> None:
     rare[:3] = 1
     with pytest.raises(DataError, match="fewer than n_splits=5"):
         fuse_signals(x, rare)
+
+
+def test_stratified_folds_partition_the_rows_and_keep_both_classes_in_each_fold() -> None:
+    y = np.repeat([0, 1], [14, 6])
+    folds = stratified_folds(y, 3, seed=0)
+    assert len(folds) == 3
+    tested = np.sort(np.concatenate([test for _, test in folds]))
+    np.testing.assert_array_equal(tested, np.arange(20))
+    for train, test in folds:
+        assert np.intersect1d(train, test).size == 0 and train.size + test.size == 20
+        assert y[test].sum() == 2  # 6 positives over 3 folds
+    assert [t.tolist() for _, t in folds] == [t.tolist() for _, t in stratified_folds(y, 3, 0)]
+
+
+def test_stratified_folds_errors() -> None:
+    with pytest.raises(ConfigError, match="n_splits must be at least 2 for held-out scores; got 1"):
+        stratified_folds(np.array([0, 1, 0, 1]), 1, seed=0)
+    with pytest.raises(DataError, match="rarer class has 1 samples, fewer than n_splits=2"):
+        stratified_folds(np.array([0, 0, 0, 1]), 2, seed=0)

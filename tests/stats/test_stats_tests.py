@@ -72,6 +72,36 @@ def test_paired_permutation_test_detects_a_consistent_shift() -> None:
     assert est.ci_low < 0.5 < est.ci_high
 
 
+def _distinct(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Number of distinct values in `a`: no resample can exceed the observed count."""
+    return (np.diff(np.sort(a, axis=axis), axis=axis) != 0).sum(axis=axis) + 1.0
+
+
+def test_permutation_test_falls_back_to_the_percentile_interval_where_bca_is_nan() -> None:
+    # Every resample has fewer distinct values than the data and every jackknife value is the
+    # same, so BCa's bias and acceleration are undefined: scipy gave [nan, nan] and a warning.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=30), rng.normal(size=30)
+    est = permutation_test(x, y, statistic=_distinct, n_resamples=999, seed=1)
+    assert est.method == "permutation test p, percentile bootstrap (BCa undefined) CI"
+    generator = np.random.default_rng(1)  # consumed by the permutation test first, as inside
+    stats.permutation_test((x, y), _distinct, vectorized=True, n_resamples=999, rng=generator)
+    ref = stats.bootstrap(
+        (x, y), _distinct, vectorized=True, n_resamples=999, method="percentile", rng=generator
+    )
+    assert (est.ci_low, est.ci_high) == (ref.confidence_interval.low, ref.confidence_interval.high)
+    assert est.ci_low < est.ci_high
+
+
+def test_permutation_test_raises_when_the_statistic_is_undefined_on_a_resample() -> None:
+    def log_spread(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(np.ptp(a, axis=axis))  # -inf on a resample of one repeated value
+
+    with pytest.raises(DataError, match=r"undefined \(NaN or infinite\) in \d+ of 999 .*finite"):
+        permutation_test([1.0, 2.0], [0.0, 3.0], statistic=log_spread, n_resamples=999)
+
+
 def test_benjamini_hochberg_matches_scipy_and_keeps_the_grid_shape() -> None:
     rng = np.random.default_rng(0)
     grid = rng.uniform(size=(4, 8, 3))

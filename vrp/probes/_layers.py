@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from vrp.core import ShapeError, SiteError
+from vrp.core import ConfigError, ShapeError
 
 
 class LayerConcat(TransformerMixin, BaseEstimator):
@@ -46,15 +46,17 @@ class LayerConcat(TransformerMixin, BaseEstimator):
 
         Raises:
           ShapeError: `X` is not 3-D.
-          SiteError: a requested layer is outside the layer axis.
+          ConfigError: a requested layer is outside the layer axis.
         """
         arr = self._check(X)
         n_layers = arr.shape[1]
         bad = [layer for layer in self.layers if not -n_layers <= layer < n_layers]
         if bad:
-            raise SiteError(
+            # ConfigError, as ActivationStore.layer and probe_sweep raise: a position on the
+            # stored layer axis is a coordinate of the data, not a model Site (SiteError).
+            raise ConfigError(
                 f"layers {bad} are out of range for activations with {n_layers} layers "
-                f"(valid: {-n_layers}..{n_layers - 1})."
+                f"(valid: {-n_layers}..{n_layers - 1}). Pass positions on the layer axis."
             )
         self.n_layers_ = n_layers
         self.n_features_in_ = arr.shape[2]

@@ -8,57 +8,24 @@ non-zero weights.
 """
 
 import warnings
-from typing import TypeAlias, no_type_check
+from typing import no_type_check
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from numpy.typing import ArrayLike
-from scipy import sparse
-from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils import Tags
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from vrp.core import ConfigError, DataError, ShapeError
+from vrp.core import DataError, ShapeError
 
+from ._base import BinaryProbeMixin, MatrixLike, binary_classes, check_hyperparameters
 from ._solver import fit_logistic
-
-MatrixLike: TypeAlias = ArrayLike | sparse.spmatrix | sparse.sparray
-"""What a scikit-learn estimator method must accept; `validate_data` then rejects what it cannot
-use (sparse input, NaN, wrong shape) with scikit-learn's own errors."""
-
-
-def binary_classes(estimator: BaseEstimator, y: np.ndarray) -> np.ndarray:
-    """Checks that `y` holds exactly two classes; returns `y` as 0/1 floats (1 = `classes_[1]`)."""
-    check_classification_targets(y)
-    estimator.classes_ = np.unique(y)
-    if estimator.classes_.size != 2:
-        raise DataError(
-            "Only binary classification is supported. "
-            f"{type(estimator).__name__} is a binary probe (1 = correct answer), but y holds "
-            f"{estimator.classes_.size} class(es): {estimator.classes_[:5].tolist()}. "
-            "Pass labels with exactly two classes."
-        )
-    return (y == estimator.classes_[1]).astype(np.float64)
-
-
-def check_hyperparameters(estimator: BaseEstimator, **values: object) -> None:
-    """Raises `ConfigError` unless every value is a positive real number (ints where integral)."""
-    for name, value in values.items():
-        integral = name in ("max_iter", "cv", "hidden")
-        kinds = (int, np.integer) if integral else (int, float, np.integer, np.floating)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-            raise ConfigError(
-                f"{type(estimator).__name__}({name}=...) must be a positive "
-                f"{'integer' if integral else 'number'}; got {value!r}."
-            )
 
 
 def _sample_weight(sample_weight: ArrayLike | None, n: int) -> np.ndarray:
@@ -72,7 +39,7 @@ def _sample_weight(sample_weight: ArrayLike | None, n: int) -> np.ndarray:
     return sw
 
 
-class LogisticProbe(ClassifierMixin, BaseEstimator):
+class LogisticProbe(BinaryProbeMixin, BaseEstimator):
     """L2-regularised logistic regression probe, equivalent to `LogisticRegression(C=C)`.
 
     Args:
@@ -97,12 +64,6 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         self.C = C
         self.tol = tol
         self.max_iter = max_iter
-
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        if tags.classifier_tags is not None:
-            tags.classifier_tags.multi_class = False
-        return tags
 
     def fit(
         self, X: MatrixLike, y: ArrayLike | None, sample_weight: ArrayLike | None = None
@@ -152,18 +113,8 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(X @ self.coef_[0] + self.intercept_[0])
 
-    def predict_proba(self, X: MatrixLike) -> Float[np.ndarray, "n 2"]:
-        """Probabilities of `classes_[0]` and `classes_[1]` per sample."""
-        p = expit(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
 
-    def predict(self, X: MatrixLike) -> np.ndarray:
-        """The more likely class per sample."""
-        positive = self.decision_function(X) > 0
-        return np.asarray(self.classes_[positive.astype(int)])
-
-
-class SparseLogisticProbe(ClassifierMixin, BaseEstimator):
+class SparseLogisticProbe(BinaryProbeMixin, BaseEstimator):
     """L1-sparse logistic probe on standardised features, C chosen by inner stratified CV.
 
     Args:
@@ -197,12 +148,6 @@ class SparseLogisticProbe(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.seed = seed
 
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        if tags.classifier_tags is not None:
-            tags.classifier_tags.multi_class = False
-        return tags
-
     def fit(self, X: MatrixLike, y: ArrayLike | None) -> "SparseLogisticProbe":
         """Standardises `X`, picks C by inner CV and fits the L1 probe.
 
@@ -235,13 +180,3 @@ class SparseLogisticProbe(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(self.model_.decision_function(X))
-
-    def predict_proba(self, X: MatrixLike) -> Float[np.ndarray, "n 2"]:
-        """Probabilities of `classes_[0]` and `classes_[1]` per sample."""
-        p = expit(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
-
-    def predict(self, X: MatrixLike) -> np.ndarray:
-        """The more likely class per sample."""
-        positive = self.decision_function(X) > 0
-        return np.asarray(self.classes_[positive.astype(int)])

@@ -6,17 +6,16 @@ import numpy as np
 from jaxtyping import Float
 from numpy.typing import ArrayLike
 from scipy.special import logit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._logistic import MatrixLike, binary_classes, check_hyperparameters
+from ._base import BinaryProbeMixin, MatrixLike, binary_classes, check_hyperparameters
 
 
-class MLPProbe(ClassifierMixin, BaseEstimator):
+class MLPProbe(BinaryProbeMixin, BaseEstimator):
     """One-hidden-layer MLP probe (scikit-learn `MLPClassifier`) on standardised features.
 
     If it beats `LogisticProbe` on held-out AUROC, correctness is encoded non-linearly at that layer.
@@ -48,12 +47,6 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.seed = seed
 
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        if tags.classifier_tags is not None:
-            tags.classifier_tags.multi_class = False
-        return tags
-
     def fit(self, X: MatrixLike, y: ArrayLike | None) -> "MLPProbe":
         """Fits the MLP.
 
@@ -75,7 +68,8 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X: MatrixLike) -> Float[np.ndarray, "n 2"]:
-        """Probabilities of `classes_[0]` and `classes_[1]` per sample."""
+        """Probabilities of `classes_[0]` and `classes_[1]` per sample (the MLP's own: they come
+        first here, and `decision_function` is derived from them)."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(self.model_.predict_proba(X))
@@ -83,8 +77,3 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: MatrixLike) -> Float[np.ndarray, " n"]:
         """Log-odds of `classes_[1]` per sample (clipped away from 0 and 1)."""
         return np.asarray(logit(np.clip(self.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)))
-
-    def predict(self, X: MatrixLike) -> np.ndarray:
-        """The more likely class per sample."""
-        positive = self.predict_proba(X)[:, 1] > 0.5
-        return np.asarray(self.classes_[positive.astype(int)])

@@ -18,12 +18,12 @@ from numpy.typing import ArrayLike
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
-from vrp.core import ConfigError, DataError, ShapeError, SiteError
+from vrp.core import ConfigError, DataError, ShapeError
 from vrp.stats import Estimate, auroc
 from vrp.stats._estimate import as_binary
+from vrp.stats._folds import stratified_folds
 from vrp.store import ActivationStore
 
-from ._evaluate import stratified_folds
 from ._solver import fit_logistic
 
 
@@ -59,7 +59,8 @@ class SweepResult:
 
     Attributes:
       layers: the layer of each entry below.
-      auroc: held-out AUROC per layer (pooled out-of-fold scores, DeLong CI).
+      auroc: held-out AUROC per layer (pooled out-of-fold scores, DeLong CI; see
+        `vrp.stats.auroc` and the small-n warning of `evaluate_probe`).
       control: the same with labels shuffled before fitting; near 0.5 if the probe is honest.
       fold_auroc: AUROC within each held-out fold, `(layer, fold)`.
       coef: all-data probe weights per layer, `(layer, d)`, if `refit`.
@@ -108,7 +109,12 @@ def _layer_reader(acts: Activations, layers: Sequence[int] | None) -> tuple[list
     chosen = available if layers is None else [int(layer) for layer in layers]
     missing = [layer for layer in chosen if layer not in available]
     if missing:
-        raise SiteError(f"layers {missing} are not available; available layers: {available}.")
+        # ConfigError, as ActivationStore.layer and LayerConcat raise: a stored layer index is a
+        # coordinate of the data the caller chose, not a model Site (SiteError).
+        raise ConfigError(
+            f"layers {missing} are not available; available layers: {available}. "
+            "Pass layers from that list, or None for all."
+        )
     return chosen, n, d
 
 
@@ -156,9 +162,9 @@ def probe_sweep(
 
     Raises:
       ShapeError: `acts` is not `(n, layer, d)` or does not match `labels`.
-      SiteError: a requested layer is not available.
+      ConfigError: a requested layer is not available (as `ActivationStore.layer` raises), or
+        invalid settings in `config`.
       DataError: non-binary labels, non-finite activations, or a class smaller than `n_splits`.
-      ConfigError: invalid settings in `config`.
     """
     cfg = config or SweepConfig()
     if cfg.C <= 0 or cfg.layer_batch < 1 or cfg.tol <= 0:
@@ -167,7 +173,7 @@ def probe_sweep(
     y = as_binary(labels)
     if y.size != n:
         raise ShapeError(f"got {y.size} labels for activations of {n} samples.")
-    folds = stratified_folds(y, cfg.n_splits, cfg.seed)
+    folds = [test for _, test in stratified_folds(y, cfg.n_splits, cfg.seed)]
     shuffled = np.random.default_rng(cfg.seed).permutation(y)
     targets, weights = _design(y, folds, shuffled, cfg.refit)
     fold_of = np.empty(n, dtype=np.int64)

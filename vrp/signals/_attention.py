@@ -18,7 +18,7 @@ from torch import Tensor
 from vrp.core import ConfigError, ShapeError, SiteError
 from vrp.core.types import Pattern
 
-from ._checks import float_dtype, layer_labels, upcast
+from ._checks import check_shape, float_dtype, layer_labels, upcast
 from ._entropy import SpatialEntropy, spatial_entropy
 from ._types import HeadMaps, LayerMaps
 
@@ -71,8 +71,9 @@ def image_attention(
       The attention weights, ``[batch layer head grid_h grid_w]``, float32 at least.
 
     Raises:
-      ShapeError: no patterns, patterns of different shapes, a row with no query position, or an
-        image-token count that does not fill the grid.
+      ShapeError: no patterns, patterns of different shapes, an `image_mask` or `queries` whose
+        rows do not match the patterns' (nothing is broadcast), a row with no query position,
+        or an image-token count that does not fill the grid.
       SiteError: a query position outside the sequence.
     """
     if len(patterns) == 0:
@@ -84,7 +85,9 @@ def image_attention(
                 f"every layer's pattern must have the shape of layer 0, {tuple(first.shape)}, "
                 f"but pattern {i} has {tuple(pattern.shape)}."
             )
-    weights = _query_weights(queries, first.shape[0], first.shape[2])
+    batch, _, seq, key = first.shape
+    check_shape(image_mask, (batch, key), "image_mask", "[batch key] like the patterns")
+    weights = _query_weights(queries, batch, seq)
     weights = weights.to(device=first.device, dtype=float_dtype(first.dtype))
     index = _image_index(image_mask, grid).to(first.device)
     gather = index[:, None, :].expand(-1, first.shape[1], -1)
@@ -196,7 +199,10 @@ def top_head_map(
 
 def _query_weights(queries: Tensor, batch: int, seq: int) -> Tensor:
     """Returns [batch seq] weights that average each row's query positions."""
-    if queries.dtype != torch.bool:
+    if queries.dtype == torch.bool:
+        check_shape(queries, (batch, seq), "queries", "a [batch seq] mask over query positions")
+    else:
+        check_shape(queries, (batch,), "queries", "[batch], one query position per row")
         positions = queries.long()
         if bool(((positions < -seq) | (positions >= seq)).any()):
             raise SiteError(

@@ -18,6 +18,22 @@ def upcast(x: Tensor) -> Tensor:
     return x.to(float_dtype(x.dtype))
 
 
+def check_shape(x: Tensor, expected: Sequence[int], name: str, meaning: str) -> None:
+    """Raises `ShapeError` unless `x` has exactly the shape `expected`: nothing is broadcast.
+
+    Two inputs that describe the same rows (a target per row of logits, a direction per row of
+    outputs) must agree exactly. torch would silently broadcast a size-1 axis (one target for
+    every row), which hides a pairing bug behind plausible numbers.
+    """
+    want = tuple(int(n) for n in expected)
+    if tuple(x.shape) != want:
+        raise ShapeError(
+            f"{name} must have shape {want} ({meaning}), but it has shape {tuple(x.shape)}. "
+            "Inputs are never broadcast against each other: pass one entry per row (to share "
+            "one on purpose, expand it first, e.g. x.expand(batch, ...))."
+        )
+
+
 def check_distribution(flat: Tensor, name: str) -> None:
     """Raises `SignalError` unless every row of `flat` is finite, non-negative, with mass > 0."""
     if not bool(torch.isfinite(flat).all()):

@@ -6,8 +6,17 @@ component is its output projected on an unembedding direction (``W_U[:, token]``
 not linear, so we linearise it the usual way (TransformerLens's ``apply_ln_to_stack``): its divisor
 is frozen at the value it takes on the final residual of each row, and its gain is folded into the
 direction. Then the contributions of all components (plus the embedding's) add up exactly to the
-direction's logit. Without `gamma` and `scale` the plain dot product is used, which ranks
-components the same way within a row but is not on the logit's scale.
+direction's logit.
+
+Without `gamma` and `scale` the plain dot product is used. It is a mere rescaling of the
+linearised contributions only when the norm acts as one scalar per row (the divisor `scale`, or a
+gain equal in every dimension): every component of the row is then multiplied by the same factor,
+so the ranking within the row and its MLP share are unchanged and only the logit scale is lost. A
+gain that differs across dimensions (any trained RMSNorm or LayerNorm weight) re-weights each
+dimension of the direction, so the plain dot product can rank components differently and give
+another MLP share (a toy gain vector moved it from 0.492 to 0.523). Pass the model's `gamma` (and
+`scale`) whenever the numbers are compared or reported; `center` matters the same way for
+LayerNorm models.
 """
 
 from collections.abc import Sequence
@@ -17,9 +26,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from vrp.core import SignalError
+from vrp.core import ShapeError, SignalError
 
-from ._checks import check_ids, layer_labels, upcast
+from ._checks import check_ids, check_shape, layer_labels, upcast
 
 Stack = Float[Tensor, "batch layer d_model"]
 
@@ -50,12 +59,19 @@ def unembed_direction(
       ``W_U[:, target]`` or ``W_U[:, target] - W_U[:, foil]``, one row per sample.
 
     Raises:
+      ShapeError: `target` is not 1-D, or `foil` does not have its shape (one foil per row).
       SignalError: an id outside the vocabulary.
     """
+    if target.ndim != 1:
+        raise ShapeError(
+            f"target must be [batch], one token id per row, but it has shape "
+            f"{tuple(target.shape)}. Flatten it."
+        )
     check_ids(target, unembed.shape[1], "target")
     direction = unembed[:, target].T
     if foil is None:
         return direction
+    check_shape(foil, target.shape, "foil", "[batch], one token id per row of target")
     check_ids(foil, unembed.shape[1], "foil")
     return direction - unembed[:, foil].T
 
@@ -92,8 +108,12 @@ def component_attribution(
       The contributions per layer and the MLP share of their absolute sum.
 
     Raises:
+      ShapeError: `attn_out` is not ``[batch layer d_model]``, or `mlp_out`, `direction`,
+        `gamma` or `scale` does not match it (nothing is broadcast), or `layers` has the wrong
+        length.
       SignalError: `scale` is not positive everywhere.
     """
+    _check_stacks(attn_out, mlp_out, direction, gamma, scale)
     labels = layer_labels(attn_out.shape[1], layers)
     if scale is not None and not bool((scale > 0).all()):
         raise SignalError(
@@ -110,6 +130,30 @@ def component_attribution(
     return ComponentAttribution(
         attn=attn, mlp=mlp, mlp_share=mlp_total / (mlp_total + attn_total), layers=labels
     )
+
+
+def _check_stacks(
+    attn_out: Tensor,
+    mlp_out: Tensor,
+    direction: Tensor,
+    gamma: Tensor | None,
+    scale: Tensor | None,
+) -> None:
+    """Raises `ShapeError` unless every input matches `attn_out`'s ``[batch layer d_model]``."""
+    if attn_out.ndim != 3:
+        raise ShapeError(
+            f"attn_out must be [batch layer d_model], but it has shape {tuple(attn_out.shape)}. "
+            "Stack each layer's output at the answer position along axis 1."
+        )
+    batch, n_layer, d_model = attn_out.shape
+    check_shape(
+        mlp_out, attn_out.shape, "mlp_out", "[batch layer d_model] like attn_out: the same layers"
+    )
+    check_shape(direction, (batch, d_model), "direction", "[batch d_model], one row per sample")
+    if gamma is not None:
+        check_shape(gamma, (d_model,), "gamma", "[d_model], the final norm's gain")
+    if scale is not None:
+        check_shape(scale, (batch,), "scale", "[batch], the final norm's divisor per row")
 
 
 def _project(out: Tensor, weights: Tensor, center: bool) -> Tensor:

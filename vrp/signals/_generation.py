@@ -16,7 +16,7 @@ from torch import Tensor
 from vrp.core import ConfigError, ShapeError
 from vrp.core.types import AnswerLogits
 
-from ._checks import check_id_set, check_ids, upcast
+from ._checks import check_id_set, check_ids, check_shape, upcast
 
 
 def answer_logprob(
@@ -38,9 +38,14 @@ def answer_logprob(
       The mean over each row's answer tokens of log softmax(logits)[token].
 
     Raises:
-      ShapeError: a row of `mask` marks no token.
+      ShapeError: `tokens` or `mask` is not ``[batch seq]`` like `logits`, or a row of `mask`
+        marks no token.
       SignalError: a token id outside the vocabulary.
     """
+    steps = tuple(logits.shape[:-1])
+    check_shape(tokens, steps, "tokens", "[batch seq], one id per answer step of logits")
+    if mask is not None:
+        check_shape(mask, steps, "mask", "[batch seq], like tokens")
     check_ids(tokens, logits.shape[-1], "tokens")
     logp = torch.log_softmax(upcast(logits), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     if mask is None:
@@ -102,12 +107,19 @@ def truth_margin(
       The margin, with the vocab axis reduced.
 
     Raises:
-      ShapeError: the vocabulary has fewer than 2 entries.
+      ShapeError: `logits` has fewer than 2 axes or 2 vocab entries, or `target` is not one id
+        per row (a single target is not broadcast to every row).
       SignalError: a target id outside the vocabulary.
     """
+    if logits.ndim < 2:
+        raise ShapeError(
+            f"truth_margin needs logits of shape [batch *rest vocab], but got {logits.ndim}-D "
+            f"logits of shape {tuple(logits.shape)}. Add the batch axis: logits[None]."
+        )
     vocab = logits.shape[-1]
     if vocab < 2:
         raise ShapeError(f"truth_margin needs at least 2 vocab entries, but got {vocab}.")
+    check_shape(target, logits.shape[:1], "target", "[batch], one token id per row of logits")
     check_ids(target, vocab, "target")
     logits = upcast(logits)
     index = target.view(-1, *([1] * (logits.ndim - 1))).expand(*logits.shape[:-1], 1)

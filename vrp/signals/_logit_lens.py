@@ -15,7 +15,7 @@ from torch import Tensor
 
 from vrp.core import ConfigError, ShapeError
 
-from ._checks import largest_step, layer_labels, upcast
+from ._checks import check_shape, largest_step, layer_labels, upcast
 from ._generation import truth_margin, yes_no_margin
 from ._types import LayerValues
 
@@ -62,12 +62,14 @@ def logit_lens(
 
     Raises:
       ConfigError: only one of `yes_ids`, `no_ids` given, or bad ids (see `yes_no_margin`).
-      ShapeError: the unembedding callable does not return ``[batch vocab]``, or there are fewer
-        than 2 layers.
+      ShapeError: `resid` is not ``[batch layer d_model]``, `target` is not one id per row,
+        a W_U matrix is not ``[d_model vocab]`` for this `resid`, the unembedding callable does
+        not return ``[batch vocab]``, or there are fewer than 2 layers.
       SignalError: a target id outside the vocabulary.
     """
     if (yes_ids is None) != (no_ids is None):
         raise ConfigError("pass both yes_ids and no_ids to score the yes-vs-no margin, or neither.")
+    _check_inputs(resid, unembed, target)
     labels = layer_labels(resid.shape[1], layers)
     _check_layers(resid.shape[1])
     if isinstance(unembed, Tensor):
@@ -153,6 +155,22 @@ def _decode(h: Tensor, unembed: Unembed, norm: Callable[[Tensor], Tensor] | None
             f"returned {tuple(logits.shape)} for {tuple(h.shape)}."
         )
     return logits
+
+
+def _check_inputs(resid: Tensor, unembed: Unembed, target: Tensor) -> None:
+    """Raises `ShapeError` unless `resid`, a W_U matrix and `target` agree on batch and d_model."""
+    if resid.ndim != 3:
+        raise ShapeError(
+            f"resid must be [batch layer d_model], but it has shape {tuple(resid.shape)}. Stack "
+            "each layer's residual at the answer position along axis 1."
+        )
+    check_shape(target, resid.shape[:1], "target", "[batch], one token id per row of resid")
+    if isinstance(unembed, Tensor) and (unembed.ndim != 2 or unembed.shape[0] != resid.shape[2]):
+        raise ShapeError(
+            f"unembed must be W_U of shape [d_model vocab] with d_model = {resid.shape[2]} like "
+            f"resid, but it has shape {tuple(unembed.shape)}. Pass lm_head.weight.T, not "
+            "lm_head.weight."
+        )
 
 
 def _check_layers(n_layer: int) -> None:

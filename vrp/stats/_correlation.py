@@ -8,6 +8,7 @@ from scipy import stats
 
 from vrp.core import ConfigError, DataError
 
+from ._bootstrap import bootstrap_interval
 from ._estimate import Estimate, as_binary, as_vector, check_confidence, check_same_length
 
 
@@ -42,6 +43,13 @@ def point_biserial(
     interval (fast, accurate for bivariate-normal-like data) or a BCa bootstrap over pairs (no
     distributional assumption; costs `n_resamples` correlations).
 
+    The bootstrap never returns a NaN interval. If a resample draws one class only, r is undefined
+    in it and so is any interval built from the resamples: this raises a `DataError` (with few
+    samples of the rarer class, e.g. 2 of 60, that happens in about 1 resample in 8; use
+    ci="fisher" there). If every resample has an r but the BCa interval is undefined (e.g. r = 1
+    in every resample), the percentile interval of the same resamples is returned, and `method`
+    says so.
+
     Args:
       values: one signal value per sample, shape `(n,)`.
       labels: 0/1 correctness per sample, shape `(n,)`.
@@ -56,7 +64,7 @@ def point_biserial(
     Raises:
       ShapeError: inputs are not 1-D or differ in length.
       DataError: labels are not binary with both classes, values are constant or not finite,
-        or fewer than 4 samples.
+        fewer than 4 samples, or (bootstrap) a resample in which r is undefined.
       ConfigError: `ci` or `confidence` is invalid.
     """
     x = as_vector(values, "values")
@@ -71,10 +79,12 @@ def point_biserial(
     r = float(res.statistic)
     if ci == "fisher":
         low, high = fisher_z_interval(r, x.size, level)
+        kind = "Fisher z"
     elif ci == "bootstrap":
-        boot = stats.bootstrap(
+        low, high, kind = bootstrap_interval(
             (x, y.astype(np.float64)),
             _pearson,
+            explain=_undefined_resamples(y),
             paired=True,
             vectorized=True,
             n_resamples=n_resamples,
@@ -82,7 +92,6 @@ def point_biserial(
             batch=min(n_resamples, 1000),
             rng=np.random.default_rng(seed),
         )
-        low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
     else:
         raise ConfigError(f"ci must be 'fisher' or 'bootstrap'; got {ci!r}.")
     return Estimate(
@@ -91,6 +100,17 @@ def point_biserial(
         ci_high=high,
         p_value=float(res.pvalue),
         n=int(x.size),
-        method=f"point-biserial r, {ci} CI, t-test p",
+        method=f"point-biserial r, {kind} CI, t-test p",
         confidence=level,
+    )
+
+
+def _undefined_resamples(y: np.ndarray) -> str:
+    """Why a pair resample can have no correlation, and what to do: for the `DataError`."""
+    rarer = int(np.bincount(y).min())
+    miss = (1.0 - rarer / y.size) ** y.size
+    return (
+        f"r needs both classes, and the rarer class has {rarer} of {y.size} samples, so a "
+        f"resample misses it with probability {miss:.2g}. Use ci='fisher', or collect more "
+        "samples of the rarer class."
     )

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from vrp.core import ConfigError, DataError, ShapeError
+from vrp.core import DataError, ShapeError
 
 from ._auroc import auroc
 from ._estimate import Estimate, as_binary, check_same_length
+from ._folds import stratified_folds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,14 +95,7 @@ def fuse_signals(
     x, signal_names = _check_signals(signals, names)
     y = as_binary(labels)
     check_same_length(x.shape[0], y.size, "signals and labels")
-    if n_splits < 2:
-        raise ConfigError(f"n_splits must be at least 2 for held-out scores; got {n_splits}.")
-    if np.bincount(y).min() < n_splits:
-        raise DataError(
-            f"the rarer class has {np.bincount(y).min()} samples, fewer than n_splits={n_splits}; "
-            "lower n_splits or add samples."
-        )
-    cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    cv = stratified_folds(y, n_splits, seed)
 
     def held_out(columns: np.ndarray) -> Estimate:
         oof = cross_val_predict(_fusion_model(C), columns, y, cv=cv, method="decision_function")

@@ -8,6 +8,7 @@ from scipy import stats
 
 from vrp.core import DataError
 
+from ._bootstrap import bootstrap_interval
 from ._estimate import Estimate, as_vector, check_confidence, check_same_length
 
 Statistic = Callable[..., np.ndarray]
@@ -91,7 +92,8 @@ def permutation_test(
     The p-value is `scipy.stats.permutation_test`'s: labels are exchanged between the samples
     (`paired=False`) or within each pair (`paired=True`); the test is two-sided. The interval is a
     BCa bootstrap of `statistic` (`scipy.stats.bootstrap`), resampling each sample, or the pairs,
-    with replacement.
+    with replacement. Where BCa is undefined (e.g. a count of distinct values, which no resample
+    exceeds) the percentile interval of the same resamples is returned, and `method` says so.
 
     Args:
       x: first sample, e.g. a signal on correctly answered items, shape `(n_x,)`.
@@ -107,7 +109,8 @@ def permutation_test(
 
     Raises:
       ShapeError: inputs are not 1-D, or paired inputs differ in length.
-      DataError: inputs hold NaN or infinite values, or a sample has fewer than 2 values.
+      DataError: inputs hold NaN or infinite values, a sample has fewer than 2 values, or
+        `statistic` is NaN or infinite on some bootstrap resample.
     """
     a, b = as_vector(x, "x"), as_vector(y, "y")
     level = check_confidence(confidence)
@@ -124,9 +127,10 @@ def permutation_test(
         n_resamples=n_resamples,
         rng=rng,
     )
-    boot = stats.bootstrap(
+    low, high, kind = bootstrap_interval(
         (a, b),
         statistic,
+        explain="make `statistic` finite on every resample, or pass samples on which it is.",
         paired=paired,
         vectorized=True,
         n_resamples=n_resamples,
@@ -135,10 +139,10 @@ def permutation_test(
     )
     return Estimate(
         estimate=float(perm.statistic),
-        ci_low=float(boot.confidence_interval.low),
-        ci_high=float(boot.confidence_interval.high),
+        ci_low=low,
+        ci_high=high,
         p_value=float(perm.pvalue),
         n=a.size if paired else a.size + b.size,
-        method=f"{'paired ' if paired else ''}permutation test p, bootstrap CI",
+        method=f"{'paired ' if paired else ''}permutation test p, {kind} CI",
         confidence=level,
     )
