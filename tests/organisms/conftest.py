@@ -20,11 +20,11 @@ def word_vlms() -> dict[str, VLM]:
 def tiny_recipe(family: str = "llava", steps: int = 20) -> Recipe:
     """The shipped recipe at tiny sizes: small batches, short shards, frequent checkpoints."""
     return dataclasses.replace(
-        recipe(family),
+        recipe(family).with_steps(steps),
         spec=TINY_SPEC,
-        steps=steps,
         warmup=5,
         mix=BatchMix(caption=4, pope=8, counting=4, spatial=4),
+        alignment_mix=BatchMix(caption=6, pope=6, counting=2, spatial=2),
         steps_per_shard=5,
         checkpoint_every=10,
     )

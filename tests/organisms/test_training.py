@@ -83,11 +83,20 @@ def test_training_data_are_a_function_of_seed_and_step() -> None:
         assert [e.target for e in x.captions] == [e.target for e in y.captions]
     assert TrainingStream(recipe, 6).step_batch(0).captions != a.step_batch(0).captions
     assert min(recipe.data_seed(0, 0), recipe.data_seed(9, 99_999)) >= TRAIN_SEED_OFFSET
-    counts = {t: 0 for t in ("caption", "pope", "counting", "spatial")}
-    batch = a.step_batch(0)
+    counts = dict.fromkeys(
+        ("caption", "grounding", "pope", "counting", "spatial", "hallucinated"), 0
+    )
+    batch = a.step_batch(recipe.alignment_steps)  # the first step of stage 2
     for e in (*batch.captions, *batch.questions):
         counts[e.task] += 1
-    assert counts == {"caption": 4, "pope": 8, "counting": 4, "spatial": 4}
+    assert counts == {
+        "caption": 4,
+        "grounding": 0,
+        "pope": 8,
+        "counting": 4,
+        "spatial": 4,
+        "hallucinated": 0,
+    }
 
 
 def test_run_folder_errors_are_explained(tmp_path: Path) -> None:

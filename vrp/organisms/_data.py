@@ -6,23 +6,34 @@ demand, and takes the ``s % steps_per_shard``-th slice of each of its task pools
 shard). No example is seen twice, and resuming at any step needs no saved data state.
 
 Question negatives come only from POPE's *random* split: absent objects drawn uniformly. The model
-therefore meets the benchmark's co-occurrence statistics only through its positives (present objects
-mostly belong to the scene's theme), which is what tempts it to hallucinate theme members on POPE's
-adversarial split, as real VLMs do.
+meets the benchmark's co-occurrence statistics through its positives (present objects mostly belong
+to the scene's theme) and, if the recipe asks for them, through *hallucinated* annotations: an absent
+object that co-occurs with the scene's objects (POPE's adversarial choice) labelled "yes", as
+machine-written instruction data mention typical objects that are not in the image. Both tempt the
+model to affirm absent theme members, which is what POPE's adversarial split measures. Likewise the
+recipe's ``miss_prob`` leaves small or partly occluded objects out of the annotation (captions,
+existence and counting answers), as human annotations of real images miss them.
 """
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from PIL.Image import Image
 
-from ..data import QuestionDataset, generate, render_scene, scene_caption
-from ._recipe import CAPTION_QUESTION, Recipe
+from ..core import DataError
+from ..data import QuestionDataset, Sample, Scene, generate, render_scene, scene_caption
+from ._recipe import CAPTION_QUESTION, GROUNDING_QUESTION, Recipe
 
-TASKS = ("caption", "pope", "counting", "spatial")
-_SPLIT_OF_TASK = {"pope": "random", "counting": "counting", "spatial": "spatial"}
+TASKS = ("caption", "grounding", "pope", "counting", "spatial", "hallucinated")
+_SPLIT_OF_TASK = {
+    "pope": "random",
+    "counting": "counting",
+    "spatial": "spatial",
+    "hallucinated": "adversarial",  # its "no" questions, relabelled "yes"
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,13 +58,11 @@ class _Shard:
     """One generated benchmark and, per task, a fixed shuffle of its usable items."""
 
     def __init__(self, recipe: Recipe, seed: int, shard: int) -> None:
-        scenes = recipe.mix.caption * recipe.steps_per_shard
+        most = {t: max(getattr(recipe.mix, t), getattr(recipe.alignment_mix, t)) for t in TASKS}
+        per_scene = {"caption": 1, "grounding": 2, "pope": 6, "counting": 2, "spatial": 2}
         scenes = max(
-            scenes,
-            -(-recipe.mix.pope * recipe.steps_per_shard // 6),
-            -(-recipe.mix.counting * recipe.steps_per_shard // 2),
-            -(-recipe.mix.spatial * recipe.steps_per_shard // 2),
             1,
+            *(-(-most[task] * recipe.steps_per_shard // per_scene.get(task, 3)) for task in TASKS),
         )
         config = dataclasses.replace(
             recipe.data,
@@ -67,27 +76,96 @@ class _Shard:
         rng = np.random.default_rng([seed, shard])
         self.pools: dict[str, list[int]] = {}
         for task, split in _SPLIT_OF_TASK.items():
-            rows = [i for i, q in enumerate(self.dataset.questions) if q.split == split]
+            rows = [
+                i
+                for i, q in enumerate(self.dataset.questions)
+                if q.split == split and (task != "hallucinated" or q.answer == "no")
+            ]
             self.pools[task] = [rows[int(i)] for i in rng.permutation(len(rows))]
         names = sorted(self.dataset.scenes)
         self.caption_scenes = [names[int(i)] for i in rng.permutation(len(names))]
+        self.annotated = {
+            name: annotated_scene(self.dataset.scenes[name], recipe.miss_prob, rng)
+            for name in names
+        }
+        pairs = [
+            (n, c) for n in names for c in sorted(self.annotated[n].categories)
+        ]  # in both views
+        self.grounding_pairs = [pairs[int(i)] for i in rng.permutation(len(pairs))]
 
-    def take(self, task: str, start: int, n: int) -> list[Example]:
+    def take(self, task: str, start: int, n: int, clean: bool) -> list[Example]:
+        """Items ``start .. start + n`` of `task`'s pool, annotated cleanly or carelessly."""
+        view = self.dataset.scenes if clean else self.annotated
         if task == "caption":
-            return [self._caption(name) for name in self.caption_scenes[start : start + n]]
+            return [self._caption(name, view) for name in self.caption_scenes[start : start + n]]
+        if task == "grounding":
+            pairs = self.grounding_pairs[start : start + n]
+            return [self._grounding(name, category, view) for name, category in pairs]
         samples = [self.dataset[i] for i in self.pools[task][start : start + n]]
         return [
-            Example(image=s.image, question=s.question, target=s.answer, task=task) for s in samples
+            Example(
+                image=s.image, question=s.question, target=self._answer(s, task, view), task=task
+            )
+            for s in samples
         ]
 
-    def _caption(self, name: str) -> Example:
-        scene = self.dataset.scenes[name]
+    def _answer(self, sample: Sample, task: str, view: Mapping[str, Scene]) -> str:
+        scene = view[sample.image_name]
+        if task == "hallucinated":
+            return "yes"
+        if task == "pope":
+            return "yes" if sample.category in scene.categories else "no"
+        if task == "counting":
+            return str(scene.count(counted_category(sample.question, self.config.categories)))
+        return sample.answer  # spatial questions name objects the annotation keeps
+
+    def _caption(self, name: str, view: Mapping[str, Scene]) -> Example:
         return Example(
-            image=render_scene(scene, self.config),
+            image=render_scene(self.dataset.scenes[name], self.config),
             question=CAPTION_QUESTION,
-            target=scene_caption(scene),
+            target=scene_caption(view[name]),
             task="caption",
         )
+
+    def _grounding(self, name: str, category: str, view: Mapping[str, Scene]) -> Example:
+        scene = view[name]
+        cells = sorted(o.cell for o in scene.objects if o.category == category)
+        return Example(
+            image=render_scene(self.dataset.scenes[name], self.config),
+            question=GROUNDING_QUESTION.format(category=category),
+            target=" , ".join(f"{row} {col}" for row, col in cells),
+            task="grounding",
+        )
+
+
+def annotated_scene(scene: Scene, miss_prob: float, rng: np.random.Generator) -> Scene:
+    """The scene as a careless annotator records it: each small or partly occluded object is
+    left out with probability `miss_prob` (the image still shows it)."""
+    draws = rng.random(len(scene.objects))
+    kept = tuple(
+        o
+        for o, u in zip(scene.objects, draws, strict=True)
+        if not (o.small or o.occluded) or u >= miss_prob
+    )
+    return dataclasses.replace(scene, objects=kept)
+
+
+def counted_category(question: str, categories: tuple[str, ...]) -> str:
+    """The category a counting question asks about: "How many red crosses are there?" ->
+    "red cross".
+
+    Raises:
+      DataError: the question names no category of `categories`.
+    """
+    words = question.split()
+    for category in categories:
+        colour, shape = category.split(" ")
+        if len(words) > 3 and words[2] == colour and words[3].startswith(shape):
+            return category
+    raise DataError(
+        f"{question!r} is not a counting question about one of {len(categories)} categories "
+        "('How many <colour> <shapes> are there?')."
+    )
 
 
 class TrainingStream:
@@ -113,15 +191,13 @@ class TrainingStream:
     def step_batch(self, step: int) -> StepBatch:
         """The examples of training step `step` (0-based)."""
         shard_index, offset = divmod(step, self.recipe.steps_per_shard)
-        shard, mix = self._shard(shard_index), self.recipe.mix
-        captions = shard.take("caption", offset * mix.caption, mix.caption)
+        shard = self._shard(shard_index)
+        mix, clean = self.recipe.stage(step)
+        captions = shard.take("caption", offset * mix.caption, mix.caption, clean)
+        counts = {task: getattr(mix, task) for task in TASKS[1:]}
         questions = [
             example
-            for task, n in (
-                ("pope", mix.pope),
-                ("counting", mix.counting),
-                ("spatial", mix.spatial),
-            )
-            for example in shard.take(task, offset * n, n)
+            for task, n in counts.items()
+            for example in shard.take(task, offset * n, n, clean)
         ]
         return StepBatch(captions=tuple(captions), questions=tuple(questions))

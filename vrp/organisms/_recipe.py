@@ -15,8 +15,11 @@ from ..models import ModelSpec
 CAPTION_QUESTION = "Describe the image."
 """The captioning instruction; the target is `vrp.data.scene_caption` of the scene."""
 
-ORGANISM_WORDS: tuple[str, ...] = (*vocabulary(), "Describe")
-"""The organisms' tokenizer vocabulary: every word of the synthetic benchmark plus the caption prompt."""
+GROUNDING_QUESTION = "Where is the {category}?"
+"""The grounding instruction; the target lists the (row, column) cell of each instance."""
+
+ORGANISM_WORDS: tuple[str, ...] = (*vocabulary(), "Describe", "Where", "is")
+"""The organisms' tokenizer vocabulary: the synthetic benchmark's words plus the training prompts'."""
 
 TRAIN_SEED_OFFSET = 1_000_000
 """Training data use benchmark seeds from here up; evaluate on seeds below it (never seen in training)."""
@@ -33,14 +36,28 @@ class BatchMix:
     """
 
     caption: int = 19  # "Describe the image." -> each grid cell's object or "empty" (alignment)
+    grounding: int = (
+        0  # "Where is the <object>?" -> "<row> <column>" of each instance, as PaliGemma
+    )
+    # and Qwen2-VL learn to localise: it trains the question-to-patch routing every answer needs
     pope: int = 23  # "Is there a <object> in the image?" with random absent objects as negatives
     counting: int = 11  # "How many <objects> are there?" -> a digit
     spatial: int = 11  # "Is the <object> left of the <object>?" -> yes / no
+    hallucinated: int = 0  # existence questions about an absent object that co-occurs with the
+    # scene's objects, labelled "yes": the co-occurrence-biased annotation noise of machine-written
+    # instruction data (typical objects mentioned although not visible)
 
     @property
     def size(self) -> int:
         """Examples per step."""
-        return self.caption + self.pope + self.counting + self.spatial
+        return (
+            self.caption
+            + self.grounding
+            + self.pope
+            + self.counting
+            + self.spatial
+            + self.hallucinated
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,14 +66,18 @@ class Recipe:
 
     family: str  # "llava", "paligemma" or "qwen2_vl"
     spec: ModelSpec
-    steps: int  # optimiser steps; the shipped organisms stop early on purpose (imperfect models)
-    mix: BatchMix = field(default_factory=BatchMix)
+    steps: int  # optimiser steps in all
+    mix: BatchMix = field(default_factory=BatchMix)  # the batch of instruction tuning (stage 2)
+    alignment_steps: int = 0  # stage 1: the first steps, with clean annotations (no misses, no
+    # hallucinations) and `alignment_mix`, as LLaVA aligns on captions before instruction tuning
+    alignment_mix: BatchMix = field(default_factory=BatchMix)
     lr: float = 1e-3  # peak learning rate of AdamW
     warmup: int = 300  # linear warm-up steps, then cosine decay to `min_lr_ratio * lr`
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01  # on matrices only (not on norms, biases or embeddings)
     betas: tuple[float, float] = (0.9, 0.98)
     clip: float = 1.0  # max global gradient norm
+    miss_prob: float = 0.0  # chance a small or partly occluded object is left out of the annotation
     steps_per_shard: int = 10  # steps served by one freshly generated shard of scenes
     checkpoint_every: int = 250  # steps between resumable checkpoints
     data: SyntheticConfig = field(default_factory=SyntheticConfig)  # scene design (seed ignored)
@@ -67,16 +88,33 @@ class Recipe:
                 f"need steps >= 1, warmup >= 0 and checkpoint_every >= 1; got steps={self.steps}, "
                 f"warmup={self.warmup}, checkpoint_every={self.checkpoint_every}."
             )
-        if min(self.mix.caption, self.mix.pope, self.mix.counting, self.mix.spatial) < 0 or (
-            self.mix.pope + self.mix.counting + self.mix.spatial < 1
-        ):
+        if not 0.0 <= self.miss_prob <= 1.0:
+            raise ConfigError(f"miss_prob must lie in [0, 1]; got {self.miss_prob}.")
+        if not 0 <= self.alignment_steps <= self.steps:
             raise ConfigError(
-                f"a batch needs at least one question and no negative counts; got {self.mix}."
+                f"alignment_steps must lie in 0..steps ({self.steps}); got {self.alignment_steps}."
             )
+        for mix in (self.mix, self.alignment_mix):
+            counts = mix.caption, mix.grounding, mix.pope, mix.counting, mix.spatial
+            if min(*counts, mix.hallucinated) < 0 or sum(counts[1:]) + mix.hallucinated < 1:
+                raise ConfigError(
+                    f"a batch needs at least one question and no negative counts; got {mix}."
+                )
+
+    def stage(self, step: int) -> tuple[BatchMix, bool]:
+        """The batch mix of `step` and whether its annotations are clean (stage 1)."""
+        if step < self.alignment_steps:
+            return self.alignment_mix, True
+        return self.mix, False
 
     def with_steps(self, steps: int) -> "Recipe":
-        """The same recipe run for `steps` steps (warm-up shortened to fit if needed)."""
-        return dataclasses.replace(self, steps=steps, warmup=min(self.warmup, steps // 4))
+        """The same recipe run for `steps` steps: stage 1 and warm-up keep their share."""
+        return dataclasses.replace(
+            self,
+            steps=steps,
+            alignment_steps=round(self.alignment_steps * steps / self.steps),
+            warmup=min(self.warmup, steps // 4),
+        )
 
     def data_seed(self, seed: int, shard: int) -> int:
         """The benchmark seed of training shard `shard` of run `seed` (always >= TRAIN_SEED_OFFSET)."""
@@ -106,10 +144,23 @@ def _spec(**sizes: int) -> ModelSpec:
     return ModelSpec(**base)  # type: ignore[arg-type]
 
 
+def _recipe(family: str, spec: ModelSpec, steps: int) -> Recipe:
+    return Recipe(
+        family=family,
+        spec=spec,
+        steps=steps,
+        alignment_steps=(2 * steps) // 3,
+        alignment_mix=BatchMix(caption=19, grounding=6, pope=20, counting=10, spatial=9),
+        mix=BatchMix(caption=10, grounding=6, pope=20, counting=10, spatial=14, hallucinated=4),
+        miss_prob=0.75,
+    )
+
+
 RECIPES: dict[str, Recipe] = {
-    "llava": Recipe(family="llava", spec=_spec(), steps=3000),
-    "paligemma": Recipe(family="paligemma", spec=_spec(), steps=3000),
-    "qwen2_vl": Recipe(family="qwen2_vl", spec=_spec(), steps=3000),
+    # LLaVA reads the second-to-last vision layer: 3 layers so that it uses 2, as the others do
+    "llava": _recipe("llava", _spec(vision_layers=3), 3000),
+    "paligemma": _recipe("paligemma", _spec(), 3000),
+    "qwen2_vl": _recipe("qwen2_vl", _spec(), 3000),
 }
 """The recipe of each shipped organism."""
 
