@@ -6,10 +6,12 @@ Builds on the public API of `vrp` only (sites, models, intervention graphs, stat
 from ._ablation import (
     AblationStudy as AblationStudy,
     BatchNodes as BatchNodes,
+    MaskingConfig as MaskingConfig,
     NeuronAblationConfig as NeuronAblationConfig,
     answer_correctness as answer_correctness,
     attention_guided_masking as attention_guided_masking,
     neuron_ablation as neuron_ablation,
+    paint_patches as paint_patches,
     unit_means as unit_means,
 )
 from ._localise import Localisation as Localisation, localise as localise
@@ -29,7 +31,9 @@ __all__ = [
     "NeuronAblationConfig",
     "attention_guided_masking",
     "BatchNodes",
+    "MaskingConfig",
     "answer_correctness",
+    "paint_patches",
     "unit_means",
     "neuron_ablation",
     "Localisation",

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 import torch
 from jaxtyping import Float
+from PIL import Image, ImageDraw
 from torch import Tensor
 
 from vrp import AllTokens, Component, ConfigError, DataError, Positions, Site, Tower
@@ -182,48 +183,113 @@ def unit_means(vlm: VLM, batches: Sequence[VlmInputs], layer: int) -> Float[Tens
     return total / count
 
 
+@dataclass(frozen=True, kw_only=True)
+class MaskingConfig:
+    """How `attention_guided_masking` masks.
+
+    Attributes:
+      fraction: share of the image's patches masked per question.
+      n_random: random masks of the same size (the controls).
+      level: "token" replaces the projected image tokens (with `fill`); "pixel" paints the
+        patches' pixels grey (`grey`) before the processor.
+      fill: token-level replacement, "mean" of the image's tokens or "zero".
+      grey: pixel-level grey value.
+      batch_size: questions per trace.
+      seed: seeds the random masks.
+    """
+
+    fraction: float = 0.3
+    n_random: int = 5
+    level: Literal["token", "pixel"] = "token"
+    fill: Literal["zero", "mean"] = "mean"
+    grey: int = 128
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction < 1:
+            raise ConfigError(f"fraction must lie in (0, 1), got {self.fraction}.")
+        if self.level not in ("token", "pixel"):
+            raise ConfigError(f"level must be 'token' or 'pixel', got {self.level!r}.")
+
+
+def paint_patches(
+    image: Image.Image, grid: tuple[int, int], patches: Sequence[int], grey: int = 128
+) -> Image.Image:
+    """A copy of `image` with the grid cells `patches` (row-major) painted uniform grey.
+
+    The grid is laid over the whole image, as the processors of the three families see a square
+    image (they resize it whole), so cell (r, c) covers rows r*H/gh..(r+1)*H/gh of the picture.
+    """
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    rows, cols = grid
+    width, height = out.size
+    for patch in patches:
+        r, c = divmod(int(patch), cols)
+        box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
+        draw.rectangle(
+            (round(box[0]), round(box[1]), round(box[2]) - 1, round(box[3]) - 1),
+            fill=(grey, grey, grey),
+        )
+    return out
+
+
 def attention_guided_masking(
-    vlm: VLM,
-    samples: Sequence[Sample],
-    *,
-    fraction: float = 0.3,
-    n_random: int = 5,
-    fill: Literal["zero", "mean"] = "mean",
-    batch_size: int = 16,
-    seed: int = 0,
+    vlm: VLM, samples: Sequence[Sample], config: MaskingConfig | None = None
 ) -> dict[str, AblationStudy]:
-    """Masks the most-attended `fraction` of image tokens per question (token level), against the
-    least-attended fraction and random fractions of the same size.
+    """Masks the most-attended `fraction` of each question's image patches (by the answer-to-image
+    attention map), against the least-attended fraction and random fractions of the same size.
 
     Returns:
       {"top": ..., "bottom": ...}: each a study whose controls are the random masks.
 
     Raises:
-      ConfigError: `fraction` outside (0, 1).
+      DataError: a sample is not a yes/no question.
     """
     require_yes_no(samples, "Ablation studies")
-    if not 0 < fraction < 1:
-        raise ConfigError(f"fraction must lie in (0, 1), got {fraction}.")
-    batches = _batches(vlm, samples, batch_size)
+    config = config or MaskingConfig()
+    batches = _batches(vlm, samples, config.batch_size)
     orders = [answer_attention(vlm, inputs).mean.flatten(1).argsort(dim=1, descending=True)
               for inputs, _ in batches]  # fmt: skip
     n_tokens = orders[0].shape[1]
-    k = max(1, round(fraction * n_tokens))
-    rng = np.random.default_rng(seed)
+    k = max(1, round(config.fraction * n_tokens))
+    rng = np.random.default_rng(config.seed)
 
     def masked(pick: Callable[[torch.Tensor], Sequence[int]]) -> np.ndarray:
+        chosen = [[[int(p) for p in pick(order)] for order in batch] for batch in orders]
+        if config.level == "pixel":
+            return _pixel_masked(vlm, samples, batches, chosen, config)
+
         def nodes(inputs: VlmInputs, index: int) -> list[Node]:
-            rows = tuple(tuple(int(p) for p in pick(order)) for order in orders[index])
-            return [ImagePatchMask(patches=rows, fill=fill)]
+            return [ImagePatchMask(patches=tuple(map(tuple, chosen[index])), fill=config.fill)]
 
         return answer_correctness(vlm, batches, nodes)
 
     baseline = answer_correctness(vlm, batches)
     randoms = [masked(lambda order: rng.choice(n_tokens, size=k, replace=False).tolist())
-               for _ in range(n_random)]  # fmt: skip
+               for _ in range(config.n_random)]  # fmt: skip
     top = masked(lambda order: order[:k].tolist())
     bottom = masked(lambda order: order[-k:].tolist())
+    what = f"{config.fraction:.0%} of image patches ({config.level} level)"
     return {
-        "top": _study(baseline, top, randoms, f"mask top {fraction:.0%} attended image tokens"),
-        "bottom": _study(baseline, bottom, randoms, f"mask bottom {fraction:.0%} attended tokens"),
+        "top": _study(baseline, top, randoms, f"mask the top-attended {what}"),
+        "bottom": _study(baseline, bottom, randoms, f"mask the least-attended {what}"),
     }
+
+
+def _pixel_masked(
+    vlm: VLM,
+    samples: Sequence[Sample],
+    batches: Sequence[tuple[VlmInputs, np.ndarray]],
+    chosen: list[list[list[int]]],
+    config: MaskingConfig,
+) -> np.ndarray:
+    painted = []
+    for index, (inputs, truth) in enumerate(batches):
+        start = index * config.batch_size
+        rows = samples[start : start + inputs.batch_size]
+        images = [paint_patches(s.image, inputs.grids[0], patches, config.grey)
+                  for s, patches in zip(rows, chosen[index], strict=True)]  # fmt: skip
+        painted.append((vlm.encode(images, [s.question for s in rows]), truth))
+    return answer_correctness(vlm, painted)

@@ -5,6 +5,7 @@ import pytest
 
 import vrp
 from circuits import (
+    MaskingConfig,
     NeuronAblationConfig,
     answer_correctness,
     attention_guided_masking,
@@ -56,7 +57,9 @@ def test_planted_null_ablation_changes_nothing(vlm, samples) -> None:
 
 def test_attention_guided_masking_structure_and_equivalence(vlm, samples) -> None:
     chosen = samples[:6]
-    studies = attention_guided_masking(vlm, chosen, fraction=0.25, n_random=2, batch_size=6)
+    studies = attention_guided_masking(
+        vlm, chosen, MaskingConfig(fraction=0.25, n_random=2, batch_size=6)
+    )
     assert set(studies) == {"top", "bottom"}
     assert len(studies["top"].controls) == 2
     # the top mask of row 0 equals a hand-built ImagePatchMask on that row alone
@@ -77,7 +80,7 @@ def test_ablation_errors(vlm, samples) -> None:
     with pytest.raises(vrp.ConfigError, match=r"needs 1..48 neurons, got 0"):
         neuron_ablation(vlm, samples, layer=0, neurons=[])
     with pytest.raises(vrp.ConfigError, match=r"fraction must lie in \(0, 1\), got 1.5"):
-        attention_guided_masking(vlm, samples, fraction=1.5)
+        MaskingConfig(fraction=1.5)
     counting = [s for s in generate(SyntheticConfig(n_per_split=2, n_counting=2, n_spatial=0, seed=1))
                 if s.split == "counting"]  # fmt: skip
     with pytest.raises(vrp.DataError, match=r"Ablation studies need yes/no questions.*'counting'"):
@@ -99,3 +102,19 @@ def test_unit_means_average_real_tokens_only(vlm, samples) -> None:
 def test_controls_exclude_the_targets(vlm, samples) -> None:
     with pytest.raises(vrp.ConfigError, match=r"drawn from the other 8 neurons"):
         neuron_ablation(vlm, samples, layer=0, neurons=list(range(40)))
+
+
+def test_painting_every_patch_equals_a_grey_image(vlm, samples) -> None:
+    from circuits import paint_patches
+
+    image = samples[0].image
+    painted = paint_patches(image, (4, 4), range(16), grey=128)
+    assert (np.asarray(painted) == 128).all()
+    one = np.asarray(paint_patches(image, (4, 4), [5]))  # row 1, column 1 of a 64 px image
+    assert (one[16:32, 16:32] == 128).all() and (one[:16] == np.asarray(image)[:16]).all()
+
+
+def test_pixel_level_masking_runs_and_differs_from_token_level(vlm, samples) -> None:
+    config = MaskingConfig(fraction=0.5, n_random=1, level="pixel", batch_size=4)
+    studies = attention_guided_masking(vlm, samples[:4], config)
+    assert "pixel level" in studies["top"].label and len(studies["top"].controls) == 1
