@@ -6,12 +6,14 @@ Builds on the public API of `vrp` only (sites, models, intervention graphs, stat
 from ._ablation import (
     AblationStudy as AblationStudy,
     BatchNodes as BatchNodes,
+    DimensionAblationPoint as DimensionAblationPoint,
     MaskingConfig as MaskingConfig,
     NeuronAblationConfig as NeuronAblationConfig,
     answer_correctness as answer_correctness,
     attention_guided_masking as attention_guided_masking,
     neuron_ablation as neuron_ablation,
     paint_patches as paint_patches,
+    scaled_random_ablation as scaled_random_ablation,
     unit_means as unit_means,
 )
 from ._localise import Localisation as Localisation, localise as localise
@@ -31,9 +33,11 @@ __all__ = [
     "NeuronAblationConfig",
     "attention_guided_masking",
     "BatchNodes",
+    "DimensionAblationPoint",
     "MaskingConfig",
     "answer_correctness",
     "paint_patches",
+    "scaled_random_ablation",
     "unit_means",
     "neuron_ablation",
     "Localisation",

@@ -29,7 +29,7 @@ from vrp.interventions import (
 )
 from vrp.models import VLM, VlmInputs
 from vrp.pipeline import answer_attention, require_yes_no
-from vrp.stats import Estimate, mcnemar_exact, proportion
+from vrp.stats import Estimate, mcnemar_exact, permutation_test, proportion
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,3 +293,71 @@ def _pixel_masked(
                   for s, patches in zip(rows, chosen[index], strict=True)]  # fmt: skip
         painted.append((vlm.encode(images, [s.question for s in rows]), truth))
     return answer_correctness(vlm, painted)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DimensionAblationPoint:
+    """Accuracy after zeroing a random `fraction` of the hidden dimensions at one layer.
+
+    Attributes:
+      fraction: share of the ``d_model`` dimensions zeroed (the same draw at every position).
+      n_dims: how many dimensions that is.
+      accuracy: mean accuracy over the draws (proportion of the pooled answers, Wilson CI).
+      change: paired per-question change against the unablated model, averaged over the draws
+        (permutation p-value, bootstrap CI).
+    """
+
+    fraction: float
+    n_dims: int
+    accuracy: Estimate
+    change: Estimate
+
+
+def scaled_random_ablation(
+    vlm: VLM,
+    samples: Sequence[Sample],
+    *,
+    layer: int,
+    fractions: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 1.0),
+    n_draws: int = 5,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> tuple[DimensionAblationPoint, ...]:
+    """Zeroes random sets of residual-stream dimensions after language `layer`, a growing share
+    at a time: the VRP study's test of how distributed (early fusion) or concentrated (late
+    fusion) the answer's encoding is.
+
+    Raises:
+      ConfigError: a fraction outside (0, 1], or fewer than one draw.
+      DataError: a sample is not a yes/no question.
+    """
+    require_yes_no(samples, "Ablation studies")
+    if n_draws < 1 or any(not 0 < f <= 1 for f in fractions):
+        raise ConfigError(
+            f"scaled_random_ablation needs fractions in (0, 1] and n_draws >= 1; got "
+            f"{list(fractions)} and {n_draws}."
+        )
+    width = vlm.adapter.shape(Tower.LANGUAGE).d_model
+    batches = _batches(vlm, samples, batch_size)
+    baseline = answer_correctness(vlm, batches).astype(float)
+    rng = np.random.default_rng(seed)
+    points = []
+    for fraction in fractions:
+        n_dims = max(1, round(fraction * width))
+        draws = [answer_correctness(vlm, batches, _zero_dims(layer, rng.choice(width, n_dims, replace=False)))
+                 for _ in range(n_draws)]  # fmt: skip
+        pooled = np.concatenate(draws)
+        per_question = np.mean(draws, axis=0)
+        points.append(DimensionAblationPoint(
+            fraction=float(fraction),
+            n_dims=n_dims,
+            accuracy=proportion(int(pooled.sum()), pooled.size),
+            change=permutation_test(per_question, baseline, paired=True, seed=seed),
+        ))  # fmt: skip
+    return tuple(points)
+
+
+def _zero_dims(layer: int, dims: np.ndarray) -> BatchNodes:
+    site = Site(layer=layer, component=Component.RESID_POST, dims=tuple(int(d) for d in dims))
+    node = Zero(site=site)
+    return lambda inputs, index: (node,)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import vrp
 from circuits import (
@@ -118,3 +119,37 @@ def test_pixel_level_masking_runs_and_differs_from_token_level(vlm, samples) -> 
     config = MaskingConfig(fraction=0.5, n_random=1, level="pixel", batch_size=4)
     studies = attention_guided_masking(vlm, samples[:4], config)
     assert "pixel level" in studies["top"].label and len(studies["top"].controls) == 1
+
+
+def test_dims_selector_equals_hooks(vlm) -> None:
+    from tests.conftest import QUESTIONS, random_images
+    from tests.reference import hooked_logits
+
+    inputs = vlm.encode(random_images(2), QUESTIONS[:2])
+    site = Site(layer=0, component=Component.RESID_POST, dims=(1, 4, 9))
+
+    def edit(x):
+        x[..., [1, 4, 9]] = 0
+        return x
+
+    got = run_graph(vlm, graph(Zero(site=site)), inputs).answer_logits["main"]
+    torch.testing.assert_close(got, hooked_logits(vlm, inputs, [(site, edit)]), atol=1e-5, rtol=0)
+    with pytest.raises(vrp.SiteError, match=r"dims \[32\] out of range.*32 dims per layer"):
+        vlm.validate(Site(layer=0, component=Component.RESID_POST, dims=(32,)))
+    with pytest.raises(vrp.SiteError, match=r"dims selector needs a d_model-wide component"):
+        Site(layer=0, component=Component.MLP_NEURONS, dims=(1,))
+
+
+def test_scaled_random_ablation_planted_ends(vlm, samples) -> None:
+    """Zeroing every hidden dimension after the last layer leaves logits of zero, a margin of 0:
+    every question is answered "no", so accuracy is the share of "no" questions."""
+    from circuits import scaled_random_ablation
+
+    last = vlm.adapter.n_layers - 1
+    points = scaled_random_ablation(vlm, samples, layer=last, fractions=(0.25, 1.0), n_draws=2)
+    assert [p.n_dims for p in points] == [8, 32]
+    share_no = np.mean([s.answer == "no" for s in samples])
+    assert points[1].accuracy.estimate == pytest.approx(share_no)
+    assert points[0].change.n == len(samples)
+    with pytest.raises(vrp.ConfigError, match=r"fractions in \(0, 1\]"):
+        scaled_random_ablation(vlm, samples, layer=0, fractions=(0.0,))

@@ -22,11 +22,12 @@ def _head_axis(site: Site) -> int:
 
 
 def _unit_index(site: Site, value: Tensor) -> tuple[int, Tensor] | None:
-    """Returns (axis, indices) of the site's head or neuron selector, if any."""
+    """Returns (axis, indices) of the site's head, neuron or hidden-dimension selector, if any."""
     if site.heads is not None:
         return _head_axis(site), torch.tensor(site.heads, device=value.device)
-    if site.neurons is not None:
-        return value.ndim - 1, torch.tensor(site.neurons, device=value.device)
+    units = site.neurons if site.neurons is not None else site.dims
+    if units is not None:
+        return value.ndim - 1, torch.tensor(units, device=value.device)
     return None
 
 

@@ -52,6 +52,10 @@ _TOWER_ORDER = {tower: i for i, tower in enumerate(Tower)}
 _COMPONENT_ORDER = {component: i for i, component in enumerate(Component)}
 HEAD_COMPONENTS = frozenset({Component.HEAD_OUT, Component.ATTN_PATTERN})
 """Components with a head axis, on which a head selector is allowed."""
+STREAM_COMPONENTS = frozenset(
+    {Component.RESID_PRE, Component.RESID_POST, Component.ATTN_OUT, Component.MLP_OUT}
+)
+"""Components laid out ``batch seq d_model``, on which a hidden-dimension selector is allowed."""
 
 
 def _as_indices(name: str, value: Any) -> tuple[int, ...] | None:
@@ -81,6 +85,8 @@ class Site:
       tower: which tower; defaults to the language model.
       heads: head indices for ``HEAD_OUT`` / ``ATTN_PATTERN``; None means all heads.
       neurons: unit indices for ``MLP_NEURONS``; None means all units.
+      dims: hidden dimensions (``d_model`` indices) of a residual-stream, attention-output or
+        MLP-output site; None means all.
       positions: token positions (a `Positions` selector); all tokens by default.
 
     Raises:
@@ -95,6 +101,7 @@ class Site:
         None  # any int sequence (or one int) is accepted and stored as a tuple
     )
     neurons: tuple[int, ...] | None = None
+    dims: tuple[int, ...] | None = None
     positions: Positions = field(default_factory=AllTokens)
 
     def __post_init__(self) -> None:
@@ -109,6 +116,12 @@ class Site:
             raise SiteError(f"Site layer must be an int, got {self.layer!r}.")
         object.__setattr__(self, "heads", _as_indices("heads", self.heads))
         object.__setattr__(self, "neurons", _as_indices("neurons", self.neurons))
+        object.__setattr__(self, "dims", _as_indices("dims", self.dims))
+        if self.dims is not None and self.component not in STREAM_COMPONENTS:
+            raise SiteError(
+                f"A dims selector needs a d_model-wide component (RESID_PRE, RESID_POST, ATTN_OUT, "
+                f"MLP_OUT), got {self.component.name}. Use neurons= for MLP_NEURONS."
+            )
         if self.heads is not None and self.component not in HEAD_COMPONENTS:
             raise SiteError(
                 f"A head selector needs a component with a head axis (HEAD_OUT or ATTN_PATTERN), "
@@ -137,6 +150,7 @@ class Site:
             "tower": self.tower,
             "heads": self.heads,
             "neurons": self.neurons,
+            "dims": self.dims,
             "positions": self.positions,
         }
 
@@ -148,6 +162,7 @@ class Site:
             "component": self.component.value,
             "heads": list(self.heads) if self.heads is not None else None,
             "neurons": list(self.neurons) if self.neurons is not None else None,
+            "dims": list(self.dims) if self.dims is not None else None,
             "positions": self.positions.to_dict(),
         }
 
@@ -165,6 +180,7 @@ class Site:
                 component=Component(data["component"]),
                 heads=data.get("heads"),
                 neurons=data.get("neurons"),
+                dims=data.get("dims"),
                 positions=positions_from_dict(data.get("positions", {"kind": "all"})),
             )
         except (KeyError, ValueError) as err:
@@ -181,6 +197,8 @@ class Site:
             parts.append(f"heads={list(self.heads)}")
         if self.neurons is not None:
             parts.append(f"neurons={list(self.neurons)}")
+        if self.dims is not None:
+            parts.append(f"dims={len(self.dims)}")
         if not isinstance(self.positions, AllTokens):
             parts.append(f"positions={self.positions}")
         return "[" + " ".join(parts) + "]"

@@ -138,6 +138,7 @@ class BaseAdapter:
             )
         self._validate_units("heads", site.heads, shape.n_heads, site)
         self._validate_units("neurons", site.neurons, shape.d_mlp, site)
+        self._validate_units("dims", site.dims, shape.d_model, site)
         if site.component is Component.ATTN_PATTERN and not self.eager:
             raise SiteError(
                 f"{site}: attention patterns need eager attention, but this model runs "
