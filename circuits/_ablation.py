@@ -42,7 +42,7 @@ class AblationStudy:
       controls: the accuracy change under each random control.
       control_mean: mean change over the controls.
       p_vs_controls: share of controls whose change is at most the target's (+1 smoothed): small
-        when the target hurts more than random units do.
+        when the target hurts more than random units do; NaN without controls.
       label: what was ablated.
     """
 
@@ -95,7 +95,7 @@ def _study(
         target=target_change,
         controls=tuple(changes),
         control_mean=float(np.mean([c.estimate for c in changes])) if changes else float("nan"),
-        p_vs_controls=(at_most + 1) / (len(changes) + 1),
+        p_vs_controls=(at_most + 1) / (len(changes) + 1) if changes else float("nan"),
         label=label,
     )
 
@@ -361,3 +361,20 @@ def _zero_dims(layer: int, dims: np.ndarray) -> BatchNodes:
     site = Site(layer=layer, component=Component.RESID_POST, dims=tuple(int(d) for d in dims))
     node = Zero(site=site)
     return lambda inputs, index: (node,)
+
+
+def mlp_bypass(
+    vlm: VLM, samples: Sequence[Sample], *, layer: int, batch_size: int = 32
+) -> AblationStudy:
+    """Removes language `layer`'s MLP block (its output zeroed at every position), the study's
+    "MLP bypass": the accuracy change with the exact McNemar test (no random controls).
+
+    Raises:
+      DataError: a sample is not a yes/no question.
+      GraphError: the layer does not exist.
+    """
+    require_yes_no(samples, "Ablation studies")
+    batches = _batches(vlm, samples, batch_size)
+    node = Zero(site=Site(layer=layer, component=Component.MLP_OUT))
+    bypassed = answer_correctness(vlm, batches, lambda inputs, index: (node,))
+    return _study(answer_correctness(vlm, batches), bypassed, [], f"bypass the MLP of L{layer}")

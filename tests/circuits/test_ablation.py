@@ -153,3 +153,20 @@ def test_scaled_random_ablation_planted_ends(vlm, samples) -> None:
     assert points[0].change.n == len(samples)
     with pytest.raises(vrp.ConfigError, match=r"fractions in \(0, 1\]"):
         scaled_random_ablation(vlm, samples, layer=0, fractions=(0.0,))
+
+
+def test_mlp_bypass_equals_zeroing_the_mlp_output(vlm, samples) -> None:
+    from circuits import mlp_bypass
+
+    study = mlp_bypass(vlm, samples, layer=0, batch_size=6)
+    truth = np.array([s.answer == "yes" for s in samples])
+    said = []
+    for start in range(0, len(samples), 6):
+        chunk = samples[start : start + 6]
+        inputs = vlm.encode([s.image for s in chunk], [s.question for s in chunk])
+        said.append(_says_yes(vlm, inputs, [Zero(site=Site(layer=0, component=Component.MLP_OUT))]))
+    baseline = np.concatenate([_says_yes(vlm, vlm.encode([s.image for s in samples[i : i + 6]],
+                                                          [s.question for s in samples[i : i + 6]]))
+                               for i in range(0, len(samples), 6)]) == truth  # fmt: skip
+    assert study.target == mcnemar_exact(baseline, np.concatenate(said) == truth)
+    assert study.controls == () and np.isnan(study.control_mean) and np.isnan(study.p_vs_controls)
