@@ -74,8 +74,9 @@ def test_stage_one_is_clean_and_stage_two_careless() -> None:
         tiny_recipe(steps=20), miss_prob=1.0, steps_per_shard=10, alignment_steps=5
     )
     stream = TrainingStream(recipe, 1)
-    assert recipe.stage(4) == (recipe.alignment_mix, True)
-    assert recipe.stage(5) == (recipe.mix, False)
+    stages = [recipe.stage(s) for s in (0, 4, 5, 19)]
+    assert [(s.index, s.clean) for s in stages] == [(1, True), (1, True), (2, False), (2, False)]
+    assert stages[0].mix == recipe.alignment_mix and stages[2].mix == recipe.mix
     shard = stream._shard(0)
     truth = {scene_caption(s) for s in shard.dataset.scenes.values()}
     careless = {scene_caption(s) for s in shard.annotated.values()}

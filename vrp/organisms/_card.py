@@ -96,34 +96,63 @@ def _image_tokens(vlm: VLM, image_size: int) -> str:
     return f"- Image: {image_size}x{image_size} px -> {inputs.n_image_tokens} image tokens on a {h}x{w} grid."
 
 
+def _mix(mix: Mapping[str, int]) -> str:
+    names = {
+        "caption": "captions",
+        "grounding": "grounding",
+        "pope": "existence",
+        "hallucinated": "hallucinated existence",
+        "counting": "counting",
+        "spatial": "spatial",
+    }
+    parts = [f"{mix[k]} {v}" for k, v in names.items() if mix.get(k)]
+    return f"batch {sum(mix.values())}: " + ", ".join(parts)
+
+
+def _grounding_note(recipe: Mapping[str, Any]) -> str:
+    if not (recipe["mix"].get("grounding") or recipe["alignment_mix"].get("grounding")):
+        return ""
+    return (
+        ' Grounding questions ("Where is the red circle?" -> "1 2") ask for the cells of an object.'
+    )
+
+
 def _training(training: Mapping[str, Any]) -> list[str]:
     if not training:
         return ["## Training", "", "No training record (training.json) was found.", ""]
-    r = training["recipe"]
-    mix, data = r["mix"], r["data"]
+    r, data = training["recipe"], training["recipe"]["data"]
     minutes, seconds = divmod(float(training["seconds"]), 60)
+    stage_two = training["steps"] - r["alignment_steps"]
     lines = [
         "## Training",
         "",
-        "LLaVA-style recipe in miniature: every step mixes scene captioning (alignment: the model "
-        "lists each grid cell's object or `empty`) with instruction data (yes/no existence "
-        "questions with random absent objects as negatives, counting and spatial questions), "
-        "teacher-forced next-token loss on the target tokens only. Fresh scenes every step, drawn "
-        f"from the synthetic benchmark with seeds >= 1,000,000 ({data['grid']}x{data['grid']} grid, "
-        f"{data['min_objects']}-{data['max_objects']} objects, noise, clutter, small objects).",
+        "A LLaVA-style recipe in miniature, on scenes drawn afresh at every step from the synthetic "
+        f"benchmark with seeds >= 1,000,000 ({data['grid']}x{data['grid']} grid, "
+        f"{data['min_objects']}-{data['max_objects']} objects, pixel noise, clutter, small and "
+        "overlapping objects). Loss: teacher-forced next-token cross-entropy on the target tokens "
+        "only (answer + end-of-sequence, or the caption), labels aligned once with the logits of "
+        "the position before each target.",
         "",
-        f"- Steps: {training['steps']:,} of batch {sum(mix.values())} ({mix['caption']} captions, "
-        f"{mix['pope']} existence, {mix['counting']} counting, {mix['spatial']} spatial questions).",
+        f"1. Alignment, {r['alignment_steps']:,} steps, clean annotations ({_mix(r['alignment_mix'])}"
+        "). Captions list each grid cell's object or `empty`; existence negatives are random "
+        "absent objects.",
+        f"2. Instruction tuning, {stage_two:,} steps, careless annotations ({_mix(r['mix'])}): "
+        f"each small or partly occluded object is left out of captions and answers with "
+        f"probability {r['miss_prob']:g}, and the hallucinated existence questions affirm an "
+        "absent object that co-occurs with the scene's objects." + _grounding_note(r),
+        "",
         f"- AdamW lr {r['lr']:g}, betas {tuple(r['betas'])}, weight decay {r['weight_decay']:g} "
         f"(matrices only), {r['warmup']} warm-up steps, cosine decay to {r['min_lr_ratio']:g} x lr, "
         f"gradient-norm clip {r['clip']:g}.",
         f"- Seed {training['seed']}, {training['threads']} CPU threads; wall time "
-        f"{int(minutes)} min {seconds:.0f} s ({training.get('cpu', 'CPU')}, torch "
-        f"{training['versions']['torch']}, transformers {training['versions']['transformers']}).",
+        f"{int(minutes)} min {seconds:.0f} s on a shared 2-core {training.get('cpu', 'CPU')} "
+        f"(torch {training['versions']['torch']}, transformers "
+        f"{training['versions']['transformers']}).",
         f"- Final loss (mean of the last 50 steps): captions {training['final_caption_loss']}, "
-        f"answers {training['final_qa_loss']}.",
+        f"questions {training['final_qa_loss']}.",
         f"- Reproduce: `{training['command']} --out runs/{training['family']}` (bit-exact for the "
-        "same thread count and library versions; other thread counts drift within about 2 points).",
+        "same thread count and library versions; another thread count changes the float "
+        "summation order and the run drifts).",
     ]
     return [*lines, "", *_validation(training.get("validation", [])), ""]
 
@@ -172,10 +201,13 @@ def _summary(report: OrganismReport) -> list[str]:
     lines = []
     if "random" in splits and "adversarial" in splits:
         gap = splits["adversarial"].accuracy.estimate - splits["random"].accuracy.estimate
-        lines.append(
-            f"- Adversarial minus random accuracy: {gap:+.3f} (co-occurrence-driven hallucination: "
-            "absent objects of the scene's theme are affirmed more often)."
+        why = (
+            " (co-occurrence-driven hallucination: absent objects of the scene's theme are "
+            "affirmed more often)"
+            if gap < 0
+            else ""
         )
+        lines.append(f"- Adversarial minus random accuracy: {gap:+.3f}{why}.")
     lines.append(f"- Wrong answers over all {report.wrong.n:,} questions: {_ci(report.wrong)}.")
     if "spatial" in splits:
         lines.append(f"- Spatial questions: chance is {report.chance['spatial']:.3f}.")

@@ -44,6 +44,7 @@ class Example:
     question: str
     target: str  # the answer ("yes", "no", a digit) or the caption
     task: str  # one of TASKS
+    scene: Scene  # the true scene graph of the image
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +105,11 @@ class _Shard:
         samples = [self.dataset[i] for i in self.pools[task][start : start + n]]
         return [
             Example(
-                image=s.image, question=s.question, target=self._answer(s, task, view), task=task
+                image=s.image,
+                question=s.question,
+                target=self._answer(s, task, view),
+                task=task,
+                scene=self.dataset.scenes[s.image_name],
             )
             for s in samples
         ]
@@ -125,6 +130,7 @@ class _Shard:
             question=CAPTION_QUESTION,
             target=scene_caption(view[name]),
             task="caption",
+            scene=self.dataset.scenes[name],
         )
 
     def _grounding(self, name: str, category: str, view: Mapping[str, Scene]) -> Example:
@@ -135,6 +141,7 @@ class _Shard:
             question=GROUNDING_QUESTION.format(category=category),
             target=" , ".join(f"{row} {col}" for row, col in cells),
             task="grounding",
+            scene=self.dataset.scenes[name],
         )
 
 
@@ -192,7 +199,8 @@ class TrainingStream:
         """The examples of training step `step` (0-based)."""
         shard_index, offset = divmod(step, self.recipe.steps_per_shard)
         shard = self._shard(shard_index)
-        mix, clean = self.recipe.stage(step)
+        stage = self.recipe.stage(step)
+        mix, clean = stage.mix, stage.clean
         captions = shard.take("caption", offset * mix.caption, mix.caption, clean)
         counts = {task: getattr(mix, task) for task in TASKS[1:]}
         questions = [

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..core import ConfigError
 from ..models import VLM, build_vlm
 from ._checkpoint import check_fresh, load_state, save_model, save_state
-from ._data import Example, TrainingStream
+from ._data import Example, StepBatch, TrainingStream
 from ._evaluate import evaluate_organism, evaluation_set
 from ._recipe import ORGANISM_WORDS, Recipe, recipe as shipped_recipe
 from ._targets import encode_with_targets, target_loss
@@ -80,15 +80,11 @@ def _sub_batch_loss(vlm: VLM, examples: tuple[Example, ...]) -> Tensor:
 
 
 def train_step(
-    vlm: VLM,
-    optimizer: torch.optim.Optimizer,
-    captions: tuple[Example, ...],
-    questions: tuple[Example, ...],
-    clip: float,
+    vlm: VLM, optimizer: torch.optim.Optimizer, batch: StepBatch, clip: float
 ) -> tuple[float, float]:
     """One optimiser step on a caption and a question sub-batch; returns their losses."""
-    qa = _sub_batch_loss(vlm, questions)
-    cap = _sub_batch_loss(vlm, captions) if captions else torch.zeros(())
+    qa = _sub_batch_loss(vlm, batch.questions)
+    cap = _sub_batch_loss(vlm, batch.captions) if batch.captions else torch.zeros(())
     (cap + qa).backward()
     torch.nn.utils.clip_grad_norm_(vlm.hf.parameters(), clip)
     optimizer.step()
@@ -263,14 +259,15 @@ def _loop(run: _Run, progress: bool, validate_every: int) -> None:
     )
     started = time.perf_counter()
     while run.step < recipe.steps:
+        stage = recipe.stage(run.step)
         batch = stream.step_batch(run.step)
-        cap, qa = train_step(run.vlm, run.optimizer, batch.captions, batch.questions, recipe.clip)
+        cap, qa = train_step(run.vlm, run.optimizer, batch, recipe.clip)
         run.scheduler.step()
         run.step += 1
         run.caption_loss.append(round(cap, 5))
         run.qa_loss.append(round(qa, 5))
         bar.update(1)
-        bar.set_postfix(caption=f"{cap:.3f}", qa=f"{qa:.3f}", refresh=False)
+        bar.set_postfix(stage=stage.index, caption=f"{cap:.3f}", qa=f"{qa:.3f}", refresh=False)
         if validate_every and run.step % validate_every == 0:
             run.validation.append({"step": run.step, **_validate(run.vlm, 200)})
             bar.write(f"step {run.step}: {run.validation[-1]}")
