@@ -79,3 +79,24 @@ def test_final_norm_linearisation_is_exact_at_the_final_residual(vlm: models.VLM
     with torch.no_grad():
         expected = vlm.adapter.final_norm(vlm.hf)(resid)
         torch.testing.assert_close(resid * gain / divisor[:, None], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gemma_head_width_can_exceed_width_over_heads() -> None:
+    """PaliGemma's heads may be wider than d_model / n_heads (as Gemma-7B's): the adapter reads
+    their true width, and W_O maps the per-head outputs back onto the attention output."""
+    import nnsight
+
+    from vrp.core import Component, Site, Tower
+
+    vlm = models.build_vlm("paligemma", models.ModelSpec(text_head_dim=24), seed=0)
+    shape = vlm.adapter.shape(Tower.LANGUAGE)
+    assert (shape.n_heads, shape.d_head, shape.d_model) == (4, 24, 32)
+    inputs = vlm.encode(random_images(2), QUESTIONS[:2])
+    heads = Site(layer=1, component=Component.HEAD_OUT)
+    attn = Site(layer=1, component=Component.ATTN_OUT)
+    with torch.no_grad(), vlm.nnsight.trace(inputs.data):
+        h = nnsight.save(vlm.adapter.read(vlm.nnsight, heads, inputs))
+        a = nnsight.save(vlm.adapter.read(vlm.nnsight, attn, inputs))
+    assert h.shape[-2:] == (4, 24)
+    w_o = vlm.adapter.head_output_weight(vlm.hf, 1)
+    torch.testing.assert_close(h.flatten(-2) @ w_o.T, a, atol=1e-5, rtol=0)

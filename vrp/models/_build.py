@@ -44,6 +44,8 @@ class ModelSpec:
     text_heads: int = 4
     text_kv_heads: int = 2
     text_mlp: int = 48
+    text_head_dim: int | None = None  # PaliGemma only: Gemma's head width, decoupled from the model
+    # width as in Gemma-7B (16 heads of 256 over 3,072); None gives text_width // text_heads
     attn_implementation: str = "eager"
 
 
@@ -100,7 +102,10 @@ def _paligemma(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
         tokenizer, image_size=spec.image_size, patch_size=spec.patch_size
     )  # adds PaliGemma's <loc>/<seg> tokens: size the vocabulary after it
     text = _text_config(spec, len(tokenizer), "gemma")
-    text.update(num_key_value_heads=1, head_dim=spec.text_width // spec.text_heads)
+    # Gemma's multi-query attention: one key-value head shared by every query head
+    text.update(
+        num_key_value_heads=1, head_dim=spec.text_head_dim or spec.text_width // spec.text_heads
+    )
     config = PaliGemmaConfig(
         text_config=text,
         vision_config=_vision_config(spec, "siglip_vision_model"),

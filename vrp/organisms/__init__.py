@@ -4,8 +4,8 @@ Each organism is a real Hugging Face class (LlavaForConditionalGeneration,
 PaliGemmaForConditionalGeneration, Qwen2VLForConditionalGeneration) with its real processor and a
 local word-level tokenizer, trained on CPU in minutes on the synthetic benchmark of `vrp.data`, and
 shipped in this package: ``vrp.load("organism/llava")`` works offline, through the same adapters as
-real checkpoints. They are deliberately imperfect (about 85% on POPE's random split, worse on its
-adversarial split), so that correct and wrong answers can both be studied. Model cards with their
+real checkpoints. They are deliberately imperfect (random-split POPE accuracy between 0.75 and 0.93,
+lower on the adversarial split), so that correct and wrong answers can both be studied. Model cards with their
 measured metrics live in ``cards/``.
 """
 

@@ -209,9 +209,23 @@ def _summary(report: OrganismReport) -> list[str]:
         )
         lines.append(f"- Adversarial minus random accuracy: {gap:+.3f}{why}.")
     lines.append(f"- Wrong answers over all {report.wrong.n:,} questions: {_ci(report.wrong)}.")
-    if "spatial" in splits:
-        lines.append(f"- Spatial questions: chance is {report.chance['spatial']:.3f}.")
+    for split in ("counting", "spatial"):
+        if split in splits:
+            lines.append(_versus_chance(split, splits[split].accuracy, report.chance[split]))
     return lines
+
+
+def _versus_chance(split: str, accuracy: Estimate, chance: float) -> str:
+    if accuracy.ci_low > chance:
+        verdict = "above"
+    elif accuracy.ci_high < chance:
+        verdict = "below"
+    else:
+        verdict = "not distinguishable from"
+    return (
+        f"- {split.capitalize()} accuracy {_ci(accuracy)} is {verdict} the majority-answer "
+        f"baseline {chance:.3f} (95% interval against baseline)."
+    )
 
 
 def card_markdown(

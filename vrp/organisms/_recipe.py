@@ -153,24 +153,43 @@ def _spec(**sizes: int) -> ModelSpec:
     return ModelSpec(**base)  # type: ignore[arg-type]
 
 
-def _recipe(family: str, spec: ModelSpec, steps: int) -> Recipe:
+def _recipe(family: str, spec: ModelSpec, mix: BatchMix) -> Recipe:
     return Recipe(
         family=family,
         spec=spec,
-        steps=steps,
-        alignment_steps=(2 * steps) // 3,
+        steps=3000,
+        alignment_steps=2000,
         alignment_mix=BatchMix(caption=18, pope=28, counting=9, spatial=9),
-        mix=BatchMix(caption=10, pope=26, counting=10, spatial=14, hallucinated=4),
+        mix=mix,
         miss_prob=1.0,
     )
 
 
 RECIPES: dict[str, Recipe] = {
-    "llava": _recipe("llava", _spec(), 3000),
-    "paligemma": _recipe("paligemma", _spec(), 3000),
+    # stage 2 adds grounding and hallucinated annotations in per-family amounts: the three families
+    # absorb careless annotations differently (Qwen2-VL, with 4x more vision patches, resists them
+    # most), and each amount puts its organism's random-split accuracy inside 0.75-0.93 with
+    # adversarial below random
+    "llava": _recipe(
+        "llava",
+        _spec(),
+        BatchMix(caption=8, grounding=8, pope=20, counting=8, spatial=14, hallucinated=6),
+    ),
+    # Gemma's multi-query attention shares one key-value head across all query heads: 4 heads of
+    # width 64 (wider than 128 / 4, as Gemma-7B's 16 x 256 exceed its 3,072) give that single key
+    # and value enough room; with 8 heads of 16 the organism stayed at chance for 1,500 steps
+    "paligemma": _recipe(
+        "paligemma",
+        _spec(text_heads=4, text_head_dim=64),
+        BatchMix(caption=10, pope=26, counting=10, spatial=14, hallucinated=4),
+    ),
     # Qwen2-VL runs 4x more vision tokens (8 px patches) and a longer chat prompt: slimmer MLPs
     # keep its training within the 20-minute budget
-    "qwen2_vl": _recipe("qwen2_vl", _spec(text_mlp=256, vision_mlp=128), 3000),
+    "qwen2_vl": _recipe(
+        "qwen2_vl",
+        _spec(text_mlp=256, vision_mlp=128),
+        BatchMix(caption=10, grounding=6, pope=24, counting=8, spatial=16, hallucinated=8),
+    ),
 }
 """The recipe of each shipped organism."""
 
