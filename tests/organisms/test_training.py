@@ -1,5 +1,6 @@
 """A short training run lowers the loss, writes a loadable checkpoint, and resumes bit for bit."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from tests.organisms.conftest import tiny_recipe
 from vrp.core import ConfigError
 from vrp.organisms import TRAIN_SEED_OFFSET, TrainingStream, train
 from vrp.organisms._data import TrainingStream as Stream
+from vrp.organisms._train import _Run
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -110,3 +112,27 @@ def test_run_folder_errors_are_explained(tmp_path: Path) -> None:
         train("llava", seed=4, out=tmp_path, recipe=recipe, resume=True, progress=False, threads=1)
     with pytest.raises(ConfigError, match=r"No organism recipe for family 'nope'"):
         train("nope", out=tmp_path / "x", progress=False)
+
+
+@pytest.mark.parametrize("family", ["llava", "paligemma"])
+def test_vision_position_table_is_redrawn_at_the_recipe_scale(family: str) -> None:
+    recipe = dataclasses.replace(tiny_recipe(family, 2), vision_position_std=0.5)
+    first, again = (_Run(recipe, 3, Path("unused"), 1) for _ in range(2))
+    table = first.vlm.adapter.vision_position_embedding(first.vlm.hf).weight.detach()
+    assert 0.4 < float(table.std()) < 0.6
+    torch.testing.assert_close(
+        table, again.vlm.adapter.vision_position_embedding(again.vlm.hf).weight
+    )
+    default = _Run(tiny_recipe(family, 2), 3, Path("unused"), 1)
+    assert (
+        float(default.vlm.adapter.vision_position_embedding(default.vlm.hf).weight.detach().std())
+        < 0.2
+    )
+
+
+def test_rotary_vision_positions_cannot_be_redrawn() -> None:
+    recipe = dataclasses.replace(tiny_recipe("qwen2_vl", 2), vision_position_std=0.5)
+    with pytest.raises(ConfigError, match="qwen2_vl has no learned vision position table"):
+        _Run(recipe, 0, Path("unused"), 1)
+    with pytest.raises(ConfigError, match="vision_position_std must be positive"):
+        dataclasses.replace(recipe, vision_position_std=0.0)

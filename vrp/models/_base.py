@@ -256,6 +256,12 @@ class BaseAdapter:
         """W_U as ``d_model vocab`` (the LM head's weight, transposed; a view, not a copy)."""
         return hf.lm_head.weight.T
 
+    def vision_position_embedding(self, hf: Any) -> Any:
+        """The vision tower's learned absolute position embedding (a ``torch.nn.Embedding`` with
+        one row per patch), or None if the family encodes positions otherwise (Qwen2-VL: 2-D
+        rotary)."""
+        return hf.model.vision_tower.embeddings.position_embedding
+
     def head_output_weight(self, hf: Any, layer: int) -> Tensor:
         """W_O of language layer `layer` as ``d_model (head d_head)``: maps concatenated per-head
         outputs (`Component.HEAD_OUT`, flattened) to the attention output."""

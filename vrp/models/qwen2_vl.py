@@ -42,6 +42,10 @@ class Qwen2VLAdapter(BaseAdapter):
     def _vision_layer(self, model: Any, layer: int) -> Any:
         return model.model.visual.blocks[layer]
 
+    def vision_position_embedding(self, hf: Any) -> Any:
+        """None: Qwen2-VL's vision tower has no learned position table (2-D rotary positions)."""
+        return None
+
     def _projector(self, model: Any) -> Any:
         return model.model.visual.merger
 

@@ -87,6 +87,9 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.98)
     clip: float = 1.0  # max global gradient norm
     miss_prob: float = 0.0  # chance a small or partly occluded object is left out of the annotation
+    vision_position_std: float | None = None  # re-draw the vision tower's learned position
+    # embeddings from N(0, std^2) before training (None keeps the family's default init; see
+    # `vrp.organisms.train`)
     steps_per_shard: int = 10  # steps served by one freshly generated shard of scenes
     checkpoint_every: int = 250  # steps between resumable checkpoints
     data: SyntheticConfig = field(default_factory=SyntheticConfig)  # scene design (seed ignored)
@@ -96,6 +99,10 @@ class Recipe:
             raise ConfigError(
                 f"need steps >= 1, warmup >= 0 and checkpoint_every >= 1; got steps={self.steps}, "
                 f"warmup={self.warmup}, checkpoint_every={self.checkpoint_every}."
+            )
+        if self.vision_position_std is not None and not self.vision_position_std > 0:
+            raise ConfigError(
+                f"vision_position_std must be positive or None; got {self.vision_position_std}."
             )
         if not 0.0 <= self.miss_prob <= 1.0:
             raise ConfigError(f"miss_prob must lie in [0, 1]; got {self.miss_prob}.")

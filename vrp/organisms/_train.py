@@ -92,6 +92,28 @@ def train_step(
     return cap.detach().item(), qa.detach().item()
 
 
+def _redraw_vision_positions(vlm: VLM, std: float, seed: int) -> None:
+    """Draws the vision tower's position table from N(0, std^2), from its own generator.
+
+    Pretrained CLIP / SigLIP towers carry strong absolute positions; a tower trained from scratch
+    starts with a table about 100x smaller than the patch content (std 0.02) and learns to drop it
+    (the patch's column cannot be read linearly from the projector output), so nothing downstream
+    can tell where an object is.
+    """
+    table = vlm.adapter.vision_position_embedding(vlm.hf)
+    if table is None:
+        raise ConfigError(
+            f"{vlm.family} has no learned vision position table (its positions are rotary); "
+            "set the recipe's vision_position_std to None."
+        )
+    generator = torch.Generator().manual_seed(_POSITION_SEED + seed)
+    with torch.no_grad():
+        table.weight.copy_(torch.randn(table.weight.shape, generator=generator) * std)
+
+
+_POSITION_SEED = 1234  # offset of the generator seed of the redrawn position table
+
+
 class _Run:
     """The mutable state of one training run (model, optimiser, history)."""
 
@@ -104,6 +126,8 @@ class _Run:
             seed=seed,
             name=f"organism/{recipe.family}",
         )
+        if recipe.vision_position_std is not None:
+            _redraw_vision_positions(self.vlm, recipe.vision_position_std, seed)
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.vlm.hf, recipe.weight_decay), lr=recipe.lr, betas=recipe.betas
         )
