@@ -34,12 +34,17 @@ API_MODULES = (
     "vrp.stats",
     "vrp.store",
     "vrp.pipeline",
+    "vrp.organisms",
     "circuits",
 )
 
 
 def example_pages() -> list[Path]:
-    return [DOCS / "index.md", *sorted((DOCS / "guides").glob("*.md"))]
+    return [
+        DOCS / "index.md",
+        *sorted((DOCS / "guides").glob("*.md")),
+        DOCS / "organisms" / "index.md",
+    ]
 
 
 def python_blocks(page: Path) -> list[str]:

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..core import VrpError
+from ..core import ConfigError, VrpError
 
 organisms_app = typer.Typer(
     help="Model organisms: small trained LLaVA / PaliGemma / Qwen2-VL shipped with VRP.",
@@ -85,6 +85,8 @@ def evaluate(
     from ..organisms import evaluate_organism, evaluation_set
 
     try:
+        if method not in ("generate", "logits"):
+            raise ConfigError(f"method must be 'generate' or 'logits'; got {method!r}.")
         dataset = evaluation_set(
             n_per_split=n,
             n_counting=n if n_counting is None else n_counting,
@@ -94,7 +96,7 @@ def evaluate(
         report = evaluate_organism(
             load(_model_name(name)),
             dataset,
-            method=method,  # type: ignore[arg-type]  # checked inside
+            method=method,  # type: ignore[arg-type]  # checked above
             seed=seed,
         )
     except VrpError as error:

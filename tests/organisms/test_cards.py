@@ -1,0 +1,71 @@
+"""Model cards are rendered from real evaluations and shipped in the package and the docs."""
+
+from pathlib import Path
+
+import pytest
+
+import vrp
+from vrp.models import VLM
+from vrp.organisms import (
+    EVAL_SEED,
+    card_markdown,
+    evaluate_organism,
+    evaluation_set,
+    shipped_card,
+    train,
+)
+from vrp.organisms._card import FAMILIES, _versus_chance, card_path
+from vrp.stats import proportion
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "organisms"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_organism_ships_a_card_with_metrics_and_recipe(family: str) -> None:
+    card = shipped_card(family)
+    assert card_path(family).is_file()
+    for section in ("## Architecture", "## Training", "## Evaluation", "| adversarial | 3000 |"):
+        assert section in card
+    for text in (
+        "precision (n)",
+        "yes-ratio",
+        "Reproduce: `vrp organisms train",
+        f"seed {EVAL_SEED:,}",
+    ):
+        assert text in card
+    if DOCS.is_dir():  # a source checkout: the docs hold the same card
+        assert (DOCS / f"{family}.md").read_text(encoding="utf-8") == card
+
+
+def test_card_renders_a_report_of_any_model(word_vlms: dict[str, VLM]) -> None:
+    vlm = word_vlms["qwen2_vl"]
+    data = evaluation_set(n_per_split=8, n_counting=4, n_spatial=4, seed=5)
+    report = evaluate_organism(vlm, data, method="logits", seed=5)
+    card = card_markdown(vlm, report, {})
+    assert "No training record" in card and "| random | 8 |" in card
+    assert "2x2 patch merger" in card and "| counting | 4 |" in card
+
+
+@pytest.mark.slow
+def test_retraining_with_the_documented_command_reproduces_the_shipped_accuracy(
+    tmp_path: Path,
+) -> None:
+    """About 10-20 minutes on 2 cores: retrains the LLaVA organism with its card's command."""
+    shipped = vrp.load("organism/llava")
+    data = evaluation_set(n_per_split=3000, n_counting=1000, n_spatial=1000)
+    result = train("llava", seed=0, out=tmp_path, threads=2, progress=False)
+    again = evaluate_organism(vrp.load(result.model_dir), data, method="logits")
+    before = evaluate_organism(shipped, data, method="logits")
+    assert abs(again.accuracy("random") - before.accuracy("random")) <= 0.02
+
+
+@pytest.mark.parametrize(
+    ("successes", "verdict"),
+    [(70, "is above"), (50, "is not distinguishable from"), (30, "is below")],
+)
+def test_card_says_whether_a_split_beats_its_majority_baseline(
+    successes: int, verdict: str
+) -> None:
+    line = _versus_chance("spatial", proportion(successes, 100), 0.5)
+    assert f"Spatial accuracy {successes / 100:.3f} [" in line
+    assert f"{verdict} the majority-answer baseline 0.500" in line
