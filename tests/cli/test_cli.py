@@ -39,6 +39,8 @@ def test_inspect_prints_sites_grid_and_an_answer(family: str) -> None:
         "projector",
         "image tokens: 16",
         "patch grid: 4x4",
+        "Q: Is there a green triangle in the image?",  # the benchmark's first question (seed 0)
+        "truth: 'yes'",
         "A: ",
     ):
         assert expected in result.output

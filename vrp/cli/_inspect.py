@@ -3,22 +3,18 @@
 from typing import Annotated
 
 import typer
-from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
 
 from ..core import VrpError
+from ..data import Sample, SyntheticConfig, generate
 from ._app import app, fail
 
 
-def _demo_image(size: int) -> Image.Image:
-    """A red circle and a blue square on a dark background."""
-    image = Image.new("RGB", (size, size), (20, 20, 30))
-    draw = ImageDraw.Draw(image)
-    q = size // 4
-    draw.ellipse((q // 2, q // 2, q // 2 + q, q // 2 + q), fill=(220, 40, 40))
-    draw.rectangle((2 * q, 2 * q, 3 * q, 3 * q), fill=(40, 60, 220))
-    return image
+def _demo_sample(size: int) -> Sample:
+    """The first question of a small synthetic benchmark (seed 0) drawn at `size` pixels."""
+    config = SyntheticConfig(n_per_split=2, n_counting=0, n_spatial=0, seed=0, image_size=size)
+    return generate(config)[0]
 
 
 @app.command()
@@ -26,9 +22,10 @@ def inspect(
     model: Annotated[
         str | None, typer.Argument(help="Built-in name, checkpoint directory or Hub id.")
     ] = None,
-    question: Annotated[str, typer.Option(help="Question asked about the demo image.")] = (
-        "is there a red circle in the image ?"
-    ),
+    question: Annotated[
+        str | None,
+        typer.Option(help="Question asked about the demo image (default: its benchmark question)."),
+    ] = None,
     image_size: Annotated[int, typer.Option(help="Side of the demo image in pixels.")] = 64,
 ) -> None:
     """Print a model's towers, sites, image tokens and patch grid, and one answer."""
@@ -37,7 +34,8 @@ def inspect(
     console = Console()
     try:
         vlm = load(model or default_model())
-        inputs = vlm.encode([_demo_image(image_size)], [question])
+        sample = _demo_sample(image_size)
+        inputs = vlm.encode([sample.image], [question or sample.question])
     except VrpError as error:
         fail(error)
     info = vlm.info(inputs)
@@ -59,4 +57,8 @@ def inspect(
     )
     margin = float(vlm.yes_no_margin(vlm.answer_logits(inputs))[0])
     answer = vlm.generate(inputs, max_new_tokens=6)[0]
-    console.print(f"Q: {question}\nA: {answer!r}  (yes-no logit margin {margin:+.3f})")
+    truth = "" if question else f"  truth: {sample.answer!r}"
+    console.print(
+        f"Q: {question or sample.question}\nA: {answer!r}  (yes-no logit margin {margin:+.3f})"
+        + truth
+    )
