@@ -14,7 +14,8 @@ from vrp.organisms import (
     shipped_card,
     train,
 )
-from vrp.organisms._card import FAMILIES, _versus_chance, card_path
+from vrp.organisms._card import ASSET_DIR, FAMILIES, _versus_chance, card_path
+from vrp.organisms._checkpoint import read_training
 from vrp.stats import proportion
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "organisms"
@@ -69,3 +70,16 @@ def test_card_says_whether_a_split_beats_its_majority_baseline(
     line = _versus_chance("spatial", proportion(successes, 100), 0.5)
     assert f"Spatial accuracy {successes / 100:.3f} [" in line
     assert f"{verdict} the majority-answer baseline 0.500" in line
+
+
+def test_card_names_the_machine_and_a_redrawn_position_table(word_vlms: dict[str, VLM]) -> None:
+    vlm = word_vlms["llava"]
+    data = evaluation_set(n_per_split=4, n_counting=2, n_spatial=2, seed=5)
+    report = evaluate_organism(vlm, data, method="logits", seed=5)
+    training = read_training(ASSET_DIR / "llava")
+    training["recipe"]["vision_position_std"] = 1.0
+    card = card_markdown(vlm, report, {**training, "cpu_count": 8})
+    assert "on a 8-core x86_64" in card or "on a 8-core" in card
+    assert "position table was redrawn from N(0, 1^2)" in card
+    del training["recipe"]["vision_position_std"]
+    assert "redrawn" not in card_markdown(vlm, report, {**training, "cpu_count": None})

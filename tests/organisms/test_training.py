@@ -9,7 +9,15 @@ import torch
 import vrp
 from tests.organisms.conftest import tiny_recipe
 from vrp.core import ConfigError
-from vrp.organisms import TRAIN_SEED_OFFSET, TrainingStream, train
+from vrp.organisms import (
+    TRAIN_SEED_OFFSET,
+    TrainingStream,
+    card_markdown,
+    evaluate_organism,
+    evaluation_set,
+    train,
+)
+from vrp.organisms._checkpoint import read_training
 from vrp.organisms._data import TrainingStream as Stream
 from vrp.organisms._train import _Run
 
@@ -136,3 +144,22 @@ def test_rotary_vision_positions_cannot_be_redrawn() -> None:
         _Run(recipe, 0, Path("unused"), 1)
     with pytest.raises(ConfigError, match="vision_position_std must be positive"):
         dataclasses.replace(recipe, vision_position_std=0.0)
+
+
+def test_validation_is_recorded_and_rendered_in_the_card(tmp_path: Path) -> None:
+    result = train(
+        "llava",
+        seed=0,
+        out=tmp_path,
+        recipe=tiny_recipe(steps=4),
+        threads=1,
+        progress=False,
+        validate_every=2,
+    )
+    assert [v["step"] for v in result.validation] == [2, 4]
+    assert all(0 <= v["random"] <= 1 for v in result.validation)
+    vlm = vrp.load(result.model_dir)
+    data = evaluation_set(n_per_split=4, n_counting=2, n_spatial=2, seed=5)
+    report = evaluate_organism(vlm, data, method="logits", seed=5)
+    card = card_markdown(vlm, report, read_training(result.model_dir))
+    assert "| 4 | " in card and "Accuracy during training" in card

@@ -7,7 +7,7 @@ optionally, a copy in the docs.
 """
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ def _training(training: Mapping[str, Any]) -> list[str]:
         f"(matrices only), {r['warmup']} warm-up steps, cosine decay to {r['min_lr_ratio']:g} x lr, "
         f"gradient-norm clip {r['clip']:g}.",
         f"- Seed {training['seed']}, {training['threads']} CPU threads; wall time "
-        f"{int(minutes)} min {seconds:.0f} s on a shared 2-core {training.get('cpu', 'CPU')} "
+        f"{int(minutes)} min {seconds:.0f} s on {_machine(training)} "
         f"(torch {training['versions']['torch']}, transformers "
         f"{training['versions']['transformers']}).",
         f"- Final loss (mean of the last 50 steps): captions {training['final_caption_loss']}, "
@@ -154,10 +154,22 @@ def _training(training: Mapping[str, Any]) -> list[str]:
         "same thread count and library versions; another thread count changes the float "
         "summation order and the run drifts).",
     ]
+    if r.get("vision_position_std"):
+        lines.insert(
+            -3,
+            f"- The vision tower's position table was redrawn from N(0, "
+            f"{r['vision_position_std']:g}^2) before training.",
+        )
     return [*lines, "", *_validation(training.get("validation", [])), ""]
 
 
-def _validation(points: list[dict[str, float]]) -> list[str]:
+def _machine(training: Mapping[str, Any]) -> str:
+    cpu = training.get("cpu", "CPU")
+    cores = training.get("cpu_count")
+    return f"a {cores}-core {cpu}" if cores else f"an {cpu} machine"
+
+
+def _validation(points: Sequence[Mapping[str, float | int]]) -> list[str]:
     if not points:
         return []
     splits = [k for k in points[0] if k != "step"]

@@ -10,6 +10,7 @@ about a point or two).
 
 import dataclasses
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -45,7 +46,9 @@ class TrainingResult:
     seconds: float  # wall time of all sessions of the run
     caption_loss: tuple[float, ...]  # per step
     qa_loss: tuple[float, ...]  # per step
-    validation: tuple[dict[str, float], ...]  # accuracy tracked every `validate_every` steps
+    validation: tuple[
+        dict[str, float | int], ...
+    ]  # {"step": s, split: accuracy} every `validate_every` steps
     model_dir: Path  # loadable with vrp.load
 
 
@@ -136,7 +139,7 @@ class _Run:
         self.seconds = 0.0
         self.caption_loss: list[float] = []
         self.qa_loss: list[float] = []
-        self.validation: list[dict[str, float]] = []
+        self.validation: list[dict[str, float | int]] = []
 
     def identity(self) -> dict[str, Any]:
         return {"family": self.recipe.family, "seed": self.seed, "steps": self.recipe.steps}
@@ -192,6 +195,7 @@ class _Run:
                 "python": platform.python_version(),
             },
             "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
         }
 
     def checkpoint(self) -> None:
