@@ -145,26 +145,26 @@ assert vrp.interventions.Graph.load(path).to_json() == knockout.to_json()""",
 ]
 
 SIGNALS = [
-    """md:# Benchmark and signals: synthetic POPE through a tiny model
+    """md:# Benchmark and signals: synthetic POPE through a model organism
 
-Generate a small synthetic POPE benchmark with `vrp.data`, answer it with a tiny LLaVA built on the
-benchmark's vocabulary, compute reliability signals from one capture trace per batch, and test
-whether they relate to correctness, with intervals. The model has random weights, so expect
-chance-level accuracy and no relation: the point is the workflow. The guides *Benchmarks and data*
-and *Signals, probes and statistics* explain every step.""",
+Generate a synthetic POPE benchmark with `vrp.data`, answer it with the shipped LLaVA organism (a
+small LLaVA trained by VRP, right on most questions and wrong on some: see its model card), compute
+reliability signals from one capture trace per batch, and test whether they relate to correctness,
+with intervals and held-out scores. The guides *Benchmarks and data* and *Signals, probes and
+statistics* explain every step.""",
     """import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+import vrp
 from vrp import data, signals, stats
-from vrp.models import ModelSpec, build_vlm
 
 _ = torch.manual_seed(0)""",
     """md:## A synthetic POPE benchmark
 
 Scenes of coloured shapes on a 4x4 grid; POPE questions about present and absent objects, with
 random, popular and adversarial negatives.""",
-    """config = data.SyntheticConfig(seed=1, n_per_split=24, n_counting=2, n_spatial=2)
+    """config = data.SyntheticConfig(seed=1, n_per_split=120, n_counting=2, n_spatial=2)
 dataset = data.generate(config)
 pope = dataset.subset(split="adversarial")
 print(dataset)
@@ -174,20 +174,20 @@ for split in data.benchmark_stats(dataset).splits[:3]:
           f"negative co-occurrence={split.negative_cooccurrence:.3f}")
 
 fig, axes = plt.subplots(1, 4, figsize=(8, 2.2))
-for ax, sample in zip(axes, list(pope)[::7]):  # questions alternate yes / no
+for ax, sample in zip(axes, list(pope)[:4]):  # questions alternate yes / no
     ax.imshow(sample.image)
     ax.set_title(f"{sample.category}: {sample.answer}", fontsize=8)
     ax.axis("off")
 fig.savefig("scenes.png", dpi=80)
 plt.show()""",
-    """md:## Answer it with a tiny model
+    """md:## Answer it with the LLaVA organism
 
-`build_vlm` makes a random LLaVA of the real class, with a word tokenizer over the benchmark's
-vocabulary and one 16 px patch per grid cell. The answer is read from the yes/no logits; `evaluate`
-applies POPE's metrics with Wilson intervals.""",
+`vrp.load("organism/llava")` loads the shipped organism offline: the real LLaVA class and processor,
+a word tokenizer over the benchmark's vocabulary, one 16 px patch per grid cell. The answer is read
+from the yes/no logits; `evaluate` applies POPE's metrics with Wilson intervals.""",
     """from vrp.pipeline import SignalConfig, dataset_signals
 
-vlm = build_vlm("llava", ModelSpec(image_size=64, patch_size=16), words=data.vocabulary(config))
+vlm = vrp.load("organism/llava")
 batches = dataset_signals(vlm, pope, SignalConfig(batch_size=12, samples=3, max_new_tokens=2))
 records = [record for batch in batches for record in batch.samples]
 
@@ -203,8 +203,7 @@ correlation of each *label-free* signal with correctness, with a 95% interval an
 Leave out the signals computed from the correct answer: the logit-lens `truth_margin` (correct
 token against the best other) and `visual_attribution` (the same margin, image minus blank image)
 describe how the answer forms, but they are positive exactly when the correct token wins, so they
-"predict" correctness by construction. Here they would correlate almost perfectly even though the
-model is random.""",
+"predict" correctness by construction.""",
     """correct = np.array([r.correct for r in records], dtype=int)
 names = ["spatial_entropy", "clusters_components", "top_heads_entropy", "vocab_entropy",
          "logit_gap", "answer_logprob", "mlp_share", "self_consistency"]
@@ -232,17 +231,16 @@ plt.show()""",
     """md:## Held-out fusion and a probe
 
 Signals fused by a z-scored logistic regression, and a logistic probe on the last layer's hidden
-state: both scored on held-out folds only, the probe next to its shuffled-label control. With 24
-questions and a random model, read only the intervals: they span most of [0, 1], and without a real
-signal held-out AUROCs scatter around 0.5 (and are biased slightly below it).""",
+state: both scored on held-out folds only, the probe next to its shuffled-label control (which
+should sit near 0.5). With 120 questions the intervals are wide: read them, not the points.""",
     """from vrp.probes import LogisticProbe, evaluate_probe
 
 usable = [i for i, n in enumerate(names) if n in results]
-fused = stats.fuse_signals(table[:, usable], correct, names=[names[i] for i in usable], n_splits=3)
+fused = stats.fuse_signals(table[:, usable], correct, names=[names[i] for i in usable], n_splits=5)
 print("fused signals   ", fused.auroc)
 
 hidden = np.concatenate([batch.hidden for batch in batches])  # n layer d_model
-probe = evaluate_probe(LogisticProbe(), hidden[:, -1], correct, n_splits=3)
+probe = evaluate_probe(LogisticProbe(), hidden[:, -1], correct, n_splits=5)
 print("probe           ", probe.auroc)
 print("shuffled control", probe.control)""",
 ]
