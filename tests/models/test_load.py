@@ -1,5 +1,6 @@
 """Loading: built-in names, and the real-checkpoint path exercised on saved tiny instances."""
 
+import pytest
 import torch
 
 import vrp
@@ -100,3 +101,11 @@ def test_gemma_head_width_can_exceed_width_over_heads() -> None:
     assert h.shape[-2:] == (4, 24)
     w_o = vlm.adapter.head_output_weight(vlm.hf, 1)
     torch.testing.assert_close(h.flatten(-2) @ w_o.T, a, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("family", "head_dim"), [("llava", 16), ("qwen2_vl", 16), ("paligemma", 0)]
+)
+def test_head_width_is_refused_where_it_would_be_ignored(family: str, head_dim: int) -> None:
+    with pytest.raises(vrp.AdapterError, match=f"text_head_dim={head_dim} for {family}"):
+        models.build_vlm(family, models.ModelSpec(text_head_dim=head_dim))

@@ -78,8 +78,10 @@ def test_card_names_the_machine_and_a_redrawn_position_table(word_vlms: dict[str
     report = evaluate_organism(vlm, data, method="logits", seed=5)
     training = read_training(ASSET_DIR / "llava")
     training["recipe"]["vision_position_std"] = 1.0
-    card = card_markdown(vlm, report, {**training, "cpu_count": 8})
-    assert "on a 8-core x86_64" in card or "on a 8-core" in card
+    card = card_markdown(vlm, report, {**training, "cpu": "x86_64", "cpu_count": 8})
+    assert "on an x86_64 machine with 8 CPUs (torch" in card
     assert "position table was redrawn from N(0, 1^2)" in card
+    assert "--n 4 --n-counting 2 --n-spatial 2 --seed 5`" in card
     del training["recipe"]["vision_position_std"]
-    assert "redrawn" not in card_markdown(vlm, report, {**training, "cpu_count": None})
+    card = card_markdown(vlm, report, {**training, "cpu": "arm64", "cpu_count": None})
+    assert "redrawn" not in card and "on an arm64 machine (torch" in card

@@ -257,9 +257,9 @@ class BaseAdapter:
         return hf.lm_head.weight.T
 
     def vision_position_embedding(self, hf: Any) -> Any:
-        """The vision tower's learned absolute position embedding (a ``torch.nn.Embedding`` with
-        one row per patch), or None if the family encodes positions otherwise (Qwen2-VL: 2-D
-        rotary)."""
+        """The vision tower's learned absolute position embedding (a ``torch.nn.Embedding``: one
+        row per patch, plus CLIP's class token), or None if the family encodes positions otherwise
+        (Qwen2-VL: 2-D rotary)."""
         return hf.model.vision_tower.embeddings.position_embedding
 
     def head_output_weight(self, hf: Any, layer: int) -> Tensor:

@@ -104,7 +104,10 @@ def _paligemma(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
     text = _text_config(spec, len(tokenizer), "gemma")
     # Gemma's multi-query attention: one key-value head shared by every query head
     text.update(
-        num_key_value_heads=1, head_dim=spec.text_head_dim or spec.text_width // spec.text_heads
+        num_key_value_heads=1,
+        head_dim=spec.text_head_dim
+        if spec.text_head_dim is not None
+        else spec.text_width // spec.text_heads,
     )
     config = PaliGemmaConfig(
         text_config=text,
@@ -185,13 +188,19 @@ def build_vlm(
       name: the handle's name; "tiny/<family>" by default.
 
     Raises:
-      AdapterError: unknown family.
+      AdapterError: unknown family, or a `text_head_dim` that is not positive or is set for a
+        family other than PaliGemma.
     """
     if family not in _BUILDERS:
         raise AdapterError(
             f"Cannot build a model of family {family!r}; buildable: {', '.join(_BUILDERS)}."
         )
     spec = spec or ModelSpec()
+    if spec.text_head_dim is not None and (family != "paligemma" or spec.text_head_dim < 1):
+        raise AdapterError(
+            f"text_head_dim={spec.text_head_dim} for {family}: only PaliGemma (Gemma) decouples "
+            "its head width from text_width // text_heads, and it must be >= 1. Leave it None."
+        )
     tokenizer = build_word_tokenizer(words)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -77,7 +77,7 @@ def _architecture(vlm: VLM, asset_bytes: int | None) -> list[str]:
         f"- Vision tower: {vision.n_layers} layers, width {vision.d_model}, {vision.n_heads} heads, "
         f"MLP {vision.d_mlp}.",
         f"- Language decoder: {text.n_layers} layers, width {text.d_model}, {text.n_heads} query "
-        f"heads / {kv} key-value heads of {text.d_head}, MLP {text.d_mlp}.",
+        f"heads / {kv} key-value head{'s' if kv != 1 else ''} of {text.d_head}, MLP {text.d_mlp}.",
         f"- Attention implementation when loaded: `{cfg._attn_implementation}` (attention "
         "patterns readable).",
     ]
@@ -164,9 +164,19 @@ def _training(training: Mapping[str, Any]) -> list[str]:
 
 
 def _machine(training: Mapping[str, Any]) -> str:
-    cpu = training.get("cpu", "CPU")
-    cores = training.get("cpu_count")
-    return f"a {cores}-core {cpu}" if cores else f"an {cpu} machine"
+    machine = f"an {training.get('cpu', 'unrecorded')} machine"
+    cpus = training.get("cpu_count")
+    return f"{machine} with {cpus} CPUs" if cpus else machine
+
+
+def _evaluate_command(family: str, report: OrganismReport) -> str:
+    """The `vrp organisms evaluate` call that scores exactly the card's questions."""
+    n = {split: m.n for split, m in report.metrics.splits.items()}
+    return (
+        f"vrp organisms evaluate organism/{family} --n {n.get('random', 0)} "
+        f"--n-counting {n.get('counting', 0)} --n-spatial {n.get('spatial', 0)} "
+        f"--seed {report.seed}"
+    )
 
 
 def _validation(points: Sequence[Mapping[str, float | int]]) -> list[str]:
@@ -289,7 +299,7 @@ def card_markdown(
         *_summary(report),
         "",
         f"Regenerate this card: `vrp organisms card organism/{vlm.family} --write` (evaluation "
-        f"alone: `vrp organisms evaluate organism/{vlm.family} --n {report.metrics.splits['random'].n if 'random' in report.metrics.splits else 3000} --seed {report.seed}`).",
+        f"alone: `{_evaluate_command(vlm.family, report)}`).",
         "",
     ]
     return "\n".join(lines)

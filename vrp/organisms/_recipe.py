@@ -88,8 +88,8 @@ class Recipe:
     clip: float = 1.0  # max global gradient norm
     miss_prob: float = 0.0  # chance a small or partly occluded object is left out of the annotation
     vision_position_std: float | None = None  # re-draw the vision tower's learned position
-    # embeddings from N(0, std^2) before training (None keeps the family's default init; see
-    # `vrp.organisms.train`)
+    # embeddings from N(0, std^2) before training (None keeps the family's default init; LLaVA
+    # and PaliGemma only: Qwen2-VL's vision positions are rotary)
     steps_per_shard: int = 10  # steps served by one freshly generated shard of scenes
     checkpoint_every: int = 250  # steps between resumable checkpoints
     data: SyntheticConfig = field(default_factory=SyntheticConfig)  # scene design (seed ignored)

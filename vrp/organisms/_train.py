@@ -98,10 +98,10 @@ def train_step(
 def _redraw_vision_positions(vlm: VLM, std: float, seed: int) -> None:
     """Draws the vision tower's position table from N(0, std^2), from its own generator.
 
-    Pretrained CLIP / SigLIP towers carry strong absolute positions; a tower trained from scratch
-    starts with a table about 100x smaller than the patch content (std 0.02) and learns to drop it
-    (the patch's column cannot be read linearly from the projector output), so nothing downstream
-    can tell where an object is.
+    Pretrained CLIP / SigLIP towers carry strong absolute positions. Trained from scratch, they
+    start from a small table (CLIP std 0.02, about 100x below the patch content; SigLIP
+    1 / sqrt(width)) and the trained organisms drop it: a patch's column cannot be read linearly
+    from the projector output, so nothing downstream can tell where an object is.
     """
     table = vlm.adapter.vision_position_embedding(vlm.hf)
     if table is None:
@@ -195,7 +195,7 @@ class _Run:
                 "python": platform.python_version(),
             },
             "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
+            "cpu_count": len(os.sched_getaffinity(0)),  # the CPUs this process may use
         }
 
     def checkpoint(self) -> None:
@@ -246,8 +246,9 @@ def train(  # noqa: PLR0913  (keyword-only; mirrors the options of `vrp organism
       The run's losses, validation accuracies, wall time and model folder.
 
     Raises:
-      ConfigError: no recipe for `family`, `out` holds a run and `resume` is False, or `resume`
-        is True and `out` holds no checkpoint of this (family, seed, steps).
+      ConfigError: no recipe for `family`, `out` holds a run and `resume` is False, `resume`
+        is True and `out` holds no checkpoint of this (family, seed, steps), or the recipe sets
+        `vision_position_std` for a family without a learned vision position table (Qwen2-VL).
     """
     recipe = recipe if recipe is not None else shipped_recipe(family)
     if steps is not None:
