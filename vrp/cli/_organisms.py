@@ -1,23 +1,19 @@
 """`vrp organisms ...`: train, evaluate, ship and describe the model organisms."""
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..core import ConfigError, VrpError
+from ..core import VrpError
+from ._app import fail
 
 organisms_app = typer.Typer(
     help="Model organisms: small trained LLaVA / PaliGemma / Qwen2-VL shipped with VRP.",
     no_args_is_help=True,
 )
-
-
-def _fail(error: VrpError) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/red] {error}", markup=True, highlight=False)
-    raise typer.Exit(code=2)
 
 
 def _model_name(name: str) -> str:
@@ -62,7 +58,7 @@ def train(  # noqa: PLR0913  (each option of a CLI command is one argument)
             validate_every=validate_every,
         )
     except VrpError as error:
-        _fail(error)
+        fail(error)
     console = Console()
     console.print(
         f"Trained {family} (seed {seed}) for {result.steps} steps in {result.seconds:.0f} s on "
@@ -83,10 +79,9 @@ def evaluate(
     """Score a model on a fresh synthetic POPE + counting + spatial benchmark."""
     from ..models import load
     from ..organisms import evaluate_organism, evaluation_set
+    from ..organisms._evaluate import as_method
 
     try:
-        if method not in ("generate", "logits"):
-            raise ConfigError(f"method must be 'generate' or 'logits'; got {method!r}.")
         dataset = evaluation_set(
             n_per_split=n,
             n_counting=n if n_counting is None else n_counting,
@@ -96,11 +91,11 @@ def evaluate(
         report = evaluate_organism(
             load(_model_name(name)),
             dataset,
-            method=method,  # type: ignore[arg-type]  # checked above
+            method=as_method(method),
             seed=seed,
         )
     except VrpError as error:
-        _fail(error)
+        fail(error)
     _print_report(report, Console())
 
 
@@ -149,7 +144,7 @@ def card(
         markdown = build_card(family, n_per_split=n, seed=seed)
         paths = write_card(family, markdown, docs_dir=docs)
     except VrpError as error:
-        _fail(error)
+        fail(error)
     Console().print("Wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -164,5 +159,5 @@ def ship(
     try:
         target = copy_in(model_dir, family)
     except VrpError as error:
-        _fail(error)
+        fail(error)
     Console().print(f"Shipped {model_dir} as organism/{family} ({target}).")

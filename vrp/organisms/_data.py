@@ -44,7 +44,6 @@ class Example:
     question: str
     target: str  # the answer ("yes", "no", a digit) or the caption
     task: str  # one of TASKS
-    scene: Scene  # the true scene graph of the image
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +108,6 @@ class _Shard:
                 question=s.question,
                 target=self._answer(s, task, view),
                 task=task,
-                scene=self.dataset.scenes[s.image_name],
             )
             for s in samples
         ]
@@ -130,7 +128,6 @@ class _Shard:
             question=CAPTION_QUESTION,
             target=scene_caption(view[name]),
             task="caption",
-            scene=self.dataset.scenes[name],
         )
 
     def _grounding(self, name: str, category: str, view: Mapping[str, Scene]) -> Example:
@@ -141,7 +138,6 @@ class _Shard:
             question=GROUNDING_QUESTION.format(category=category),
             target=" , ".join(f"{row} {col}" for row, col in cells),
             task="grounding",
-            scene=self.dataset.scenes[name],
         )
 
 

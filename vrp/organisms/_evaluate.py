@@ -84,6 +84,19 @@ def evaluation_set(
     )
 
 
+def as_method(text: str) -> Method:
+    """`text` as an answer-reading method.
+
+    Raises:
+      ConfigError: neither "generate" nor "logits".
+    """
+    if text == "generate":
+        return "generate"
+    if text == "logits":
+        return "logits"
+    raise ConfigError(f"method must be 'generate' or 'logits'; got {text!r}.")
+
+
 def organism_answers(
     vlm: VLM, dataset: Dataset, *, method: Method = "generate", batch_size: int = 64
 ) -> list[str]:
@@ -92,8 +105,7 @@ def organism_answers(
     Raises:
       ConfigError: unknown method.
     """
-    if method not in ("generate", "logits"):
-        raise ConfigError(f"method must be 'generate' or 'logits'; got {method!r}.")
+    method = as_method(method)
     digits = _digit_tokens(vlm)
     answers: list[str] = []
     for batch in dataset.batches(batch_size):

@@ -9,6 +9,7 @@ about a point or two).
 """
 
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -24,6 +25,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core import ConfigError
+from ..data import Dataset
 from ..models import VLM, build_vlm
 from ._checkpoint import check_fresh, load_state, save_model, save_state
 from ._data import Example, StepBatch, TrainingStream
@@ -208,8 +210,13 @@ def _tail_mean(values: list[float], n: int = 50) -> float | None:
     return round(sum(tail) / len(tail), 4) if tail else None
 
 
+@functools.cache
+def _validation_set(n: int) -> Dataset:
+    return evaluation_set(n_per_split=n, n_counting=n // 2, n_spatial=n, seed=VALIDATION_SEED)
+
+
 def _validate(vlm: VLM, n: int) -> dict[str, float]:
-    data = evaluation_set(n_per_split=n, n_counting=n // 2, n_spatial=n, seed=VALIDATION_SEED)
+    data = _validation_set(n)
     vlm.hf.eval()
     report = evaluate_organism(vlm, data, method="logits")
     vlm.hf.train()
