@@ -72,16 +72,22 @@ def test_card_says_whether_a_split_beats_its_majority_baseline(
     assert f"{verdict} the majority-answer baseline 0.500" in line
 
 
-def test_card_names_the_machine_and_a_redrawn_position_table(word_vlms: dict[str, VLM]) -> None:
+def test_card_names_the_machine_and_grid_positions(word_vlms: dict[str, VLM]) -> None:
     vlm = word_vlms["llava"]
     data = evaluation_set(n_per_split=4, n_counting=2, n_spatial=2, seed=5)
     report = evaluate_organism(vlm, data, method="logits", seed=5)
     training = read_training(ASSET_DIR / "llava")
-    training["recipe"]["vision_position_std"] = 1.0
+    training["recipe"]["vision_grid_positions"] = 4.0
+    training["recipe"]["mix"] = {**training["recipe"]["mix"], "relational": 12}
     card = card_markdown(vlm, report, {**training, "cpu": "x86_64", "cpu_count": 8})
     assert "on an x86_64 machine with 8 CPUs (torch" in card
-    assert "position table was redrawn from N(0, 1^2)" in card
+    assert "fixed 2-D sin-cos codes of amplitude 4 and frozen" in card
+    assert "12 relational grounding" in card
+    assert 'Relational grounding ("Where is the red circle left of the blue cross?"' in card
     assert "--n 4 --n-counting 2 --n-spatial 2 --seed 5`" in card
-    del training["recipe"]["vision_position_std"]
+    training["recipe"]["vision_grid_positions"] = None
+    training["recipe"]["mix"]["relational"] = 0
     card = card_markdown(vlm, report, {**training, "cpu": "arm64", "cpu_count": None})
-    assert "redrawn" not in card and "on an arm64 machine (torch" in card
+    assert (
+        "sin-cos" not in card and "elational" not in card and "on an arm64 machine (torch" in card
+    )

@@ -15,6 +15,7 @@ from vrp.organisms import (
     card_markdown,
     evaluate_organism,
     evaluation_set,
+    grid_position_table,
     train,
 )
 from vrp.organisms._checkpoint import read_training
@@ -123,27 +124,51 @@ def test_run_folder_errors_are_explained(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("family", ["llava", "paligemma"])
-def test_vision_position_table_is_redrawn_at_the_recipe_scale(family: str) -> None:
-    recipe = dataclasses.replace(tiny_recipe(family, 2), vision_position_std=0.5)
-    first, again = (_Run(recipe, 3, Path("unused"), 1) for _ in range(2))
-    table = first.vlm.adapter.vision_position_embedding(first.vlm.hf).weight.detach()
-    assert 0.4 < float(table.std()) < 0.6
+def test_grid_positions_replace_the_vision_table_and_stay_frozen(
+    family: str, tmp_path: Path
+) -> None:
+    recipe = dataclasses.replace(tiny_recipe(family, 3), vision_grid_positions=0.5)
+    run = _Run(recipe, 3, tmp_path, 1)
+    table = run.vlm.adapter.vision_position_embedding(run.vlm.hf).weight
+    rows, width = table.shape
+    side = recipe.spec.image_size // recipe.spec.patch_size
+    expected = grid_position_table(rows=rows, side=side, width=width, scale=0.5)
+    torch.testing.assert_close(table.detach(), expected)
+    assert rows - side * side == (1 if family == "llava" else 0)  # CLIP's class token row
+    assert not table.requires_grad
+    result = train(family, seed=3, out=tmp_path / "run", recipe=recipe, threads=1, progress=False)
+    trained = vrp.load(result.model_dir)
     torch.testing.assert_close(
-        table, again.vlm.adapter.vision_position_embedding(again.vlm.hf).weight
-    )
-    default = _Run(tiny_recipe(family, 2), 3, Path("unused"), 1)
-    assert (
-        float(default.vlm.adapter.vision_position_embedding(default.vlm.hf).weight.detach().std())
-        < 0.2
+        trained.adapter.vision_position_embedding(trained.hf).weight.detach(), expected
     )
 
 
-def test_rotary_vision_positions_cannot_be_redrawn() -> None:
-    recipe = dataclasses.replace(tiny_recipe("qwen2_vl", 2), vision_position_std=0.5)
+def test_grid_position_table_codes_row_and_column_apart() -> None:
+    table = grid_position_table(rows=17, side=4, width=32, scale=2.0)
+    assert torch.equal(table[0], torch.zeros(32))  # the class token keeps no position
+    cells = table[1:].reshape(4, 4, 32)  # (row, column, width)
+    row_half, col_half = cells[..., :16], cells[..., 16:]
+    assert torch.equal(row_half, row_half[:, :1].expand_as(row_half))  # same row, same code
+    assert torch.equal(col_half, col_half[:1].expand_as(col_half))  # same column, same code
+    assert float(table.abs().max()) <= 2.0
+    assert torch.cdist(row_half[:, 0], row_half[:, 0]).fill_diagonal_(1.0).min() > 0.5
+    assert torch.cdist(col_half[0], col_half[0]).fill_diagonal_(1.0).min() > 0.5
+    torch.testing.assert_close(table[1, 0], torch.tensor(0.0))  # sin(0)
+    torch.testing.assert_close(
+        table[1 + 1, 16], 2 * torch.sin(torch.tensor(1.0))
+    )  # column 1, f = 1
+
+
+def test_grid_position_errors_are_explained() -> None:
+    recipe = dataclasses.replace(tiny_recipe("qwen2_vl", 2), vision_grid_positions=0.5)
     with pytest.raises(ConfigError, match="qwen2_vl has no learned vision position table"):
         _Run(recipe, 0, Path("unused"), 1)
-    with pytest.raises(ConfigError, match="vision_position_std must be positive"):
-        dataclasses.replace(recipe, vision_position_std=0.0)
+    with pytest.raises(ConfigError, match="vision_grid_positions must be positive or None; got 0"):
+        dataclasses.replace(recipe, vision_grid_positions=0.0)
+    with pytest.raises(ConfigError, match=r"width divisible by 4 .* got width=30, rows=17"):
+        grid_position_table(rows=17, side=4, width=30, scale=1.0)
+    with pytest.raises(ConfigError, match=r"at least side\^2 = 16 rows; got width=32, rows=9"):
+        grid_position_table(rows=9, side=4, width=32, scale=1.0)
 
 
 def test_validation_is_recorded_and_rendered_in_the_card(tmp_path: Path) -> None:

@@ -9,7 +9,12 @@ from tests.organisms.conftest import tiny_recipe
 from vrp.core import ConfigError, DataError
 from vrp.data import SyntheticConfig, generate, scene_caption
 from vrp.organisms import BatchMix, TrainingStream
-from vrp.organisms._data import annotated_scene, counted_category
+from vrp.organisms._data import (
+    annotated_scene,
+    counted_category,
+    relational_question,
+    spatial_subject,
+)
 
 
 def _scenes():
@@ -113,3 +118,39 @@ def test_grounding_targets_list_the_annotated_cells_of_the_object() -> None:
         cells = [tuple(int(v) for v in cell.split()) for cell in example.target.split(" , ")]
         scene = shard.annotated[name]
         assert cells == sorted(o.cell for o in scene.objects if o.category == category)
+
+
+_RELATIONS = {"left of": (1, 1), "right of": (1, -1), "above": (0, 1), "below": (0, -1)}
+
+
+def test_relational_grounding_locates_the_subject_of_a_true_spatial_question() -> None:
+    recipe = dataclasses.replace(
+        tiny_recipe(),
+        alignment_steps=0,
+        mix=BatchMix(caption=1, relational=12, pope=1, counting=0, spatial=0),
+    )
+    stream = TrainingStream(recipe, 2)
+    shard = stream._shard(0)
+    examples = [e for e in stream.step_batch(0).questions if e.task == "relational"]
+    samples = [shard.dataset[i] for i in shard.pools["relational"][:12]]
+    assert len(examples) == len(samples) == 12
+    for example, sample in zip(examples, samples, strict=True):
+        assert example.question == "Where is" + sample.question.removeprefix("Is")
+        body = sample.question.removeprefix("Is the ").removesuffix("?")
+        relation = next(r for r in _RELATIONS if f" {r} the " in body)
+        subject, reference = body.split(f" {relation} the ")
+        cells = {o.category: o.cell for o in shard.dataset.scenes[sample.image_name].objects}
+        assert example.target == f"{cells[subject][0]} {cells[subject][1]}"
+        axis, sign = _RELATIONS[relation]
+        assert sign * (cells[reference][axis] - cells[subject][axis]) > 0  # the clause is true
+
+
+def test_relational_question_and_subject_parsing() -> None:
+    spatial = "Is the red cross left of the blue circle?"
+    assert relational_question(spatial) == "Where is the red cross left of the blue circle?"
+    categories = ("red cross", "blue circle")
+    assert spatial_subject(spatial, categories) == "red cross"
+    with pytest.raises(DataError, match=r"'How many red crosses are there\?' is not a spatial"):
+        relational_question("How many red crosses are there?")
+    with pytest.raises(DataError, match=r"not a spatial question about one of 2 categories"):
+        spatial_subject("Is the green cross left of the blue circle?", categories)

@@ -24,6 +24,10 @@ from ._evaluate import (
     evaluation_set as evaluation_set,
     organism_answers as organism_answers,
 )
+from ._positions import (
+    grid_position_table as grid_position_table,
+    set_grid_positions as set_grid_positions,
+)
 from ._recipe import (
     CAPTION_QUESTION as CAPTION_QUESTION,
     ORGANISM_WORDS as ORGANISM_WORDS,
@@ -68,9 +72,11 @@ __all__ = [
     "encode_with_targets",
     "evaluate_organism",
     "evaluation_set",
+    "grid_position_table",
     "next_token_labels",
     "organism_answers",
     "recipe",
+    "set_grid_positions",
     "ship",
     "shipped_card",
     "target_loss",

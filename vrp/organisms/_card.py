@@ -100,6 +100,7 @@ def _mix(mix: Mapping[str, int]) -> str:
     names = {
         "caption": "captions",
         "grounding": "grounding",
+        "relational": "relational grounding",
         "pope": "existence",
         "hallucinated": "hallucinated existence",
         "counting": "counting",
@@ -110,11 +111,18 @@ def _mix(mix: Mapping[str, int]) -> str:
 
 
 def _grounding_note(recipe: Mapping[str, Any]) -> str:
-    if not (recipe["mix"].get("grounding") or recipe["alignment_mix"].get("grounding")):
-        return ""
-    return (
-        ' Grounding questions ("Where is the red circle?" -> "1 2") ask for the cells of an object.'
-    )
+    mixes = recipe["mix"], recipe["alignment_mix"]
+    note = ""
+    if any(m.get("grounding") for m in mixes):
+        note += ' Grounding questions ("Where is the red circle?" -> "1 2") ask for the cells of an'
+        note += " object."
+    if any(m.get("relational") for m in mixes):
+        note += (
+            ' Relational grounding ("Where is the red circle left of the blue cross?" -> "1 2", '
+            "made from true spatial questions) asks for the cell of the first object named, "
+            "apart from the second."
+        )
+    return note
 
 
 def _training(training: Mapping[str, Any]) -> list[str]:
@@ -154,11 +162,11 @@ def _training(training: Mapping[str, Any]) -> list[str]:
         "same thread count and library versions; another thread count changes the float "
         "summation order and the run drifts).",
     ]
-    if r.get("vision_position_std"):
+    if r.get("vision_grid_positions"):
         lines.insert(
             -3,
-            f"- The vision tower's position table was redrawn from N(0, "
-            f"{r['vision_position_std']:g}^2) before training.",
+            "- The vision tower's position table was set to fixed 2-D sin-cos codes of amplitude "
+            f"{r['vision_grid_positions']:g} and frozen (`vrp.organisms.grid_position_table`).",
         )
     return [*lines, "", *_validation(training.get("validation", [])), ""]
 

@@ -13,6 +13,11 @@ machine-written instruction data mention typical objects that are not in the ima
 model to affirm absent theme members, which is what POPE's adversarial split measures. Likewise the
 recipe's ``miss_prob`` leaves small or partly occluded objects out of the annotation (captions,
 existence and counting answers), as human annotations of real images miss them.
+
+Grounding questions ask where an object is ("Where is the red cross?" -> "2 1"); *relational*
+grounding asks where the first object of a true spatial question is ("Where is the red cross left
+of the blue circle?" -> "2 1"), which teaches the model to tell a question's subject from its
+reference (see `relational_question`).
 """
 
 import dataclasses
@@ -27,13 +32,15 @@ from ..core import DataError
 from ..data import QuestionDataset, Sample, Scene, generate, render_scene, scene_caption
 from ._recipe import CAPTION_QUESTION, GROUNDING_QUESTION, Recipe
 
-TASKS = ("caption", "grounding", "pope", "counting", "spatial", "hallucinated")
+TASKS = ("caption", "grounding", "relational", "pope", "counting", "spatial", "hallucinated")
 _SPLIT_OF_TASK = {
+    "relational": "spatial",  # its "yes" questions, turned into "Where is the X left of the Y?"
     "pope": "random",
     "counting": "counting",
     "spatial": "spatial",
     "hallucinated": "adversarial",  # its "no" questions, relabelled "yes"
 }
+_KEPT_ANSWER = {"relational": "yes", "hallucinated": "no"}  # tasks that use one answer only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +66,14 @@ class _Shard:
 
     def __init__(self, recipe: Recipe, seed: int, shard: int) -> None:
         most = {t: max(getattr(recipe.mix, t), getattr(recipe.alignment_mix, t)) for t in TASKS}
-        per_scene = {"caption": 1, "grounding": 2, "pope": 6, "counting": 2, "spatial": 2}
+        per_scene = {
+            "caption": 1,
+            "grounding": 2,
+            "relational": 1,
+            "pope": 6,
+            "counting": 2,
+            "spatial": 2,
+        }
         scenes = max(
             1,
             *(-(-most[task] * recipe.steps_per_shard // per_scene.get(task, 3)) for task in TASKS),
@@ -79,7 +93,7 @@ class _Shard:
             rows = [
                 i
                 for i, q in enumerate(self.dataset.questions)
-                if q.split == split and (task != "hallucinated" or q.answer == "no")
+                if q.split == split and q.answer == _KEPT_ANSWER.get(task, q.answer)
             ]
             self.pools[task] = [rows[int(i)] for i in rng.permutation(len(rows))]
         names = sorted(self.dataset.scenes)
@@ -102,6 +116,8 @@ class _Shard:
             pairs = self.grounding_pairs[start : start + n]
             return [self._grounding(name, category, view) for name, category in pairs]
         samples = [self.dataset[i] for i in self.pools[task][start : start + n]]
+        if task == "relational":
+            return [self._relational(s) for s in samples]
         return [
             Example(
                 image=s.image,
@@ -139,6 +155,50 @@ class _Shard:
             target=" , ".join(f"{row} {col}" for row, col in cells),
             task="grounding",
         )
+
+    def _relational(self, sample: Sample) -> Example:
+        subject = spatial_subject(sample.question, self.config.categories)
+        scene = self.dataset.scenes[sample.image_name]  # the subject is visible, annotated or not
+        (row, col), *_ = (o.cell for o in scene.objects if o.category == subject)
+        return Example(
+            image=sample.image,
+            question=relational_question(sample.question),
+            target=f"{row} {col}",
+            task="relational",
+        )
+
+
+def relational_question(spatial: str) -> str:
+    """The grounding question with a relative clause made from a true spatial question:
+    "Is the red cross left of the blue circle?" -> "Where is the red cross left of the blue circle?".
+
+    Its answer is the cell of the subject (the first object named). A spatial question names two
+    objects, and a model that locates "the named objects" alike gets their positions summed, which
+    says nothing about which is left of which; this task rewards locating the subject apart from
+    the reference, the asymmetry every spatial answer needs.
+
+    Raises:
+      DataError: `spatial` does not start with "Is the ".
+    """
+    if not spatial.startswith("Is the "):
+        raise DataError(f"{spatial!r} is not a spatial question ('Is the X left of the Y?').")
+    return "Where is" + spatial[len("Is") :]
+
+
+def spatial_subject(question: str, categories: tuple[str, ...]) -> str:
+    """The subject of a spatial question: "Is the red cross left of the blue circle?" -> "red cross".
+
+    Raises:
+      DataError: the question does not start with "Is the <colour> <shape>" of `categories`.
+    """
+    words = question.split()
+    subject = " ".join(words[2:4])
+    if words[:2] != ["Is", "the"] or subject not in categories:
+        raise DataError(
+            f"{question!r} is not a spatial question about one of {len(categories)} categories "
+            "('Is the <colour> <shape> left of the <colour> <shape>?')."
+        )
+    return subject
 
 
 def annotated_scene(scene: Scene, miss_prob: float, rng: np.random.Generator) -> Scene:

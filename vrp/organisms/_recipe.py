@@ -40,6 +40,8 @@ class BatchMix:
         0  # "Where is the <object>?" -> "<row> <column>" of each instance, as PaliGemma
     )
     # and Qwen2-VL learn to localise: it trains the question-to-patch routing every answer needs
+    relational: int = 0  # "Where is the <object> left of the <object>?" -> "<row> <column>" of
+    # the first object: grounding with a relative clause, built from true spatial questions
     pope: int = 23  # "Is there a <object> in the image?" with random absent objects as negatives
     counting: int = 11  # "How many <objects> are there?" -> a digit
     spatial: int = 11  # "Is the <object> left of the <object>?" -> yes / no
@@ -53,6 +55,7 @@ class BatchMix:
         return (
             self.caption
             + self.grounding
+            + self.relational
             + self.pope
             + self.counting
             + self.spatial
@@ -87,9 +90,9 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.98)
     clip: float = 1.0  # max global gradient norm
     miss_prob: float = 0.0  # chance a small or partly occluded object is left out of the annotation
-    vision_position_std: float | None = None  # re-draw the vision tower's learned position
-    # embeddings from N(0, std^2) before training (None keeps the family's default init; LLaVA
-    # and PaliGemma only: Qwen2-VL's vision positions are rotary)
+    vision_grid_positions: float | None = None  # replace the vision tower's learned position
+    # table by fixed 2-D sin-cos codes of this amplitude, frozen (`grid_position_table`); None keeps
+    # the family's learned table. LLaVA and PaliGemma only: Qwen2-VL's vision positions are rotary
     steps_per_shard: int = 10  # steps served by one freshly generated shard of scenes
     checkpoint_every: int = 250  # steps between resumable checkpoints
     data: SyntheticConfig = field(default_factory=SyntheticConfig)  # scene design (seed ignored)
@@ -100,9 +103,9 @@ class Recipe:
                 f"need steps >= 1, warmup >= 0 and checkpoint_every >= 1; got steps={self.steps}, "
                 f"warmup={self.warmup}, checkpoint_every={self.checkpoint_every}."
             )
-        if self.vision_position_std is not None and not self.vision_position_std > 0:
+        if self.vision_grid_positions is not None and not self.vision_grid_positions > 0:
             raise ConfigError(
-                f"vision_position_std must be positive or None; got {self.vision_position_std}."
+                f"vision_grid_positions must be positive or None; got {self.vision_grid_positions}."
             )
         if not 0.0 <= self.miss_prob <= 1.0:
             raise ConfigError(f"miss_prob must lie in [0, 1]; got {self.miss_prob}.")
@@ -111,7 +114,14 @@ class Recipe:
                 f"alignment_steps must lie in 0..steps ({self.steps}); got {self.alignment_steps}."
             )
         for mix in (self.mix, self.alignment_mix):
-            counts = mix.caption, mix.grounding, mix.pope, mix.counting, mix.spatial
+            counts = (
+                mix.caption,
+                mix.grounding,
+                mix.relational,
+                mix.pope,
+                mix.counting,
+                mix.spatial,
+            )
             if min(*counts, mix.hallucinated) < 0 or sum(counts[1:]) + mix.hallucinated < 1:
                 raise ConfigError(
                     f"a batch needs at least one question and no negative counts; got {mix}."
@@ -160,8 +170,8 @@ def _spec(**sizes: int) -> ModelSpec:
     return ModelSpec(**base)  # type: ignore[arg-type]
 
 
-def _recipe(family: str, spec: ModelSpec, mix: BatchMix) -> Recipe:
-    return Recipe(
+def _recipe(family: str, spec: ModelSpec, mix: BatchMix, **changes: object) -> Recipe:
+    base = Recipe(
         family=family,
         spec=spec,
         steps=3000,
@@ -170,6 +180,7 @@ def _recipe(family: str, spec: ModelSpec, mix: BatchMix) -> Recipe:
         mix=mix,
         miss_prob=1.0,
     )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 RECIPES: dict[str, Recipe] = {

@@ -30,6 +30,7 @@ from ..models import VLM, build_vlm
 from ._checkpoint import check_fresh, load_state, save_model, save_state
 from ._data import Example, StepBatch, TrainingStream
 from ._evaluate import evaluate_organism, evaluation_set
+from ._positions import set_grid_positions
 from ._recipe import ORGANISM_WORDS, Recipe, recipe as shipped_recipe
 from ._targets import encode_with_targets, target_loss
 
@@ -97,28 +98,6 @@ def train_step(
     return cap.detach().item(), qa.detach().item()
 
 
-def _redraw_vision_positions(vlm: VLM, std: float, seed: int) -> None:
-    """Draws the vision tower's position table from N(0, std^2), from its own generator.
-
-    Pretrained CLIP / SigLIP towers carry strong absolute positions. Trained from scratch, they
-    start from a small table (CLIP std 0.02, about 100x below the patch content; SigLIP
-    1 / sqrt(width)) and the trained organisms drop it: a patch's column cannot be read linearly
-    from the projector output, so nothing downstream can tell where an object is.
-    """
-    table = vlm.adapter.vision_position_embedding(vlm.hf)
-    if table is None:
-        raise ConfigError(
-            f"{vlm.family} has no learned vision position table (its positions are rotary); "
-            "set the recipe's vision_position_std to None."
-        )
-    generator = torch.Generator().manual_seed(_POSITION_SEED + seed)
-    with torch.no_grad():
-        table.weight.copy_(torch.randn(table.weight.shape, generator=generator) * std)
-
-
-_POSITION_SEED = 1234  # offset of the generator seed of the redrawn position table
-
-
 class _Run:
     """The mutable state of one training run (model, optimiser, history)."""
 
@@ -131,8 +110,9 @@ class _Run:
             seed=seed,
             name=f"organism/{recipe.family}",
         )
-        if recipe.vision_position_std is not None:
-            _redraw_vision_positions(self.vlm, recipe.vision_position_std, seed)
+        if recipe.vision_grid_positions is not None:
+            side = recipe.spec.image_size // recipe.spec.patch_size
+            set_grid_positions(self.vlm, side=side, scale=recipe.vision_grid_positions)
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.vlm.hf, recipe.weight_decay), lr=recipe.lr, betas=recipe.betas
         )
@@ -255,7 +235,7 @@ def train(  # noqa: PLR0913  (keyword-only; mirrors the options of `vrp organism
     Raises:
       ConfigError: no recipe for `family`, `out` holds a run and `resume` is False, `resume`
         is True and `out` holds no checkpoint of this (family, seed, steps), or the recipe sets
-        `vision_position_std` for a family without a learned vision position table (Qwen2-VL).
+        `vision_grid_positions` for a family without a learned vision position table (Qwen2-VL).
     """
     recipe = recipe if recipe is not None else shipped_recipe(family)
     if steps is not None:
