@@ -191,7 +191,11 @@ RECIPES: dict[str, Recipe] = {
     "llava": _recipe(
         "llava",
         _spec(),
-        BatchMix(caption=8, grounding=8, pope=20, counting=8, spatial=14, hallucinated=6),
+        BatchMix(
+            caption=6, grounding=8, relational=16, pope=16, counting=6, spatial=20, hallucinated=6
+        ),
+        steps=5800,
+        vision_grid_positions=4.0,
     ),
     # Gemma's multi-query attention shares one key-value head across all query heads: 4 heads of
     # width 64 (wider than 128 / 4, as Gemma-7B's 16 x 256 exceed its 3,072) give that single key
