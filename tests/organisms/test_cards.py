@@ -54,7 +54,8 @@ def test_retraining_with_the_documented_command_reproduces_the_shipped_accuracy(
     """About 10-20 minutes on 2 cores: retrains the LLaVA organism with its card's command."""
     shipped = vrp.load("organism/llava")
     data = evaluation_set(n_per_split=3000, n_counting=1000, n_spatial=1000)
-    result = train("llava", seed=0, out=tmp_path, threads=2, progress=False)
+    seed = read_training(ASSET_DIR / "llava")["seed"]  # the card's command
+    result = train("llava", seed=seed, out=tmp_path, threads=2, progress=False)
     again = evaluate_organism(vrp.load(result.model_dir), data, method="logits")
     before = evaluate_organism(shipped, data, method="logits")
     assert abs(again.accuracy("random") - before.accuracy("random")) <= 0.02
