@@ -109,3 +109,37 @@ def test_gemma_head_width_can_exceed_width_over_heads() -> None:
 def test_head_width_is_refused_where_it_would_be_ignored(family: str, head_dim: int) -> None:
     with pytest.raises(vrp.AdapterError, match=f"text_head_dim={head_dim} for {family}"):
         models.build_vlm(family, models.ModelSpec(text_head_dim=head_dim))
+
+
+def test_rotary_base_and_mrope_split_reach_the_model() -> None:
+    """`text_rope_theta` and `mrope_section` set the decoder's rotary frequencies and which of them
+    Qwen2-VL's image tokens use for their (time, height, width) positions."""
+    vlm = models.build_vlm(
+        "qwen2_vl", models.ModelSpec(text_rope_theta=100.0, mrope_section=(0, 1, 3))
+    )
+    rope = vlm.hf.config.text_config.rope_parameters
+    assert rope["rope_theta"] == 100.0
+    assert rope["mrope_section"] == [0, 1, 3]
+    default = models.build_vlm("qwen2_vl").hf.config.text_config.rope_parameters
+    assert default["rope_theta"] == 1e6  # Qwen2-VL's own base
+    assert default["mrope_section"] == [1, 1, 2]  # 1 : 1.5 : 1.5 of 4 pairs, rounded
+    llava = models.build_vlm("llava", models.ModelSpec(text_rope_theta=50.0))
+    assert llava.hf.config.text_config.rope_parameters["rope_theta"] == 50.0
+
+
+@pytest.mark.parametrize(
+    ("family", "spec", "message"),
+    [
+        (
+            "llava",
+            models.ModelSpec(mrope_section=(1, 1, 2)),
+            r"mrope_section=\(1, 1, 2\) for llava",
+        ),
+        ("qwen2_vl", models.ModelSpec(mrope_section=(1, 1, 1)), "sum to head width // 2 = 4"),
+        ("qwen2_vl", models.ModelSpec(mrope_section=(-1, 2, 3)), "must be >= 0"),
+        ("paligemma", models.ModelSpec(text_rope_theta=1.0), "text_rope_theta must exceed 1"),
+    ],
+)
+def test_bad_rotary_settings_are_refused(family: str, spec: models.ModelSpec, message: str) -> None:
+    with pytest.raises(vrp.AdapterError, match=message):
+        models.build_vlm(family, spec)

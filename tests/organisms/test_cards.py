@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 import vrp
+from vrp.core import Tower
 from vrp.models import VLM
 from vrp.organisms import (
     EVAL_SEED,
@@ -92,3 +93,19 @@ def test_card_names_the_machine_and_grid_positions(word_vlms: dict[str, VLM]) ->
     assert (
         "sin-cos" not in card and "elational" not in card and "on an arm64 machine (torch" in card
     )
+
+
+def test_card_names_the_decoder_rotary_positions(word_vlms: dict[str, VLM]) -> None:
+    data = evaluation_set(n_per_split=2, n_counting=2, n_spatial=2, seed=5)
+    cards = {}
+    for family in ("llava", "qwen2_vl"):
+        report = evaluate_organism(word_vlms[family], data, method="logits", seed=5)
+        training = read_training(ASSET_DIR / family)
+        cards[family] = card_markdown(word_vlms[family], report, training)
+    assert "- Decoder rotary positions: base 10000.\n" in cards["llava"]
+    d_head = word_vlms["qwen2_vl"].adapter.shape(Tower.LANGUAGE).d_head
+    split = word_vlms["qwen2_vl"].hf.config.text_config.rope_parameters["mrope_section"]
+    assert (
+        f"- Decoder rotary positions: base 1e+06; M-RoPE gives (time, height, width) {split} of "
+        f"each head's {d_head // 2} frequency pairs, highest frequencies first.\n"
+    ) in cards["qwen2_vl"]

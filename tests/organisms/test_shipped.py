@@ -18,6 +18,7 @@ from vrp.organisms._checkpoint import read_training
 
 _ADDED = {"vision_grid_positions": None}
 _ADDED_TO_MIXES = {"relational": 0}
+_ADDED_TO_SPEC = {"text_rope_theta": None, "mrope_section": None}
 """Recipe fields added after an organism shipped, with the value that leaves training unchanged."""
 _REMOVED = {"vision_position_std": None}
 """Recipe fields removed since, with the only value a shipped recipe may still record."""
@@ -30,6 +31,7 @@ def _as_current(recorded: dict[str, object]) -> dict[str, object]:
         assert out.pop(key, inert) == inert, key
     for mix in ("mix", "alignment_mix"):
         out[mix] = {**_ADDED_TO_MIXES, **out[mix]}  # type: ignore[dict-item]
+    out["spec"] = {**_ADDED_TO_SPEC, **out["spec"]}  # type: ignore[dict-item]
     return {**_ADDED, **out}
 
 
@@ -119,22 +121,7 @@ def test_errors_are_common_and_counting_beats_chance(
     assert report.metrics.splits["counting"].accuracy.ci_low > report.chance["counting"]
 
 
-@pytest.mark.parametrize(
-    "family",
-    [
-        family
-        if family == "llava"
-        else pytest.param(
-            family,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue #4 open: this organism does not answer spatial questions above "
-                "chance yet (docs/organisms/index.md, 'Known gap')",
-            ),
-        )
-        for family in FAMILIES
-    ],
-)
+@pytest.mark.parametrize("family", FAMILIES)
 def test_spatial_questions_beat_chance(
     family: str, reports: dict[str, tuple[VLM, OrganismReport]]
 ) -> None:

@@ -46,6 +46,11 @@ class ModelSpec:
     text_mlp: int = 48
     text_head_dim: int | None = None  # PaliGemma only: Gemma's head width, decoupled from the model
     # width as in Gemma-7B (16 heads of 256 over 3,072); None gives text_width // text_heads
+    text_rope_theta: float | None = None  # the decoder's rotary base; None keeps the family's
+    # default (Llama and Gemma 1e4, Qwen2-VL 1e6)
+    mrope_section: tuple[int, int, int] | None = None  # Qwen2-VL only: how many of each head's
+    # rotary frequency pairs go to (time, height, width), highest frequencies first, summing to
+    # head width // 2; None splits them 1 : 1.5 : 1.5 like the real model's [16, 24, 24]
     attn_implementation: str = "eager"
 
 
@@ -58,7 +63,8 @@ DEFAULT_WORDS = (
 
 
 def _text_config(spec: ModelSpec, vocab: int, model_type: str) -> dict[str, Any]:
-    return {
+    theta = {} if spec.text_rope_theta is None else {"rope_theta": spec.text_rope_theta}
+    return theta | {
         "model_type": model_type,
         "vocab_size": vocab,
         "hidden_size": spec.text_width,
@@ -133,10 +139,8 @@ def _qwen2_vl(spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
     )
     text = _text_config(spec, len(tokenizer), "qwen2_vl_text")
     text.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    text["rope_scaling"] = {
-        "type": "mrope",
-        "mrope_section": _mrope_section(spec.text_width // spec.text_heads),
-    }
+    section = spec.mrope_section or _mrope_section(spec.text_width // spec.text_heads)
+    text["rope_scaling"] = {"type": "mrope", "mrope_section": list(section)}
     vision = {
         "depth": spec.vision_layers,
         "embed_dim": spec.vision_width,
@@ -188,8 +192,9 @@ def build_vlm(
       name: the handle's name; "tiny/<family>" by default.
 
     Raises:
-      AdapterError: unknown family, or a `text_head_dim` that is not positive or is set for a
-        family other than PaliGemma.
+      AdapterError: unknown family, a `text_head_dim` that is not positive or is set for a family
+        other than PaliGemma, a `text_rope_theta` <= 1, or an `mrope_section` set for a family other
+        than Qwen2-VL or not splitting its head's rotary pairs.
     """
     if family not in _BUILDERS:
         raise AdapterError(
@@ -201,6 +206,7 @@ def build_vlm(
             f"text_head_dim={spec.text_head_dim} for {family}: only PaliGemma (Gemma) decouples "
             "its head width from text_width // text_heads, and it must be >= 1. Leave it None."
         )
+    _check_rope(family, spec)
     tokenizer = build_word_tokenizer(words)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -211,6 +217,23 @@ def build_vlm(
     return VLM(
         model=model.eval(), processor=processor, adapter=adapter, name=name or f"tiny/{family}"
     )
+
+
+def _check_rope(family: str, spec: ModelSpec) -> None:
+    if spec.text_rope_theta is not None and not spec.text_rope_theta > 1:
+        raise AdapterError(
+            f"text_rope_theta must exceed 1 (rotary frequencies base ** (-2i / head width)); got "
+            f"{spec.text_rope_theta}. Leave it None for the family's default."
+        )
+    if spec.mrope_section is None:
+        return
+    pairs = spec.text_width // spec.text_heads // 2
+    if family != "qwen2_vl" or min(spec.mrope_section) < 0 or sum(spec.mrope_section) != pairs:
+        raise AdapterError(
+            f"mrope_section={spec.mrope_section} for {family}: only Qwen2-VL splits its rotary "
+            f"frequencies into (time, height, width), and the three counts must be >= 0 and sum "
+            f"to head width // 2 = {pairs}. Leave it None for the 1 : 1.5 : 1.5 split."
+        )
 
 
 def _tie_generation_ids(model: Any, tokenizer: Any) -> None:

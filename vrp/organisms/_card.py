@@ -78,6 +78,7 @@ def _architecture(vlm: VLM, asset_bytes: int | None) -> list[str]:
         f"MLP {vision.d_mlp}.",
         f"- Language decoder: {text.n_layers} layers, width {text.d_model}, {text.n_heads} query "
         f"heads / {kv} key-value head{'s' if kv != 1 else ''} of {text.d_head}, MLP {text.d_mlp}.",
+        _rotary(cfg.text_config, text.d_head),
         f"- Attention implementation when loaded: `{cfg._attn_implementation}` (attention "
         "patterns readable).",
     ]
@@ -86,6 +87,18 @@ def _architecture(vlm: VLM, asset_bytes: int | None) -> list[str]:
             f"- Shipped files (weights float32 + processor + tokenizer): {asset_bytes / 2**20:.1f} MiB."
         )
     return [*lines, "", *_parameter_table(vlm), ""]
+
+
+def _rotary(text_config: Any, d_head: int) -> str:
+    rope = getattr(text_config, "rope_parameters", None) or {}
+    line = f"- Decoder rotary positions: base {rope.get('rope_theta', 'unrecorded'):g}"
+    section = rope.get("mrope_section")
+    if section is None:
+        return f"{line}."
+    return (
+        f"{line}; M-RoPE gives (time, height, width) {list(section)} of each head's {d_head // 2} "
+        "frequency pairs, highest frequencies first."
+    )
 
 
 def _image_tokens(vlm: VLM, image_size: int) -> str:

@@ -152,22 +152,21 @@ class Recipe:
         return TRAIN_SEED_OFFSET + seed * _SEEDS_PER_RUN + shard
 
 
-def _spec(**sizes: int) -> ModelSpec:
-    base = {
-        "image_size": 64,  # the benchmark's 64 px images: 4x4 cells of 16 px
-        "patch_size": 16,  # one patch per cell: 16 image tokens (Qwen2-VL: 8 px patches, merged 2x2)
-        "vision_layers": 2,
-        "vision_width": 64,
-        "vision_heads": 4,
-        "vision_mlp": 256,
-        "text_layers": 4,
-        "text_width": 128,
-        "text_heads": 8,
-        "text_kv_heads": 4,
-        "text_mlp": 384,
-    }
-    base.update(sizes)
-    return ModelSpec(**base)  # type: ignore[arg-type]
+def _spec(**changes: object) -> ModelSpec:
+    base = ModelSpec(
+        image_size=64,  # the benchmark's 64 px images: 4x4 cells of 16 px
+        patch_size=16,  # one patch per cell: 16 image tokens (Qwen2-VL: 8 px patches, merged 2x2)
+        vision_layers=2,
+        vision_width=64,
+        vision_heads=4,
+        vision_mlp=256,
+        text_layers=4,
+        text_width=128,
+        text_heads=8,
+        text_kv_heads=4,
+        text_mlp=384,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def _recipe(family: str, spec: ModelSpec, mix: BatchMix, **changes: object) -> Recipe:
@@ -183,17 +182,21 @@ def _recipe(family: str, spec: ModelSpec, mix: BatchMix, **changes: object) -> R
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
+_INSTRUCTION = BatchMix(
+    caption=6, grounding=8, relational=16, pope=16, counting=6, spatial=20, hallucinated=6
+)
+"""The instruction-tuning batch of all three organisms. Grounding, then relational grounding, are what
+make spatial questions learnable (docs/organisms/index.md); 6 hallucinated existence questions per 16
+put each organism's random-split accuracy inside 0.75-0.93 with adversarial below it."""
+
+
 RECIPES: dict[str, Recipe] = {
-    # stage 2 adds grounding and hallucinated annotations in per-family amounts: the three families
-    # absorb careless annotations differently (Qwen2-VL, with 4x more vision patches, resists them
-    # most), and each amount puts its organism's random-split accuracy inside 0.75-0.93 with
-    # adversarial below random
+    # LLaVA and PaliGemma get fixed 2-D sin-cos vision positions (their learned tables are drowned
+    # by patch content); steps are what each family fits into 20 minutes on 2 threads
     "llava": _recipe(
         "llava",
         _spec(),
-        BatchMix(
-            caption=6, grounding=8, relational=16, pope=16, counting=6, spatial=20, hallucinated=6
-        ),
+        _INSTRUCTION,
         steps=5800,
         vision_grid_positions=4.0,
     ),
@@ -203,14 +206,22 @@ RECIPES: dict[str, Recipe] = {
     "paligemma": _recipe(
         "paligemma",
         _spec(text_heads=4, text_head_dim=64),
-        BatchMix(caption=10, pope=26, counting=10, spatial=14, hallucinated=4),
+        _INSTRUCTION,
+        steps=5600,
+        vision_grid_positions=4.0,
     ),
     # Qwen2-VL runs 4x more vision tokens (8 px patches) and a longer chat prompt: slimmer MLPs
-    # keep its training within the 20-minute budget
+    # keep its training within the 20-minute budget. Its image tokens get their positions from
+    # M-RoPE alone: base 1e4 and no time frequencies give the height axis 1 rad per cell and the
+    # width axis 0.32 down to 3e-4 (the real 1 : 1.5 : 1.5 split at base 1e6 leaves width below
+    # 2e-4 rad per cell: columns unreadable). It leaves chance on existence by step 1,000, so its
+    # instruction stage starts there
     "qwen2_vl": _recipe(
         "qwen2_vl",
-        _spec(text_mlp=256, vision_mlp=128),
-        BatchMix(caption=10, grounding=6, pope=24, counting=8, spatial=16, hallucinated=8),
+        _spec(text_mlp=256, vision_mlp=128, text_rope_theta=1e4, mrope_section=(0, 1, 7)),
+        _INSTRUCTION,
+        steps=4500,
+        alignment_steps=1000,
     ),
 }
 """The recipe of each shipped organism."""
