@@ -62,7 +62,7 @@ def train(  # noqa: PLR0913  (each option of a CLI command is one argument)
     console = Console()
     console.print(
         f"Trained {family} (seed {seed}) for {result.steps} steps in {result.seconds:.0f} s on "
-        f"{threads} threads; final answer loss {result.qa_loss[-1]:.3f}."
+        f"{threads} threads; answer loss {result.final_qa_loss} (mean of the last 50 steps)."
     )
     console.print(f"Load it with vrp.load({str(result.model_dir)!r})")
 

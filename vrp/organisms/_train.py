@@ -54,6 +54,11 @@ class TrainingResult:
     ]  # {"step": s, split: accuracy} every `validate_every` steps
     model_dir: Path  # loadable with vrp.load
 
+    @property
+    def final_qa_loss(self) -> float | None:
+        """Mean answer loss of the last 50 steps, as training.json and the card record it."""
+        return _tail_mean(list(self.qa_loss))
+
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay: list[torch.nn.Parameter] = []
