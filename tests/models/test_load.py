@@ -127,19 +127,30 @@ def test_rotary_base_and_mrope_split_reach_the_model() -> None:
     assert llava.hf.config.text_config.rope_parameters["rope_theta"] == 50.0
 
 
+def _spec(**fields: object) -> models.ModelSpec:
+    """A spec holding values its annotations forbid (as code without runtime type checks can)."""
+    spec = models.ModelSpec()
+    for name, value in fields.items():
+        object.__setattr__(spec, name, value)
+    return spec
+
+
 @pytest.mark.parametrize(
-    ("family", "spec", "message"),
+    ("family", "fields", "message"),
     [
-        (
-            "llava",
-            models.ModelSpec(mrope_section=(1, 1, 2)),
-            r"mrope_section=\(1, 1, 2\) for llava",
-        ),
-        ("qwen2_vl", models.ModelSpec(mrope_section=(1, 1, 1)), "sum to head width // 2 = 4"),
-        ("qwen2_vl", models.ModelSpec(mrope_section=(-1, 2, 3)), "must be >= 0"),
-        ("paligemma", models.ModelSpec(text_rope_theta=1.0), "text_rope_theta must exceed 1"),
+        ("llava", {"mrope_section": (1, 1, 2)}, "only Qwen2-VL has M-RoPE"),
+        ("qwen2_vl", {"mrope_section": (1, 1, 1)}, r"summing to the head's 4 .*\(1, 1, 1\)"),
+        ("qwen2_vl", {"mrope_section": (-1, 2, 3)}, "three whole counts >= 0"),
+        ("qwen2_vl", {"mrope_section": (2, 2)}, r"got \(2, 2\)"),
+        ("qwen2_vl", {"mrope_section": (1, 1, 1, 1)}, "three whole counts"),
+        ("qwen2_vl", {"mrope_section": (1.5, 1.5, 1.0)}, "whole counts"),
+        ("paligemma", {"text_rope_theta": 1.0}, "finite number above 1 .*; got 1.0"),
+        ("llava", {"text_rope_theta": float("inf")}, "got inf"),
+        ("llava", {"text_rope_theta": float("nan")}, "got nan"),
     ],
 )
-def test_bad_rotary_settings_are_refused(family: str, spec: models.ModelSpec, message: str) -> None:
+def test_bad_rotary_settings_are_refused(
+    family: str, fields: dict[str, object], message: str
+) -> None:
     with pytest.raises(vrp.AdapterError, match=message):
-        models.build_vlm(family, spec)
+        models.build_vlm(family, _spec(**fields))

@@ -105,10 +105,20 @@ def test_card_names_the_decoder_rotary_positions(word_vlms: dict[str, VLM]) -> N
         report = evaluate_organism(word_vlms[family], data, method="logits", seed=5)
         training = read_training(ASSET_DIR / family)
         cards[family] = card_markdown(word_vlms[family], report, training)
-    assert "- Decoder rotary positions: base 10000.\n" in cards["llava"]
+    assert "- Decoder rotary positions: base 10,000.\n" in cards["llava"]
     d_head = word_vlms["qwen2_vl"].adapter.shape(Tower.LANGUAGE).d_head
     split = word_vlms["qwen2_vl"].hf.config.text_config.rope_parameters["mrope_section"]
     assert (
-        f"- Decoder rotary positions: base 1e+06; M-RoPE gives (time, height, width) {split} of "
+        f"- Decoder rotary positions: base 1,000,000; M-RoPE gives (time, height, width) {split} of "
         f"each head's {d_head // 2} frequency pairs, highest frequencies first.\n"
     ) in cards["qwen2_vl"]
+
+
+def test_card_rotary_line_survives_a_config_without_a_base() -> None:
+    from types import SimpleNamespace
+
+    from vrp.organisms._card import _rotary
+
+    assert _rotary(SimpleNamespace(), 16) == "- Decoder rotary positions: base not recorded."
+    line = _rotary(SimpleNamespace(rope_parameters={"mrope_section": [0, 1, 7]}), 16)
+    assert line.startswith("- Decoder rotary positions: base not recorded; M-RoPE gives")

@@ -20,7 +20,7 @@ def test_train_then_evaluate_a_run_folder(tmp_path: Path, monkeypatch: pytest.Mo
     result = runner.invoke(organisms_app, [*args, "--validate-every", "0"])
     assert result.exit_code == 0, result.output
     assert "Trained llava (seed 0) for 4 steps" in result.output
-    assert "50 steps)." in result.output  # the answer loss as training.json records it
+    assert "last 4 steps)." in result.output  # the answer loss as training.json records it
     result = runner.invoke(
         organisms_app, ["evaluate", str(out / "model"), "--n", "8", "--method", "logits"]
     )

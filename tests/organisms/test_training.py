@@ -39,6 +39,8 @@ def test_short_run_lowers_the_loss_and_writes_a_loadable_model(tmp_path: Path) -
     assert vlm.family == "llava" and (result.model_dir / "training.json").is_file()
     recorded = read_training(result.model_dir)["final_qa_loss"]
     assert result.final_qa_loss == recorded == round(sum(result.qa_loss[-40:]) / 40, 4)
+    longer = dataclasses.replace(result, qa_loss=(9.0,) * 10 + (1.0,) * 50)
+    assert longer.final_qa_loss == 1.0  # the last 50 steps only
     inputs = vlm.encode(
         [TrainingStream(tiny_recipe(), 0).step_batch(0).questions[0].image],
         ["Is there a red circle in the image?"],

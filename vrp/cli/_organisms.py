@@ -60,9 +60,11 @@ def train(  # noqa: PLR0913  (each option of a CLI command is one argument)
     except VrpError as error:
         fail(error)
     console = Console()
+    loss = result.final_qa_loss
     console.print(
         f"Trained {family} (seed {seed}) for {result.steps} steps in {result.seconds:.0f} s on "
-        f"{threads} threads; answer loss {result.final_qa_loss} (mean of the last 50 steps)."
+        f"{threads} threads; answer loss {'n/a' if loss is None else f'{loss:.4f}'} (mean of "
+        f"the last {min(50, result.steps)} steps)."
     )
     console.print(f"Load it with vrp.load({str(result.model_dir)!r})")
 

@@ -6,6 +6,7 @@ projector + causal Llama; PaliGemma's SigLIP + linear projector + Gemma with a b
 Qwen2-VL's ViT with 2-D RoPE + 2x2 merger + M-RoPE Qwen2 decoder.
 """
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -220,19 +221,31 @@ def build_vlm(
 
 
 def _check_rope(family: str, spec: ModelSpec) -> None:
-    if spec.text_rope_theta is not None and not spec.text_rope_theta > 1:
+    theta = spec.text_rope_theta
+    if theta is not None and not (isinstance(theta, int | float) and 1 < theta < math.inf):
         raise AdapterError(
-            f"text_rope_theta must exceed 1 (rotary frequencies base ** (-2i / head width)); got "
-            f"{spec.text_rope_theta}. Leave it None for the family's default."
+            f"text_rope_theta must be a finite number above 1 (rotary frequencies are "
+            f"base ** (-2i / head width)); got {theta!r}. Leave it None for the family's default."
         )
-    if spec.mrope_section is None:
+    section = spec.mrope_section
+    if section is None:
         return
-    pairs = spec.text_width // spec.text_heads // 2
-    if family != "qwen2_vl" or min(spec.mrope_section) < 0 or sum(spec.mrope_section) != pairs:
+    if family != "qwen2_vl":
         raise AdapterError(
-            f"mrope_section={spec.mrope_section} for {family}: only Qwen2-VL splits its rotary "
-            f"frequencies into (time, height, width), and the three counts must be >= 0 and sum "
-            f"to head width // 2 = {pairs}. Leave it None for the 1 : 1.5 : 1.5 split."
+            f"mrope_section={section!r} for {family}: only Qwen2-VL has M-RoPE (time, height, "
+            "width) positions. Leave it None."
+        )
+    pairs = spec.text_width // spec.text_heads // 2
+    counts = tuple(section)
+    if (
+        len(counts) != 3
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+        or sum(counts) != pairs
+    ):
+        raise AdapterError(
+            f"mrope_section must be three whole counts >= 0 (time, height, width) summing to the "
+            f"head's {pairs} rotary frequency pairs (head width // 2); got {section!r}. Leave it "
+            "None for the 1 : 1.5 : 1.5 split."
         )
 
 

@@ -91,13 +91,14 @@ def _architecture(vlm: VLM, asset_bytes: int | None) -> list[str]:
 
 def _rotary(text_config: Any, d_head: int) -> str:
     rope = getattr(text_config, "rope_parameters", None) or {}
-    line = f"- Decoder rotary positions: base {rope.get('rope_theta', 'unrecorded'):g}"
+    theta = rope.get("rope_theta")
+    base = f"base {theta:,.0f}" if isinstance(theta, int | float) else "base not recorded"
     section = rope.get("mrope_section")
     if section is None:
-        return f"{line}."
+        return f"- Decoder rotary positions: {base}."
     return (
-        f"{line}; M-RoPE gives (time, height, width) {list(section)} of each head's {d_head // 2} "
-        "frequency pairs, highest frequencies first."
+        f"- Decoder rotary positions: {base}; M-RoPE gives (time, height, width) {list(section)} "
+        f"of each head's {d_head // 2} frequency pairs, highest frequencies first."
     )
 
 
