@@ -104,13 +104,14 @@ def test_counted_category_and_recipe_errors() -> None:
         dataclasses.replace(tiny_recipe(), mix=BatchMix(caption=4, pope=0, counting=0, spatial=0))
 
 
+def _instruction_stream(**mix: int) -> TrainingStream:
+    """Seed 2's stream of a tiny recipe that is all instruction tuning with this question mix."""
+    batch = BatchMix(caption=1, pope=1, counting=0, spatial=0, **mix)
+    return TrainingStream(dataclasses.replace(tiny_recipe(), alignment_steps=0, mix=batch), 2)
+
+
 def test_grounding_targets_list_the_annotated_cells_of_the_object() -> None:
-    recipe = dataclasses.replace(
-        tiny_recipe(),
-        alignment_steps=0,
-        mix=BatchMix(caption=1, grounding=10, pope=1, counting=0, spatial=0),
-    )
-    stream = TrainingStream(recipe, 2)
+    stream = _instruction_stream(grounding=10)
     shard = stream._shard(0)
     pairs = shard.grounding_pairs[:10]
     for (name, category), example in zip(pairs, stream.step_batch(0).questions, strict=False):
@@ -124,12 +125,7 @@ _RELATIONS = {"left of": (1, 1), "right of": (1, -1), "above": (0, 1), "below": 
 
 
 def test_relational_grounding_locates_the_subject_of_a_true_spatial_question() -> None:
-    recipe = dataclasses.replace(
-        tiny_recipe(),
-        alignment_steps=0,
-        mix=BatchMix(caption=1, relational=12, pope=1, counting=0, spatial=0),
-    )
-    stream = TrainingStream(recipe, 2)
+    stream = _instruction_stream(relational=12)
     shard = stream._shard(0)
     examples = [e for e in stream.step_batch(0).questions if e.task == "relational"]
     samples = [shard.dataset[i] for i in shard.pools["relational"][:12]]

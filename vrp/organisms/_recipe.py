@@ -52,15 +52,7 @@ class BatchMix:
     @property
     def size(self) -> int:
         """Examples per step."""
-        return (
-            self.caption
-            + self.grounding
-            + self.relational
-            + self.pope
-            + self.counting
-            + self.spatial
-            + self.hallucinated
-        )
+        return sum(dataclasses.astuple(self))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,15 +106,7 @@ class Recipe:
                 f"alignment_steps must lie in 0..steps ({self.steps}); got {self.alignment_steps}."
             )
         for mix in (self.mix, self.alignment_mix):
-            counts = (
-                mix.caption,
-                mix.grounding,
-                mix.relational,
-                mix.pope,
-                mix.counting,
-                mix.spatial,
-            )
-            if min(*counts, mix.hallucinated) < 0 or sum(counts[1:]) + mix.hallucinated < 1:
+            if min(dataclasses.astuple(mix)) < 0 or mix.size - mix.caption < 1:
                 raise ConfigError(
                     f"a batch needs at least one question and no negative counts; got {mix}."
                 )
