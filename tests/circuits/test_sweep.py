@@ -3,11 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from scipy.stats import entropy
 
 import vrp
 from circuits import (
-    localise,
     patch_heads,
     patch_mlp_by_layer,
     patch_resid_by_layer,
@@ -87,19 +85,3 @@ def test_sweep_errors(vlm, pair) -> None:
     same = patch_sweep(vlm, clean, clean, [Site(layer=0, component=Component.MLP_OUT)], metric)
     with pytest.raises(vrp.ConfigError, match=r"Clean and corrupted runs score the same"):
         _ = same.normalised
-
-
-def test_localise_planted_profiles() -> None:
-    late = localise([0.01, 0.02, 0.0, 0.05, 0.1, 0.9])
-    assert late.verdict == "late bottleneck" and late.peak == 5
-    flat = localise(np.full(12, 0.2))
-    assert flat.verdict == "distributed" and flat.entropy == pytest.approx(1.0)
-    profile = np.array([0.1, 0.3, 0.2, 0.4])
-    expected = entropy(profile / profile.sum()) / np.log(4)
-    assert localise(profile).entropy == pytest.approx(expected)
-    early = localise([0.9, 0.05, 0.05, 0.0, 0.0, 0.0])
-    assert early.verdict == "intermediate" and early.late_share == pytest.approx(0.0)
-    with pytest.raises(vrp.ConfigError, match=r"all-zero profile"):
-        localise([0.0, 0.0])
-    with pytest.raises(vrp.ConfigError, match=r"at least two layers"):
-        localise([1.0])
