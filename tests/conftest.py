@@ -30,9 +30,59 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="device the model-level suites load their models on (cpu, cuda, cuda:1, ...)",
+    )
+    parser.addoption(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="weight dtype of the models the model-level suites load",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if str(config.getoption("--device")).startswith("cuda"):
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: run with --device cuda")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
-def tiny_vlms() -> dict[str, models.VLM]:
-    return {family: models.load(f"tiny/{family}") for family in models.families()}
+def device(pytestconfig: pytest.Config) -> torch.device:
+    """The device of `--device` (default cpu); CUDA is checked so a typo fails once, clearly."""
+    chosen = torch.device(pytestconfig.getoption("--device"))
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.exit(f"--device {chosen} asks for CUDA, but torch sees no CUDA device.", 2)
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def dtype(pytestconfig: pytest.Config) -> torch.dtype:
+    return getattr(torch, pytestconfig.getoption("--dtype"))
+
+
+@pytest.fixture(scope="session")
+def load_model(device: torch.device, dtype: torch.dtype):
+    """Loads a model by name on the suite's device and dtype (`--device`, `--dtype`)."""
+
+    def load(name: str, **kwargs) -> models.VLM:
+        kwargs.setdefault("device", device)
+        if dtype != torch.float32:
+            kwargs.setdefault("dtype", dtype)
+        return models.load(name, **kwargs)
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def tiny_vlms(load_model) -> dict[str, models.VLM]:
+    return {family: load_model(f"tiny/{family}") for family in models.families()}
 
 
 @pytest.fixture(params=models.families())

@@ -24,6 +24,7 @@ from .core import (
     SignalError as SignalError,
     Site as Site,
     SiteError as SiteError,
+    UndefinedSignalWarning as UndefinedSignalWarning,
     TextTokens as TextTokens,
     Tower as Tower,
     VrpError as VrpError,
@@ -55,7 +56,8 @@ _SUBMODULES = ("models", "interventions", "data", "signals", "probes", "stats", 
 __all__ = [
     "AdapterError", "AllTokens", "Component", "ConfigError", "DataError", "GraphError",
     "ImageTokens", "Indices", "LastToken", "ModelNotFoundError", "Positions", "PromptError",
-    "ShapeError", "SignalError", "Site", "SiteError", "TextTokens", "Tower", "VrpError", "load",
+    "ShapeError", "SignalError", "Site", "SiteError", "TextTokens", "Tower", "UndefinedSignalWarning", "VrpError",
+    "load",
     "save", *_LAZY,
 ]  # fmt: skip
 

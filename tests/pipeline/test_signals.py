@@ -1,6 +1,7 @@
 """Signals from a model: every value finite, internal consistency, and clear errors."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -18,13 +19,31 @@ def yes_no_samples():
     return [s for s in dataset if s.answer in ("yes", "no")][:10]
 
 
+pytestmark = pytest.mark.filterwarnings("ignore::vrp.UndefinedSignalWarning")
+"""The tiny models read 2 layers on a 4x4 grid, where four signals are undefined by construction;
+`test_every_signal_is_finite` checks the warning and the NaNs, the other tests ignore them."""
+
+UNDEFINED_ON_TINY = (
+    "clusters_dbscan",
+    "early_locking_layer",
+    "truth_peak_layer",
+    "visual_peak_layer",
+)
+
+
 def test_every_signal_is_finite(vlm, yes_no_samples) -> None:
-    batches = dataset_signals(vlm, yes_no_samples, SignalConfig(batch_size=4, samples=3))
+    with warnings.catch_warnings(record=True) as record:  # pytest.warns would re-raise the
+        warnings.simplefilter("always")  # third-party noise that pyproject ignores by module
+        batches = dataset_signals(vlm, yes_no_samples, SignalConfig(batch_size=4, samples=3))
+    said = " ".join(str(w.message) for w in record if w.category is vrp.UndefinedSignalWarning)
+    assert "on a 4x4 grid" in said and "with 2 layers read ([0, 1])" in said
     rows = [r for b in batches for r in b.samples]
     assert len(rows) == len(yes_no_samples)
     for row in rows:
         for name, value in row.as_dict().items():
-            if isinstance(value, float):
+            if name in UNDEFINED_ON_TINY:
+                assert math.isnan(value), (name, row)
+            elif isinstance(value, float):
                 assert math.isfinite(value), (name, row)
         assert row.correct == (row.answer == row.label)
         assert 0 <= row.spatial_entropy_norm <= 1 + 1e-6
@@ -50,15 +69,11 @@ def test_last_layer_lens_equals_the_model_logits(vlm, yes_no_samples) -> None:
         )
     torch.testing.assert_close(lens_logits, cap.logits, atol=1e-5, rtol=0)
     rows = dataset_signals(vlm, samples, SignalConfig(batch_size=4, samples=0))[0].samples
-    expected = truth_margin(
-        cap.logits,
-        torch.tensor(
-            [
-                vlm.answer_tokens.yes[0] if s.answer == "yes" else vlm.answer_tokens.no[0]
-                for s in samples
-            ]
-        ),
-    )
+    spellings = {"yes": vlm.answer_tokens.yes, "no": vlm.answer_tokens.no}
+    best = [
+        max(spellings[s.answer], key=lambda t, i=i: cap.logits[i, t]) for i, s in enumerate(samples)
+    ]
+    expected = truth_margin(cap.logits, torch.tensor(best))
     np.testing.assert_allclose([r.truth_margin for r in rows], expected.numpy(), atol=1e-5)
 
 

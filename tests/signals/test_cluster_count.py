@@ -1,10 +1,12 @@
 """Cluster count C_k on planted maps whose answer is known, under both definitions."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from vrp.core import ConfigError
+from vrp.core import ConfigError, UndefinedSignalWarning
 from vrp.signals import Dbscan, MassComponents, SignalError, cluster_count
 
 
@@ -49,12 +51,42 @@ def test_three_blobs_batched() -> None:
     grid[2, 10:13, 0:3] = 1.0
     grid[2, 5:8, 12:15] = 1.0
     counts = cluster_count(grid, method=Dbscan(percentile=95.0))
-    assert counts.dtype == torch.int64 and counts.tolist() == [1, 2, 3]
+    assert counts.dtype == torch.float64 and counts.tolist() == [1, 2, 3]
 
 
-def test_fewer_than_min_samples_cells_give_zero() -> None:
-    grid = torch.tensor([[0.1, 0.2], [0.3, 0.9]])  # the 90th percentile keeps 1 cell
-    assert int(cluster_count(grid, method=Dbscan())) == 0
+def test_a_grid_too_small_for_dbscan_is_undefined_not_zero() -> None:
+    """The organisms' 4x4 grid keeps 2 cells at the 90th percentile, fewer than min_samples=3:
+    C_k would be 0 for every map, so it is NaN with a warning naming grid and parameters."""
+    grid = torch.rand(5, 4, 4, generator=torch.Generator().manual_seed(0))
+    grid[:, 0, 0] = 5.0
+    with pytest.warns(UndefinedSignalWarning) as record:
+        counts = cluster_count(grid, method=Dbscan())
+    assert torch.isnan(counts).all() and counts.shape == (5,)
+    message = str(record[0].message)
+    assert "4x4 grid" in message and "percentile 90" in message and "min_samples 3" in message
+    assert "2 cells" in message and "percentile <= 86.6" in message
+
+
+@pytest.mark.parametrize(
+    ("side", "percentile", "min_samples", "defined"),
+    [(4, 90.0, 3, False), (4, 86.6, 3, True), (4, 86.7, 3, False), (4, 90.0, 2, True),
+     (5, 90.0, 3, True), (3, 90.0, 3, False), (24, 90.0, 3, True), (16, 99.0, 3, True)],
+)  # fmt: skip
+def test_definedness_matches_what_numpy_keeps(side, percentile, min_samples, defined) -> None:
+    method = Dbscan(percentile=percentile, min_samples=min_samples)
+    values = np.random.default_rng(side).random(side * side)
+    kept = int((values >= np.percentile(values, percentile)).sum())
+    assert method.kept_cells(side * side) == kept
+    assert method.defined_on((side, side), warn=False) is defined
+    assert (kept >= min_samples) is defined
+
+
+def test_a_defined_grid_warns_nothing_and_counts() -> None:
+    grid = torch.full((5, 5), 0.01)
+    grid[0, 0:3] = 1.0  # three hot cells in a row: one cluster at percentile 88
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(cluster_count(grid, method=Dbscan(percentile=88.0))) == 1.0
 
 
 def test_connectivity_decides_whether_diagonal_cells_touch() -> None:

@@ -1,10 +1,12 @@
 """Property tests: every signal is finite and in range on realistic random inputs."""
 
 import math
+import warnings
 
 import torch
 from hypothesis import given, settings, strategies as st
 
+from vrp import UndefinedSignalWarning
 from vrp.signals import (
     Dbscan,
     MassComponents,
@@ -50,11 +52,18 @@ def test_stage1_is_finite_and_in_range(
     head_maps = image_attention(
         _patterns(gen, n_layer, seq, sharpness), mask, torch.tensor([-1]), (grid_h, grid_w)
     )
-    structure = attention_structure(average_heads(head_maps))
+    defined = Dbscan().defined_on((grid_h, grid_w), warn=False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        structure = attention_structure(average_heads(head_maps))
+    assert [w.category for w in record] == ([] if defined else [UndefinedSignalWarning])
     nats = torch.cat([structure.entropy.nats, structure.layer_entropy.nats.flatten()])
     assert bool(torch.isfinite(nats).all())
     assert bool((nats >= 0).all()) and bool((nats <= math.log(n_cells) + 1e-9).all())
-    assert 0 <= int(structure.clusters_dbscan[0]) <= n_cells
+    if defined:
+        assert 0 <= int(structure.clusters_dbscan[0]) <= n_cells
+    else:
+        assert math.isnan(float(structure.clusters_dbscan[0]))
     assert 0 <= int(structure.clusters_components[0]) < n_cells
     assert bool(torch.isfinite(structure.evolution.delta).all())
     assert 1 <= int(structure.evolution.early_locking_layer[0]) < n_layer

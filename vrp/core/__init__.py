@@ -11,6 +11,7 @@ from ._errors import (
     ShapeError as ShapeError,
     SignalError as SignalError,
     SiteError as SiteError,
+    UndefinedSignalWarning as UndefinedSignalWarning,
     VrpError as VrpError,
 )
 from ._positions import (

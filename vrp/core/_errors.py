@@ -48,3 +48,13 @@ class DataError(VrpError, ValueError):
 
 class ConfigError(VrpError, ValueError):
     """A configuration value is out of its documented range."""
+
+
+class UndefinedSignalWarning(UserWarning):
+    """A statistic cannot be defined for this input, so VRP reports it as NaN instead of a number.
+
+    Example: the DBSCAN cluster count C_k on a 4x4 grid, where the cells at or above the 90th
+    percentile are always 2, fewer than DBSCAN's min_samples = 3: every map would score 0 by
+    construction. The message names the input (the grid, the layers) and the parameters, and how
+    to get a defined value.
+    """

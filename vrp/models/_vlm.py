@@ -1,11 +1,12 @@
 """The `VLM` handle: a Hugging Face VLM wrapped in nnsight, with its adapter and processor."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from PIL.Image import Image
 from torch import Tensor
 
@@ -49,7 +50,11 @@ class VLM:
         self.adapter = adapter
         self.name = name
         self.nnsight = TransformersModel(
-            model, task="image-text-to-text", tokenizer=processor.tokenizer, processor=processor
+            model,
+            task="image-text-to-text",
+            tokenizer=processor.tokenizer,
+            processor=processor,
+            **_placement(model),
         )
         self.answer_tokens: AnswerTokens = adapter.answer_tokens(processor.tokenizer)
 
@@ -90,23 +95,65 @@ class VLM:
         return self.logits(inputs)[:, -1]
 
     def yes_no_margin(self, answer_logits: AnswerLogits) -> Float[Tensor, " batch"]:
-        """log P(any "yes" spelling) - log P(any "no" spelling) per row (logsumexp over the
-        spellings): VRP's one rule for a yes/no answer (see `vrp.signals.yes_no_margin`)."""
+        """Best "yes" spelling's logit minus best "no" spelling's logit, per row.
+
+        VRP's one rule for a yes/no answer, used by the pipeline, the signals, the metrics and the
+        circuits metrics: the model answers with whichever yes/no spelling ("yes", "Yes", " yes",
+        ...) it scores highest, exactly as greedy decoding does, so the margin is positive iff
+        greedy decoding says "yes" (whenever it emits a yes/no spelling). The margin equals
+        log P(best yes spelling) - log P(best no spelling).
+        """
         from ..signals import yes_no_margin  # pure tensor code; imported late to keep layers apart
 
-        return yes_no_margin(answer_logits, self.answer_tokens.yes, self.answer_tokens.no)
+        yes, no = self.answer_tokens.yes, self.answer_tokens.no
+        return yes_no_margin(answer_logits, yes, no, reduce="max")
 
     def says_yes(self, answer_logits: AnswerLogits) -> Bool[Tensor, " batch"]:
         """The yes/no answer of each row: "yes" iff the yes-no margin is positive."""
         return self.yes_no_margin(answer_logits) > 0
 
+    def answer_token(
+        self, answer_logits: AnswerLogits, says_yes: Bool[Tensor, " batch"] | None = None
+    ) -> Int[Tensor, " batch"]:
+        """The token of each row's answer, in the spelling the model uses.
+
+        Args:
+          answer_logits: logits at the answer position.
+          says_yes: which answer to spell per row; None spells the model's own answer
+            (`says_yes`), which is the token greedy decoding emits. Pass the ground truth
+            (``labels == "yes"``) for the correct answer's token (the logit-lens target).
+
+        Returns:
+          One token id per row, on the logits' device.
+        """
+        from ..signals import best_spelling
+
+        chosen = self.says_yes(answer_logits) if says_yes is None else says_yes
+        yes, no = self.answer_tokens.yes, self.answer_tokens.no
+        return best_spelling(answer_logits, yes, no, chosen)
+
     @torch.no_grad()
-    def generate(self, inputs: VlmInputs, *, max_new_tokens: int = 8, **kwargs: Any) -> list[str]:
-        """Greedy (or sampled, with `do_sample=True` in kwargs) continuations, decoded."""
-        pad = self.tokenizer.pad_token_id
-        out = self.hf.generate(
-            **inputs.data, max_new_tokens=max_new_tokens, pad_token_id=pad, **kwargs
-        )
+    def generate(
+        self, inputs: VlmInputs, *, max_new_tokens: int = 8, seed: int | None = None, **kwargs: Any
+    ) -> list[str]:
+        """Greedy (or sampled, with `do_sample=True` in kwargs) continuations, decoded.
+
+        Args:
+          inputs: an encoded batch (`encode`).
+          max_new_tokens: tokens generated per row at most.
+          seed: seeds the sampling. Hugging Face's `generate` draws from torch's default
+            generators, so they are forked (the CPU's and the model's CUDA device's), seeded and
+            restored afterwards: sampling is reproducible and the caller's random state is left
+            exactly as it was. None samples from the current global state.
+          **kwargs: passed to the transformers model's `generate`.
+        """
+        with _forked_rng(self.device, seed):
+            out = self.hf.generate(
+                **inputs.data,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **kwargs,
+            )
         new = out[:, inputs.seq_len :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
@@ -149,3 +196,32 @@ class VLM:
             grid=inputs.grids[0],
             attn_implementation=str(getattr(self.hf.config, "_attn_implementation", "")),
         )
+
+
+@contextmanager
+def _forked_rng(device: torch.device, seed: int | None) -> Iterator[None]:
+    """Seeds the CPU generator and `device`'s CUDA generator (if any) for the block, then
+    restores both; no other device's generator is touched. A no-op without a seed."""
+    if seed is None:
+        yield
+        return
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.random.default_generator.manual_seed(seed)
+        for each in cuda:
+            with torch.cuda.device(each):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def _placement(model: Any) -> dict[str, Any]:
+    """Keeps `model` where it is when nnsight wraps it.
+
+    nnsight builds a transformers pipeline around the model, and a pipeline given no device moves
+    the model to cuda:0 whenever CUDA exists, even a model placed on the CPU or on cuda:1 on
+    purpose. A model dispatched over devices by accelerate (`hf_device_map`) is left to the
+    pipeline, which reads that map itself.
+    """
+    if getattr(model, "hf_device_map", None):
+        return {}
+    return {"device": next(model.parameters()).device}

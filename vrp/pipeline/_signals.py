@@ -5,6 +5,7 @@ attention vs MLP direct-logit shares) and behavioural (answer probability, entro
 self-consistency from batched sampling). Correctness is judged on yes/no questions.
 """
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -14,7 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import ConfigError, DataError
+from ..core import ConfigError, DataError, UndefinedSignalWarning
 from ..data import Sample, parse_pope_answer
 from ..models import VLM
 from ..signals import (
@@ -83,6 +84,11 @@ class SignalConfig:
 class SampleSignals:
     """Every scalar signal of one answered question (NaN where a signal does not apply).
 
+    A signal that cannot be defined for the run is NaN, with an `UndefinedSignalWarning`: C_k
+    (DBSCAN) on a grid too small for its definition, and the layer-location signals (early
+    locking, truth and visual peak layers) when fewer than 3 layers are read, since with one
+    layer-to-layer step the "largest step" is that step, whatever the model does.
+
     The fields in `LABEL_DEPENDENT` are computed from the correct answer's token (the logit-lens
     truth margin and what derives from it): they describe how the model reaches the truth, and
     correlating them with correctness is circular. Predictors of correctness are the others.
@@ -103,19 +109,19 @@ class SampleSignals:
     correct: bool
     spatial_entropy: float  # H_s of the layer-average map, nats
     spatial_entropy_norm: float  # H_s / log S
-    clusters_dbscan: int
-    clusters_components: int
-    early_locking_layer: int
+    clusters_dbscan: float  # NaN where the grid is too small for DBSCAN's definition
+    clusters_components: float
+    early_locking_layer: float  # a layer index; NaN with fewer than 3 layers read (see below)
     late_rise: float
     top_heads_entropy: float
-    answer_logprob: float  # log P(answer token) at the answer position
+    answer_logprob: float  # log P(the answer token greedy decoding emits), answer position
     vocab_entropy: float
     logit_gap: float  # top-1 minus top-2 logit
     yes_no_margin: float
     truth_margin: float  # logit lens at the last layer: correct token vs the best other
-    truth_peak_layer: int  # layer of the largest increase of the truth margin
+    truth_peak_layer: float  # layer of the largest increase of the truth margin
     visual_attribution: float  # truth margin with the image minus with a blank image, last layer
-    visual_peak_layer: int  # peak visual-integration layer: largest increase of that difference
+    visual_peak_layer: float  # peak visual-integration layer: largest increase of the difference
     mlp_share: float  # MLP share of the direct logit attribution to the yes-minus-no direction
     self_consistency: float
     all_agree: bool
@@ -187,11 +193,11 @@ def _head_effects(
     return torch.stack(effects, dim=1)
 
 
-def _targets(vlm: VLM, labels: list[str]) -> tuple[Tensor, Tensor]:
-    yes, no = vlm.answer_tokens.yes[0], vlm.answer_tokens.no[0]
-    target = torch.tensor([yes if lab == "yes" else no for lab in labels])
-    foil = torch.tensor([no if lab == "yes" else yes for lab in labels])
-    return target, foil
+def _targets(vlm: VLM, logits: Tensor, labels: list[str]) -> tuple[Tensor, Tensor]:
+    """The correct and the wrong answer's tokens per row, each in the spelling the model scores
+    highest at the answer position (`VLM.answer_token`): what the logit lens tracks."""
+    truth = torch.tensor([lab == "yes" for lab in labels], device=logits.device)
+    return vlm.answer_token(logits, truth), vlm.answer_token(logits, ~truth)
 
 
 def _lens(vlm: VLM, cap: BatchCapture, target: Tensor) -> dict:
@@ -219,10 +225,9 @@ def _mlp_share(vlm: VLM, cap: BatchCapture, direction: Tensor) -> Tensor:
 
 def _behaviour(vlm: VLM, cap: BatchCapture, labels: list[str]) -> dict:
     logits = cap.logits.float()
-    margin = vlm.yes_no_margin(logits)
-    answers = ["yes" if m > 0 else "no" for m in margin.tolist()]
-    chosen = torch.tensor([vlm.answer_tokens.yes[0] if a == "yes" else vlm.answer_tokens.no[0]
-                           for a in answers])  # fmt: skip
+    says_yes = vlm.says_yes(logits)
+    answers = ["yes" if a else "no" for a in says_yes.tolist()]
+    chosen = vlm.answer_token(logits, says_yes)  # the token greedy decoding emits
     logprob = torch.log_softmax(logits, -1).gather(1, chosen[:, None])[:, 0]
     return {
         "answer": answers,
@@ -230,7 +235,7 @@ def _behaviour(vlm: VLM, cap: BatchCapture, labels: list[str]) -> dict:
         "answer_logprob": logprob,
         "vocab_entropy": vocab_entropy(logits),
         "logit_gap": logit_gap(logits),
-        "yes_no_margin": margin,
+        "yes_no_margin": vlm.yes_no_margin(logits),
     }
 
 
@@ -238,16 +243,15 @@ def _consistency(vlm: VLM, cap: BatchCapture, config: SignalConfig, index: int) 
     n = cap.logits.shape[0]
     if config.samples == 0:
         return {"self_consistency": [float("nan")] * n, "all_agree": [False] * n}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + index)
-        texts = vlm.generate(
-            cap.inputs,
-            max_new_tokens=config.max_new_tokens,
-            do_sample=True,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            num_return_sequences=config.samples,
-        )
+    texts = vlm.generate(
+        cap.inputs,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed + index,
+        do_sample=True,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        num_return_sequences=config.samples,
+    )
     k = config.samples
     results = [
         self_consistency(texts[i * k : (i + 1) * k], parse=parse_pope_answer) for i in range(n)
@@ -266,7 +270,7 @@ def batch_signals(
     layers = config.layers or tuple(range(vlm.adapter.n_layers))
     cap = capture_batch(vlm, [s.image for s in samples], [s.question for s in samples],
                         layers=layers, grey=config.grey)  # fmt: skip
-    target, foil = _targets(vlm, labels)
+    target, foil = _targets(vlm, cap.logits.float(), labels)
     w_u = vlm.adapter.unembedding(vlm.hf)
     with torch.no_grad():
         direction = unembed_direction(w_u, target, foil)
@@ -277,13 +281,35 @@ def batch_signals(
             "mlp_share": _mlp_share(vlm, cap, direction),
             **_consistency(vlm, cap, config, index),
         }
+    _undefine_layer_locations(values, layers)
     rows = []
     for i, sample in enumerate(samples):
         row: dict[str, Any] = {k: _item(v, i) for k, v in values.items()}
         rows.append(SampleSignals(question_id=sample.question_id, split=sample.split,
                                   category=sample.category, label=labels[i], **row))  # fmt: skip
-    hidden = cap.resid.detach().float().numpy()
+    hidden = cap.resid.detach().float().cpu().numpy()
     return BatchSignals(samples=tuple(rows), hidden=hidden, layers=layers)
+
+
+_LAYER_LOCATIONS = ("early_locking_layer", "truth_peak_layer", "visual_peak_layer")
+
+
+def _undefine_layer_locations(values: dict[str, Any], layers: tuple[int, ...]) -> None:
+    """Replaces the layer-location signals by NaN (and warns) when they are constant by
+    construction: with fewer than 3 layers read there is one layer-to-layer step."""
+    if len(layers) >= 3:
+        for key in _LAYER_LOCATIONS:
+            values[key] = values[key].double()
+        return
+    warnings.warn(
+        f"{', '.join(_LAYER_LOCATIONS)} are undefined with {len(layers)} layers read "
+        f"({list(layers)}): the largest layer-to-layer step is the only one. Reported as NaN. "
+        "Read at least 3 layers (SignalConfig.layers) for a defined value.",
+        UndefinedSignalWarning,
+        stacklevel=3,
+    )
+    for key in _LAYER_LOCATIONS:
+        values[key] = torch.full_like(values[key], float("nan"), dtype=torch.float64)
 
 
 def _item(value: Any, i: int) -> Any:

@@ -11,7 +11,7 @@ stages of the VRP method (see ``vrp-methods.md``):
 - Stage 2, logit lens and component attribution: `logit_lens`, `peak_integration_layer`,
   `visual_attribution`, `unembed_direction`, `component_attribution`.
 - Stage 3, generation dynamics and self-consistency: `answer_logprob`, `vocab_entropy`,
-  `logit_gap`, `truth_margin`, `yes_no_margin`, `normalise_answer`, `self_consistency`,
+  `logit_gap`, `truth_margin`, `yes_no_margin`, `best_spelling`, `normalise_answer`, `self_consistency`,
   `agreement_precision`.
 
 Input with the right shape but values a signal is undefined on raises `SignalError` (defined in
@@ -54,6 +54,7 @@ from ._entropy import (
 )
 from ._generation import (
     answer_logprob as answer_logprob,
+    best_spelling as best_spelling,
     logit_gap as logit_gap,
     truth_margin as truth_margin,
     vocab_entropy as vocab_entropy,

@@ -7,17 +7,19 @@ questions: DBSCAN looks at where the hottest cells lie whatever their mass, the 
 the bulk of the mass lies however many cells it takes. Each map is clustered on its own, on the CPU.
 """
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Float
 from scipy import ndimage
 from sklearn.cluster import DBSCAN
 from torch import Tensor
 
-from vrp.core import ConfigError
+from vrp.core import ConfigError, UndefinedSignalWarning
 
 from ._checks import check_distribution
 from ._types import GridMaps
@@ -37,7 +39,7 @@ class Dbscan:
 
     percentile: float = 90.0  # cells with value >= this percentile of the map are kept
     eps: float = 1.5  # DBSCAN neighbourhood radius, in grid cells
-    min_samples: int = 3  # DBSCAN core-point size; fewer kept cells than this gives C_k = 0
+    min_samples: int = 3  # DBSCAN core-point size; see `defined_on` for grids too small for it
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.percentile <= 100.0:
@@ -46,6 +48,38 @@ class Dbscan:
             raise ConfigError(f"eps must be > 0 grid cells, but got {self.eps}.")
         if self.min_samples < 1:
             raise ConfigError(f"min_samples must be >= 1, but got {self.min_samples}.")
+
+    def kept_cells(self, n_cells: int) -> int:
+        """How many cells of a map with `n_cells` distinct values sit at or above the percentile
+        (numpy's linear interpolation puts it at sorted position ``percentile/100 * (n - 1)``)."""
+        return n_cells - math.ceil(self.percentile / 100 * (n_cells - 1) - 1e-9)
+
+    def defined_on(self, grid: tuple[int, ...], *, warn: bool = True) -> bool:
+        """Whether C_k can be other than 0 on a `grid` of patches; if not, warns (by default).
+
+        When the cells kept (`kept_cells`) are fewer than `min_samples`, DBSCAN finds no core
+        point and every map scores 0 by construction (unless cells tie): the statistic is
+        undefined there, not zero. The 4x4 grids of the model organisms keep 2 of 16 cells at
+        the 90th percentile; LLaVA-1.5's 24x24 keeps 58.
+        """
+        rows, cols = (int(n) for n in grid)
+        kept = self.kept_cells(rows * cols)
+        if kept >= self.min_samples:
+            return True
+        if warn:
+            most = max(
+                0, math.floor(1000 * (rows * cols - self.min_samples) / max(rows * cols - 1, 1))
+            )
+            warnings.warn(
+                f"C_k (DBSCAN, percentile {self.percentile:g}, eps {self.eps:g}, min_samples "
+                f"{self.min_samples}) is undefined on a {rows}x{cols} grid: {kept} cells sit at or "
+                f"above the percentile, fewer than min_samples, so every map would score 0. "
+                f"Reported as NaN. For a defined count use percentile <= {most / 10:.1f} or "
+                f"min_samples <= {max(kept, 1)}, or the MassComponents definition.",
+                UndefinedSignalWarning,
+                stacklevel=3,
+            )
+        return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +104,7 @@ class MassComponents:
 ClusterMethod = Dbscan | MassComponents
 
 
-def cluster_count(maps: GridMaps, *, method: ClusterMethod) -> Int[Tensor, "*batch"]:
+def cluster_count(maps: GridMaps, *, method: ClusterMethod) -> Float[Tensor, "*batch"]:
     """Counts the attention clusters C_k of each map.
 
     Args:
@@ -79,7 +113,8 @@ def cluster_count(maps: GridMaps, *, method: ClusterMethod) -> Int[Tensor, "*bat
       method: `Dbscan()` or `MassComponents()`, with their parameters.
 
     Returns:
-      C_k per map, as int64.
+      C_k per map, as float64: whole numbers, or NaN for every map when the definition cannot
+      hold on this grid (see `Dbscan.kept_cells`), with an `UndefinedSignalWarning`.
 
     Raises:
       SignalError: a map is negative somewhere, not finite, or sums to 0.
@@ -88,10 +123,13 @@ def cluster_count(maps: GridMaps, *, method: ClusterMethod) -> Int[Tensor, "*bat
     flat = grids.reshape(-1, *grids.shape[-2:])
     check_distribution(torch.from_numpy(flat.reshape(flat.shape[0], -1)), "maps")
     if isinstance(method, Dbscan):
-        counts = [_dbscan_count(grid, method) for grid in flat]
+        if not method.defined_on(grids.shape[-2:]):
+            counts = [float("nan")] * len(flat)
+        else:
+            counts = [float(_dbscan_count(grid, method)) for grid in flat]
     else:
-        counts = [_component_count(grid, method) for grid in flat]
-    return torch.tensor(counts, dtype=torch.int64).reshape(grids.shape[:-2])
+        counts = [float(_component_count(grid, method)) for grid in flat]
+    return torch.tensor(counts, dtype=torch.float64).reshape(grids.shape[:-2])
 
 
 def _dbscan_count(grid: np.ndarray, method: Dbscan) -> int:

@@ -164,3 +164,37 @@ def yes_no_margin(
     if reduce == "max":
         return yes_logits.amax(dim=-1) - no_logits.amax(dim=-1)
     return torch.logsumexp(yes_logits, dim=-1) - torch.logsumexp(no_logits, dim=-1)
+
+
+def best_spelling(
+    logits: AnswerLogits,
+    yes_ids: Sequence[int],
+    no_ids: Sequence[int],
+    says_yes: Bool[Tensor, " batch"],
+) -> Int[Tensor, " batch"]:
+    """Per row, the highest-scoring spelling of the answer `says_yes` names.
+
+    With `says_yes` from the model's own "max" margin this is the answer token greedy decoding
+    emits (whenever it emits a yes/no spelling at all); with `says_yes` from the ground truth it
+    is the correct answer in the spelling the model prefers (the logit lens's target). Models
+    differ in spelling: the organisms answer "yes", LLaVA-1.5 "Yes".
+
+    Args:
+      logits: answer-position logits.
+      yes_ids / no_ids: the spellings of each answer (see `yes_no_margin`).
+      says_yes: which answer to spell, one flag per row.
+
+    Returns:
+      One token id per row, on the logits' device.
+
+    Raises:
+      ConfigError: bad id sets (see `yes_no_margin`).
+      ShapeError: `says_yes` is not one flag per row.
+    """
+    vocab = logits.shape[-1]
+    yes = torch.tensor(check_id_set(yes_ids, vocab, "yes_ids"), device=logits.device)
+    no = torch.tensor(check_id_set(no_ids, vocab, "no_ids"), device=logits.device)
+    check_shape(says_yes, logits.shape[:1], "says_yes", "[batch], one flag per row of logits")
+    best_yes = yes[logits[:, yes].argmax(dim=-1)]
+    best_no = no[logits[:, no].argmax(dim=-1)]
+    return torch.where(says_yes.to(logits.device), best_yes, best_no)

@@ -6,7 +6,7 @@ the layer-average map M, the entropy of every per-layer map m^(l), and its evolu
 
 from dataclasses import dataclass
 
-from jaxtyping import Int
+from jaxtyping import Float
 from torch import Tensor
 
 from ._attention import AttentionMaps
@@ -20,8 +20,8 @@ class AttentionStructure:
 
     entropy: SpatialEntropy  # H_s of the layer-average map M, one per sample
     layer_entropy: SpatialEntropy  # H_s of each per-layer map m^(l), [batch layer]
-    clusters_dbscan: Int[Tensor, " batch"]  # C_k of M under `Dbscan`
-    clusters_components: Int[Tensor, " batch"]  # C_k of M under `MassComponents`
+    clusters_dbscan: Float[Tensor, " batch"]  # C_k of M under `Dbscan` (NaN: undefined on the grid)
+    clusters_components: Float[Tensor, " batch"]  # C_k of M under `MassComponents`
     evolution: EntropyEvolution  # dH_s, early locking and late diffusion, from layer_entropy
 
 
