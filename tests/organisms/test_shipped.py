@@ -41,11 +41,11 @@ N = 300
 
 
 @pytest.fixture(scope="module")
-def reports() -> dict[str, tuple[VLM, OrganismReport]]:
+def reports(load_model) -> dict[str, tuple[VLM, OrganismReport]]:
     data = evaluation_set(n_per_split=N, n_counting=N, n_spatial=N, seed=TEST_SEED)
     out = {}
     for family in FAMILIES:
-        vlm = vrp.load(f"organism/{family}")
+        vlm = load_model(f"organism/{family}")
         out[family] = (vlm, evaluate_organism(vlm, data, method="logits", seed=TEST_SEED))
     return out
 

@@ -71,7 +71,7 @@ class LastToken(Positions):
         # last index holding a 1, robust to left or right padding
         last = seq - 1 - attention_mask.flip(1).argmax(dim=1)
         mask = torch.zeros_like(image_mask)
-        mask[torch.arange(mask.shape[0]), last] = True
+        mask[torch.arange(mask.shape[0], device=mask.device), last] = True
         return mask
 
     def __str__(self) -> str:

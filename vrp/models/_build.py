@@ -210,7 +210,7 @@ def build_vlm(
     _check_rope(family, spec)
     tokenizer = build_word_tokenizer(words)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # the CPU only: weights are built there
         model, processor = _BUILDERS[family](spec, tokenizer)
     model.set_attn_implementation(spec.attn_implementation)
     _tie_generation_ids(model, tokenizer)

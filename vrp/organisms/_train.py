@@ -249,12 +249,13 @@ def train(  # noqa: PLR0913  (keyword-only; mirrors the options of `vrp organism
     if not resume:
         check_fresh(out)
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    run = _Run(recipe, seed, out, threads)
-    if resume:
-        run.restore(load_state(out))
-    _loop(run, progress, validate_every)
-    run.checkpoint()
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.random.default_generator.manual_seed(seed)
+        run = _Run(recipe, seed, out, threads)
+        if resume:
+            run.restore(load_state(out))
+        _loop(run, progress, validate_every)
+        run.checkpoint()
     return TrainingResult(
         family=recipe.family,
         seed=seed,

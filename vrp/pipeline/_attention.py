@@ -16,7 +16,7 @@ def maps_from_patterns(
     patterns: Sequence[Float[Tensor, "batch head 1 key"]], inputs: VlmInputs, layers: Sequence[int]
 ) -> tuple[Float[Tensor, "batch layer head grid_h grid_w"], AttentionMaps]:
     """Per-head maps and their head average (m^(l) and M) from the answer query's pattern rows."""
-    queries = torch.zeros(inputs.batch_size, dtype=torch.long)
+    queries = torch.zeros(inputs.batch_size, dtype=torch.long, device=inputs.image_mask.device)
     head_maps = image_attention(list(patterns), inputs.image_mask, queries, inputs.grids[0])
     return head_maps, average_heads(head_maps, layers=layers)
 
