@@ -1,0 +1,292 @@
+"""The study's stages for one model: each streams its batches to the run directory and returns
+its summary, so the CLI only orders them.
+
+A batch's work depends only on the config and the batch index (questions, sampling seed), so a
+resumed run recomputes exactly the batches that were missing and ends with the same records as an
+uninterrupted one.
+"""
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..core import UndefinedSignalWarning
+from ..data import Sample, evaluate as evaluate_answers, parse_count_answer
+from ..models import VLM
+from ..pipeline import SampleSignals, SignalConfig, batch_signals
+from ..probes import (
+    LogisticProbe,
+    MLPProbe,
+    SparseLogisticProbe,
+    SweepConfig,
+    evaluate_probe,
+    probe_sweep,
+)
+from ..stats import Estimate, auroc, fuse_signals, point_biserial
+from ..store import ActivationStore
+from ._config import StudyConfig
+from ._rundir import RunDir, merged
+from ._samples import Samples
+
+Advance = Callable[[int], None]
+"""Reports progress: called with the number of questions just finished."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageContext:
+    """What a stage needs for one model."""
+
+    config: StudyConfig
+    run: RunDir
+    model: str
+    vlm: VLM
+    samples: Samples  # the run's questions, in a fixed order, images read per batch
+    advance: Advance
+
+
+def estimate_json(estimate: Estimate) -> dict[str, Any]:
+    """An `Estimate` as JSON values (NaN becomes null when written)."""
+    return asdict(estimate)
+
+
+def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _stream(
+    ctx: StageContext,
+    stage: str,
+    items: Sequence[Any],
+    compute: Callable[[Sequence[Any], int], tuple[list[dict[str, Any]], np.ndarray | None]],
+) -> pa.Table:
+    """Computes every batch of `items` not yet on disk, then returns all of the stage's rows."""
+    done = ctx.run.done_batches(stage, ctx.model)
+    for index, batch in enumerate(_batches(items, ctx.config.batch_size)):
+        if index not in done:
+            rows, hidden = compute(batch, index)
+            ctx.run.write_batch(stage, ctx.model, index, rows, hidden)
+        ctx.advance(len(batch))
+    return merged(ctx.run.batch_tables(stage, ctx.model))
+
+
+# ----- accuracy ------------------------------------------------------------------------------------
+def _answers(vlm: VLM, batch: Sequence[Sample]) -> list[str]:
+    """The model's raw answers: yes/no from the answer rule, counts from greedy generation."""
+    answers = [""] * len(batch)
+    yes_no = [i for i, s in enumerate(batch) if s.split != "counting"]
+    counting = [i for i, s in enumerate(batch) if s.split == "counting"]
+    for rows, read in ((yes_no, _yes_no), (counting, _counts)):
+        if rows:
+            picked = [batch[i] for i in rows]
+            inputs = vlm.encode([s.image for s in picked], [s.question for s in picked])
+            for i, answer in zip(rows, read(vlm, inputs), strict=True):
+                answers[i] = answer
+    return answers
+
+
+def _yes_no(vlm: VLM, inputs: Any) -> list[str]:
+    return ["yes" if y else "no" for y in vlm.says_yes(vlm.answer_logits(inputs)).tolist()]
+
+
+def _counts(vlm: VLM, inputs: Any) -> list[str]:
+    return vlm.generate(inputs, max_new_tokens=4)
+
+
+def run_accuracy(ctx: StageContext) -> dict[str, Any]:
+    """Answers every question; POPE metrics (accuracy, precision, recall, F1, yes-ratio) per
+    split with Wilson / bootstrap intervals, and exact-match accuracy and MAE for counting."""
+
+    def compute(batch: Sequence[Sample], index: int) -> tuple[list[dict[str, Any]], None]:
+        answers = _answers(ctx.vlm, batch)
+        rows = [_accuracy_row(ctx.model, s, a) for s, a in zip(batch, answers, strict=True)]
+        return rows, None
+
+    table = _stream(ctx, "accuracy", ctx.samples, compute)
+    by_id = dict(zip(table["question_id"].to_pylist(), table["answer"].to_pylist(), strict=True))
+    questions = ctx.samples.questions
+    report = evaluate_answers(questions, [by_id[q.question_id] for q in questions])
+    return {
+        "n": len(questions),
+        "splits": {split: _metrics_json(m) for split, m in report.splits.items()},
+    }
+
+
+def _accuracy_row(model: str, sample: Sample, answer: str) -> dict[str, Any]:
+    if sample.split == "counting":
+        parsed = parse_count_answer(answer)
+        correct = parsed is not None and parsed == int(sample.answer)
+    else:
+        correct = answer == sample.answer
+    return {
+        "model": model,
+        "question_id": sample.question_id,
+        "split": sample.split,
+        "category": sample.category,
+        "label": str(sample.answer),
+        "answer": answer,
+        "correct": bool(correct),
+    }
+
+
+def _metrics_json(metrics: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in asdict(metrics).items():
+        out[key] = value
+    return out
+
+
+# ----- signals -------------------------------------------------------------------------------------
+_NOT_PREDICTORS = {"question_id", "split", "category", "label", "answer", "correct", "all_agree"}
+PREDICTORS = tuple(
+    f.name for f in fields(SampleSignals)
+    if f.name not in _NOT_PREDICTORS and f.name not in SampleSignals.LABEL_DEPENDENT
+)  # fmt: skip
+"""Signals that may predict correctness (the label-dependent ones describe it by construction)."""
+
+
+def yes_no_samples(samples: Samples) -> Samples:
+    return samples.where(lambda q: q.answer in ("yes", "no"))
+
+
+def run_signals(ctx: StageContext) -> dict[str, Any]:
+    """Every per-question signal on the yes/no questions, the answer-position hidden states of
+    every layer into the activation store, and each predictor's association with correctness."""
+    config = SignalConfig(batch_size=ctx.config.batch_size, samples=ctx.config.samples,
+                          seed=ctx.config.seed)  # fmt: skip
+    samples = yes_no_samples(ctx.samples)
+
+    def compute(batch: Sequence[Sample], index: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UndefinedSignalWarning)
+            result = batch_signals(ctx.vlm, batch, config, index=index)
+        notes = sorted({str(w.message) for w in caught if w.category is UndefinedSignalWarning})
+        rows = [{"model": ctx.model, **r.as_dict(), "undefined": " | ".join(notes)}
+                for r in result.samples]  # fmt: skip
+        return rows, result.hidden.astype(np.float32)
+
+    table = _stream(ctx, "signals", samples, compute)
+    _build_store(ctx, [q.question_id for q in samples.questions])
+    return signal_summary(table, seed=ctx.config.seed)
+
+
+def _build_store(ctx: StageContext, ids: list[int]) -> None:
+    """Writes the stage's hidden states into a fresh activation store (atomically renamed)."""
+    path = ctx.run.store_path(ctx.model)
+    if path.is_dir():
+        return
+    blocks = list(ctx.run.hidden_blocks("signals", ctx.model))
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    n_layers, d = blocks[0].shape[1:]
+    store = ActivationStore.create(tmp, layers=range(n_layers), d=int(d), dtype="float32")
+    start = 0
+    for block in blocks:
+        store.append(block, sample_ids=ids[start : start + len(block)])
+        start += len(block)
+    tmp.rename(path)
+
+
+def signal_summary(table: pa.Table, *, seed: int = 0) -> dict[str, Any]:
+    """Each predictor's point-biserial r and AUROC for correctness (CI, n), or why it is
+    undefined; and the held-out fusion of the defined ones."""
+    correct = np.asarray(table["correct"].to_pylist(), dtype=int)
+    out: dict[str, Any] = {"n": len(correct), "accuracy": float(correct.mean()), "signals": {}}
+    usable: dict[str, np.ndarray] = {}
+    for name in PREDICTORS:
+        values = np.asarray(table[name].to_pylist(), dtype=float)
+        reason = _undefined(values, correct)
+        if reason:
+            out["signals"][name] = {"undefined": reason, "n": len(values)}
+            continue
+        usable[name] = values
+        out["signals"][name] = {
+            "point_biserial": estimate_json(point_biserial(values, correct)),
+            "auroc": estimate_json(auroc(values, correct)),
+        }
+    out["fusion"] = _fusion(usable, correct, seed)
+    return out
+
+
+def _undefined(values: np.ndarray, correct: np.ndarray) -> str:
+    if not np.isfinite(values).all():
+        return f"{int((~np.isfinite(values)).sum())} of {len(values)} values are NaN (undefined)"
+    if np.ptp(values) == 0:
+        return f"constant ({values[0]:g}) on every question"
+    if correct.min() == correct.max():
+        return "every answer is " + ("correct" if correct[0] else "wrong")
+    return ""
+
+
+def _fusion(usable: dict[str, np.ndarray], correct: np.ndarray, seed: int) -> dict[str, Any]:
+    minority = int(min(correct.sum(), len(correct) - correct.sum()))
+    if len(usable) < 2 or minority < 5:
+        return {"undefined": f"needs >= 2 defined signals and >= 5 of each class ({minority})"}
+    table = np.column_stack(list(usable.values()))
+    fused = fuse_signals(table, correct, names=list(usable), n_splits=5, seed=seed)
+    return {"signals": list(usable), "auroc": estimate_json(fused.auroc)}
+
+
+# ----- probes --------------------------------------------------------------------------------------
+def run_probes(ctx: StageContext) -> dict[str, Any]:
+    """Per-layer held-out logistic probes with a shuffled-label control, and at the best layer an
+    L1 probe, an MLP probe and a probe on the last layers concatenated."""
+    store = ActivationStore.open(ctx.run.store_path(ctx.model))
+    labels = _store_labels(ctx, store)
+    cfg = SweepConfig(n_splits=ctx.config.probe_folds, seed=ctx.config.seed, refit=False)
+    sweep = probe_sweep(store, labels, cfg)
+    rows = [{"model": ctx.model, "layer": layer, "probe": "logistic", "condition": kind,
+             **_flat(est)}
+            for layer, auc, ctrl in zip(sweep.layers, sweep.auroc, sweep.control, strict=True)
+            for kind, est in (("real", auc), ("shuffled", ctrl))]  # fmt: skip
+    ctx.run.write_batch("probes", ctx.model, 0, rows)
+    best = sweep.best_layer
+    x_best = store.layer(best)
+    extra = {
+        "l1": evaluate_probe(SparseLogisticProbe(), x_best, labels, n_splits=cfg.n_splits),
+        "mlp": evaluate_probe(MLPProbe(), x_best, labels, n_splits=cfg.n_splits),
+    }
+    last = list(store.layers[-min(5, len(store.layers)) :])
+    stacked = np.concatenate([store.layer(layer) for layer in last], axis=1)
+    concat = evaluate_probe(LogisticProbe(), stacked, labels, n_splits=cfg.n_splits)
+    ctx.advance(len(labels))
+    return {
+        "n": int(len(labels)),
+        "best_layer": best,
+        "per_layer": {
+            str(layer): estimate_json(a) for layer, a in zip(sweep.layers, sweep.auroc, strict=True)
+        },
+        "control": {
+            str(layer): estimate_json(c)
+            for layer, c in zip(sweep.layers, sweep.control, strict=True)
+        },
+        "at_best_layer": {k: _probe_json(v) for k, v in extra.items()},
+        "last_layers_concat": {"layers": last, **_probe_json(concat)},
+    }
+
+
+def _store_labels(ctx: StageContext, store: ActivationStore) -> np.ndarray:
+    table = merged(ctx.run.batch_tables("signals", ctx.model))
+    correct = dict(zip(table["question_id"].to_pylist(), table["correct"].to_pylist(), strict=True))
+    return np.array([int(correct[int(i)]) for i in store.sample_ids])
+
+
+def _flat(estimate: Estimate) -> dict[str, Any]:
+    return {"auroc": estimate.estimate, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
+            "n": estimate.n}  # fmt: skip
+
+
+def _probe_json(score: Any) -> dict[str, Any]:
+    return {k: estimate_json(v) if isinstance(v, Estimate) else v
+            for k, v in asdict(score).items() if not isinstance(v, np.ndarray)}  # fmt: skip
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

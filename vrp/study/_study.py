@@ -1,0 +1,245 @@
+"""`run_study`: every stage of the VRP study for every model, streamed to a run directory.
+
+The order is fixed: validate everything (config, models, data) before any work; claim the run
+directory (a rerun of the same config resumes it); then per model, per stage: skip it if its result
+is on disk, else stream its batches and write its result. Finally merge each stage's records over
+the models and write the manifest.
+"""
+
+import hashlib
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core import ConfigError
+from ..models import VLM
+from ._config import Stage, StudyConfig, check_models
+from ._rundir import RunDir, merged, write_json
+from ._samples import Samples, study_samples, yes_no_samples_count
+from ._stages import StageContext, run_accuracy, run_probes, run_signals
+
+StageFn = Callable[[StageContext], dict[str, Any]]
+
+STAGES: dict[Stage, StageFn] = {
+    Stage.ACCURACY: run_accuracy,
+    Stage.SIGNALS: run_signals,
+    Stage.PROBES: run_probes,
+}
+SORT_KEYS = {
+    Stage.ACCURACY: ("model", "question_id"),
+    Stage.SIGNALS: ("model", "question_id"),
+    Stage.PROBES: ("model", "layer", "condition"),
+}
+REQUIRES = {Stage.PROBES: Stage.SIGNALS}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyResult:
+    """A finished run: where it is, and every stage's summary per model.
+
+    Attributes:
+      root: the run directory.
+      results: ``results[model][stage]``, the JSON summaries also written under ``results/``.
+      resumed: the run continued one found in `root`.
+      seconds: wall time of this invocation.
+    """
+
+    root: Path
+    results: dict[str, dict[str, dict[str, Any]]]
+    resumed: bool
+    seconds: float
+
+
+def check_config(config: StudyConfig) -> Samples:
+    """Everything that can be checked without loading a model; returns the run's questions.
+
+    Raises:
+      ConfigError / DataError: an unknown model, a stage whose prerequisite is missing, or bad data.
+    """
+    check_models(config.models)
+    for stage, needed in REQUIRES.items():
+        if stage in config.stages and needed not in config.stages:
+            raise ConfigError(
+                f"stages: {stage.value!r} reads the hidden states the {needed.value!r} stage "
+                f"stores; add {needed.value!r} to the stages."
+            )
+    return study_samples(config)
+
+
+def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> StudyResult:
+    """Runs (or resumes) a study and returns its summaries.
+
+    Args:
+      config: the run.
+      progress: reports progress (the CLI passes a rich display); None is silent.
+
+    Raises:
+      ConfigError / DataError: bad config or data, or `config.out` holds another run; nothing is
+        written then.
+    """
+    start = time.perf_counter()
+    samples = check_config(config)
+    run = RunDir(config.out)
+    resumed = run.claim(config.to_json())
+    stages = [s for s in Stage if s in config.stages]
+    progress = progress or Progress()
+    totals = {s: _stage_size(s, samples) * len(config.models) for s in stages}
+    progress.start(totals)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for model in config.models:
+        results[model] = _run_model(config, run, model, stages, samples, progress)
+    for stage in stages:
+        tables = [t for m in config.models for t in run.batch_tables(stage.value, m)]
+        run.write_records(stage.value, merged(tables), SORT_KEYS[stage])
+    seconds = time.perf_counter() - start
+    write_json(run.root / "manifest.json", _manifest(config, results, seconds))
+    progress.stop()
+    return StudyResult(root=run.root, results=results, resumed=resumed, seconds=seconds)
+
+
+def _stage_size(stage: Stage, samples: Samples) -> int:
+    return len(samples) if stage is Stage.ACCURACY else yes_no_samples_count(samples)
+
+
+def _run_model(
+    config: StudyConfig, run: RunDir, model: str, stages: list[Stage], samples: Samples,
+    progress: "Progress",
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    todo = [s for s in stages if not run.stage_done(s.value, model)]
+    vlm = _load(config, model) if todo else None
+    for stage in stages:
+        if stage not in todo:
+            out[stage.value] = run.read_result(stage.value, model)
+            progress.advance(stage, _stage_size(stage, samples))
+            continue
+        assert vlm is not None
+        began = time.perf_counter()
+        ctx = StageContext(config=config, run=run, model=model, vlm=vlm, samples=samples,
+                           advance=partial(progress.advance, stage))  # fmt: skip
+        result = {**STAGES[stage](ctx), "seconds": round(time.perf_counter() - began, 3)}
+        result["model"] = model
+        result["model_sha256"] = weights_hash(vlm)
+        run.write_result(stage.value, model, result)
+        out[stage.value] = result
+    return out
+
+
+def _load(config: StudyConfig, model: str) -> VLM:
+    from ..models import load
+
+    torch.manual_seed(config.seed)
+    return load(model, device=config.device, dtype=config.dtype)
+
+
+def weights_hash(vlm: VLM) -> str:
+    """SHA-256 over the model's parameters and buffers (names, dtypes, shapes, bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vlm.hf.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    names = ("vrp", "torch", "transformers", "nnsight", "numpy", "scipy", "scikit-learn", "pyarrow")
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _machine(config: StudyConfig) -> dict[str, Any]:
+    device = torch.device(config.device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "gpu": gpu,
+    }
+
+
+def _manifest(config: StudyConfig, results: dict, seconds: float) -> dict[str, Any]:
+    return {
+        "format": "vrp-study-run",
+        "version": 1,
+        "config": config.to_json(),
+        "seeds": {"data": config.seed, "sampling": config.seed, "folds": config.seed},
+        "versions": _versions(),
+        "machine": _machine(config),
+        "models": {
+            m: {"sha256": next(iter(r.values()))["model_sha256"]} for m, r in results.items()
+        },
+        "timings": {m: {s: r[s]["seconds"] for s in r} for m, r in results.items()},
+        "last_invocation_seconds": round(seconds, 3),
+    }
+
+
+class Progress:
+    """Progress reporting; the base class is silent (see `RichProgress` for the terminal)."""
+
+    def start(self, totals: dict[Stage, int]) -> None:
+        """Called once with the number of questions each stage will process, over all models."""
+
+    def advance(self, stage: Stage, n: int) -> None:
+        """`n` more questions of `stage` are done."""
+
+    def stop(self) -> None:
+        """The run ended."""
+
+
+class RichProgress(Progress):
+    """A bar per stage and one overall, with rates and ETA (rich)."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress as Bars,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,  # fmt: skip
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                speed = task.finished_speed or task.speed
+                return Text("" if speed is None else f"{speed:.1f} q/s")
+
+        self.bars = Bars(
+            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), Rate(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        )  # fmt: skip
+        self.tasks: dict[Any, Any] = {}
+
+    def start(self, totals: dict[Stage, int]) -> None:
+        self.bars.start()
+        self.tasks["all"] = self.bars.add_task("overall", total=sum(totals.values()))
+        for stage, total in totals.items():
+            self.tasks[stage] = self.bars.add_task(stage.value, total=total)
+
+    def advance(self, stage: Stage, n: int) -> None:
+        self.bars.advance(self.tasks[stage], n)
+        self.bars.advance(self.tasks["all"], n)
+
+    def stop(self) -> None:
+        self.bars.stop()
