@@ -31,6 +31,12 @@ class Samples(Sequence[Sample]):
         questions = self.dataset.questions
         return Samples(self.dataset, [i for i in self.indices if keep(questions[i])])
 
+    def batch_items(self, index: int, size: int) -> tuple[int, ...]:
+        """The item ids of batch `index` (batches of `size` in order): each row's position in
+        the dataset, unique per run even where question ids repeat across splits (synthetic
+        splits number their questions from 1 each)."""
+        return self.indices[index * size : (index + 1) * size]
+
     @property
     def questions(self) -> list[Any]:
         return [self.dataset.questions[i] for i in self.indices]

@@ -103,27 +103,28 @@ def run_accuracy(ctx: StageContext) -> dict[str, Any]:
 
     def compute(batch: Sequence[Sample], index: int) -> tuple[list[dict[str, Any]], None]:
         answers = _answers(ctx.vlm, batch)
-        rows = [_accuracy_row(ctx.model, s, a) for s, a in zip(batch, answers, strict=True)]
+        items = ctx.samples.batch_items(index, ctx.config.batch_size)
+        rows = [{"model": ctx.model, "item": item, **_accuracy_row(s, a)}
+                for item, s, a in zip(items, batch, answers, strict=True)]  # fmt: skip
         return rows, None
 
     table = _stream(ctx, "accuracy", ctx.samples, compute)
-    by_id = dict(zip(table["question_id"].to_pylist(), table["answer"].to_pylist(), strict=True))
+    by_item = dict(zip(table["item"].to_pylist(), table["answer"].to_pylist(), strict=True))
     questions = ctx.samples.questions
-    report = evaluate_answers(questions, [by_id[q.question_id] for q in questions])
+    report = evaluate_answers(questions, [by_item[i] for i in ctx.samples.indices])
     return {
         "n": len(questions),
         "splits": {split: _metrics_json(m) for split, m in report.splits.items()},
     }
 
 
-def _accuracy_row(model: str, sample: Sample, answer: str) -> dict[str, Any]:
+def _accuracy_row(sample: Sample, answer: str) -> dict[str, Any]:
     if sample.split == "counting":
         parsed = parse_count_answer(answer)
         correct = parsed is not None and parsed == int(sample.answer)
     else:
         correct = answer == sample.answer
     return {
-        "model": model,
         "question_id": sample.question_id,
         "split": sample.split,
         "category": sample.category,
@@ -141,7 +142,16 @@ def _metrics_json(metrics: Any) -> dict[str, Any]:
 
 
 # ----- signals -------------------------------------------------------------------------------------
-_NOT_PREDICTORS = {"question_id", "split", "category", "label", "answer", "correct", "all_agree"}
+_NOT_PREDICTORS = {
+    "item",
+    "question_id",
+    "split",
+    "category",
+    "label",
+    "answer",
+    "correct",
+    "all_agree",
+}
 PREDICTORS = tuple(
     f.name for f in fields(SampleSignals)
     if f.name not in _NOT_PREDICTORS and f.name not in SampleSignals.LABEL_DEPENDENT
@@ -165,12 +175,13 @@ def run_signals(ctx: StageContext) -> dict[str, Any]:
             warnings.simplefilter("always", UndefinedSignalWarning)
             result = batch_signals(ctx.vlm, batch, config, index=index)
         notes = sorted({str(w.message) for w in caught if w.category is UndefinedSignalWarning})
-        rows = [{"model": ctx.model, **r.as_dict(), "undefined": " | ".join(notes)}
-                for r in result.samples]  # fmt: skip
+        items = samples.batch_items(index, ctx.config.batch_size)
+        rows = [{"model": ctx.model, "item": item, **r.as_dict(), "undefined": " | ".join(notes)}
+                for item, r in zip(items, result.samples, strict=True)]  # fmt: skip
         return rows, result.hidden.astype(np.float32)
 
     table = _stream(ctx, "signals", samples, compute)
-    _build_store(ctx, [q.question_id for q in samples.questions])
+    _build_store(ctx, list(samples.indices))
     return signal_summary(table, seed=ctx.config.seed)
 
 
@@ -274,7 +285,7 @@ def run_probes(ctx: StageContext) -> dict[str, Any]:
 
 def _store_labels(ctx: StageContext, store: ActivationStore) -> np.ndarray:
     table = merged(ctx.run.batch_tables("signals", ctx.model))
-    correct = dict(zip(table["question_id"].to_pylist(), table["correct"].to_pylist(), strict=True))
+    correct = dict(zip(table["item"].to_pylist(), table["correct"].to_pylist(), strict=True))
     return np.array([int(correct[int(i)]) for i in store.sample_ids])
 
 

@@ -34,8 +34,8 @@ STAGES: dict[Stage, StageFn] = {
     Stage.PROBES: run_probes,
 }
 SORT_KEYS = {
-    Stage.ACCURACY: ("model", "question_id"),
-    Stage.SIGNALS: ("model", "question_id"),
+    Stage.ACCURACY: ("model", "item"),
+    Stage.SIGNALS: ("model", "item"),
     Stage.PROBES: ("model", "layer", "condition"),
 }
 REQUIRES = {Stage.PROBES: Stage.SIGNALS}

@@ -1,0 +1,139 @@
+"""`run_study` end to end on a tiny model: files, numbers equal to the library, and resume after
+SIGKILL at several points giving records identical to an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import vrp
+from vrp.data import evaluate
+from vrp.pipeline import SignalConfig, batch_signals
+from vrp.probes import SweepConfig, probe_sweep
+from vrp.store import ActivationStore
+from vrp.study import StudyConfig, run_study
+from vrp.study._samples import study_samples
+
+STAGES = ("accuracy", "signals", "probes")
+SETTINGS = {"models": ("tiny/llava",), "n": 4, "batch_size": 4, "samples": 2, "seed": 3}
+
+
+def _config(out: Path) -> StudyConfig:
+    return StudyConfig(out=out, **SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined C_k / small-n probe warnings, tested elsewhere
+        run_study(_config(out))
+    return out
+
+
+def test_a_run_leaves_records_results_store_and_manifest(finished: Path) -> None:
+    for stage in STAGES:
+        assert (finished / "records" / f"{stage}.parquet").is_file()
+        assert (finished / "records" / f"{stage}.csv").is_file()
+        result = json.loads((finished / "results" / "tiny--llava" / f"{stage}.json").read_text())
+        assert result["n"] > 0 and result["model"] == "tiny/llava"
+    manifest = json.loads((finished / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 3 and manifest["versions"]["nnsight"] == "0.8.1"
+    assert set(manifest["timings"]["tiny/llava"]) == set(STAGES)
+    assert len(manifest["models"]["tiny/llava"]["sha256"]) == 64
+    store = ActivationStore.open(finished / "store" / "tiny--llava")
+    assert store.n == 16 and len(store.layers) == 2  # 16 yes/no questions, 2 layers
+    assert not list(finished.rglob("*.tmp"))  # every write completed by a rename
+
+
+def test_the_runs_numbers_equal_the_library_calls(finished: Path) -> None:
+    vlm = vrp.load("tiny/llava")
+    samples = study_samples(_config(finished))
+    records = pq.read_table(finished / "records" / "accuracy.parquet").to_pylist()
+    answers = {r["item"]: r["answer"] for r in records}
+    report = evaluate(samples.questions, [answers[i] for i in samples.indices])
+    result = json.loads((finished / "results" / "tiny--llava" / "accuracy.json").read_text())
+    for split, metrics in report.splits.items():
+        assert result["splits"][split]["accuracy"]["estimate"] == metrics.accuracy.estimate
+    yes_no = samples.where(lambda q: q.answer in ("yes", "no"))
+    batch = yes_no[4:8]  # the run's second batch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = batch_signals(vlm, batch, SignalConfig(batch_size=4, samples=2, seed=3), index=1)
+    table = pq.read_table(finished / "records" / "signals.parquet")
+    rows = {r["item"]: r for r in table.to_pylist()}
+    for item, mine in zip(yes_no.indices[4:8], direct.samples, strict=True):
+        theirs = rows[item]
+        assert theirs["question_id"] == mine.question_id
+        for key in (
+            "answer",
+            "answer_logprob",
+            "yes_no_margin",
+            "spatial_entropy",
+            "self_consistency",
+        ):
+            assert theirs[key] == getattr(mine, key), key
+    store = ActivationStore.open(finished / "store" / "tiny--llava")
+    labels = np.array([int(rows[int(i)]["correct"]) for i in store.sample_ids])
+    sweep = probe_sweep(store, labels, SweepConfig(n_splits=5, seed=3, refit=False))
+    probes = json.loads((finished / "results" / "tiny--llava" / "probes.json").read_text())
+    for layer, est in zip(sweep.layers, sweep.auroc, strict=True):
+        assert probes["per_layer"][str(layer)]["estimate"] == pytest.approx(est.estimate, abs=1e-12)
+
+
+_RUN = """
+import sys, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+from vrp.study import StudyConfig, run_study
+from tests.study.test_study_run import SETTINGS
+run_study(StudyConfig(out=Path(sys.argv[1]), **SETTINGS))
+"""
+
+
+def _start(out: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", _RUN, str(out)], env=env, cwd=Path.cwd())
+
+
+def _kill_when(process: subprocess.Popen, ready: Path, timeout: float = 120.0) -> bool:
+    """SIGKILLs `process` as soon as `ready` exists; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready.exists():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"{ready} never appeared")
+
+
+def test_resume_after_sigkill_gives_identical_records(finished: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    parts = out / "parts"
+    points = [
+        parts / "accuracy" / "tiny--llava" / "part-00001.parquet",  # inside the first stage
+        parts / "signals" / "tiny--llava" / "hidden-00002.npy",  # between a batch's two files
+        out / "store" / "tiny--llava" / "manifest.json",  # after the store, before probes end
+    ]
+    killed = 0
+    for point in points:
+        killed += _kill_when(_start(out), point)
+    assert killed >= 2, "the run finished before it could be interrupted"
+    assert _start(out).wait(timeout=300) == 0
+    for stage in STAGES:
+        mine = (out / "records" / f"{stage}.csv").read_bytes()
+        assert mine == (finished / "records" / f"{stage}.csv").read_bytes(), stage
+        mine = (out / "records" / f"{stage}.parquet").read_bytes()
+        assert mine == (finished / "records" / f"{stage}.parquet").read_bytes(), stage

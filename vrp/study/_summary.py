@@ -1,0 +1,53 @@
+"""The end-of-run summary: one row per model with the study's headline numbers."""
+
+from typing import Any
+
+from ._config import Stage
+
+COLUMNS = ("model", "accuracy (yes/no)", "best signal (AUROC)", "fused signals", "best probe layer")
+
+
+def summary_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, str]]:
+    """Headline numbers per model, formatted with their 95% CI and n (blank where not run)."""
+    rows = []
+    for model, stages in results.items():
+        row = {key: "" for key in COLUMNS}
+        row["model"] = model
+        signals = stages.get(Stage.SIGNALS.value)
+        if signals:
+            row["accuracy (yes/no)"] = f"{signals['accuracy']:.3f} (n={signals['n']})"
+            row["best signal (AUROC)"] = _best_signal(signals["signals"])
+            fused = signals["fusion"]
+            row["fused signals"] = _est(fused["auroc"]) if "auroc" in fused else "undefined"
+        accuracy = stages.get(Stage.ACCURACY.value)
+        if accuracy and not signals:
+            row["accuracy (yes/no)"] = _pooled_accuracy(accuracy)
+        probes = stages.get(Stage.PROBES.value)
+        if probes:
+            best = str(probes["best_layer"])
+            row["best probe layer"] = f"L{best}: {_est(probes['per_layer'][best])}"
+        rows.append(row)
+    return rows
+
+
+def _best_signal(signals: dict[str, Any]) -> str:
+    """The predictor whose AUROC is furthest from chance (either direction)."""
+    defined = {k: v["auroc"] for k, v in signals.items() if "auroc" in v}
+    if not defined:
+        return "none defined"
+    name = max(defined, key=lambda k: abs(defined[k]["estimate"] - 0.5))
+    return f"{name} {_est(defined[name])}"
+
+
+def _pooled_accuracy(accuracy: dict[str, Any]) -> str:
+    yes_no = [m for split, m in accuracy["splits"].items() if split != "counting"]
+    n = sum(m["n"] for m in yes_no)
+    right = sum(m["accuracy"]["estimate"] * m["n"] for m in yes_no)
+    return f"{right / n:.3f} (n={n})" if n else ""
+
+
+def _est(estimate: dict[str, Any]) -> str:
+    low, high = estimate["ci_low"], estimate["ci_high"]
+    if low is None or high is None:
+        return f"{estimate['estimate']:.3f}"
+    return f"{estimate['estimate']:.3f} [{low:.3f}, {high:.3f}]"
