@@ -35,6 +35,7 @@ API_MODULES = (
     "vrp.store",
     "vrp.pipeline",
     "vrp.organisms",
+    "vrp.study",
     "circuits",
 )
 
