@@ -43,14 +43,16 @@ class VLM:
     """
 
     def __init__(self, *, model: Any, processor: Any, adapter: BaseAdapter, name: str) -> None:
-        from nnsight import TransformersModel  # importing nnsight patches globals: do it lazily
+        # importing nnsight patches globals: do it lazily
+        from ._remote import NamedTransformersModel
 
         self.hf = model.eval()
         self.processor = processor
         self.adapter = adapter
         self.name = name
-        self.nnsight = TransformersModel(
+        self.nnsight = NamedTransformersModel(  # remote traces name the model by `name`
             model,
+            name=name,
             task="image-text-to-text",
             tokenizer=processor.tokenizer,
             processor=processor,

@@ -1,0 +1,427 @@
+"""The restricted environment request code runs in, modelled on NDIF's protected environment.
+
+Code from a request (the traced block, and every function the client shipped by value) is checked
+before it runs and then runs with restricted builtins:
+
+- its source is parsed and refused if it imports a module outside `ALLOWED_IMPORTS`, touches a
+  private or dunder attribute (``x._module``, ``f.__globals__``), names a refused builtin (``open``,
+  ``exec``, ``eval``, ``compile``, ``__import__``, ...), uses a refused attribute (frames,
+  ``format``, ``register_*`` hooks, file readers and writers), or could outlive the job's time limit
+  (a bare ``except:``, ``except BaseException``, control flow leaving a ``finally``);
+- its builtins lack ``open``, ``exec``, ``eval``, ``compile``, ``globals``, ``vars``, ``input``,
+  ``breakpoint``; ``__import__`` hands out `ProtectedModule` views, ``getattr`` / ``setattr`` /
+  ``hasattr`` / ``delattr`` apply the attribute rules to computed names, and ``print`` becomes a
+  LOG status frame of the job;
+- a `ProtectedModule` refuses the module attributes that reach the file system, the process or
+  the network (``torch.load``, ``torch.os``, ``numpy.fromfile``, ``nnsight.CONFIG``...).
+
+A Python-level sandbox is defence in depth, not an isolation boundary: run a server for untrusted
+users in a container or VM as well, as NDIF does. What it does guarantee is checked by the tests:
+each escape attempt listed in the issue fails with a `SandboxError` that says what was refused.
+"""
+
+import ast
+import builtins
+import contextlib
+import importlib
+import threading
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._errors import SandboxError
+
+ALLOWED_IMPORTS = (
+    "torch",
+    "numpy",
+    "einops",
+    "math",
+    "collections",
+    "nnsight",
+    "functools",
+    "itertools",
+    "operator",
+)
+"""Top-level modules request code may import (their submodules too, minus `DENIED_MODULES`;
+nnsight itself only for the names in `NNSIGHT_NAMES`). ``typing`` is left out on purpose:
+``typing.get_type_hints(f, globalns={})`` evaluates annotation strings with the real builtins."""
+
+NNSIGHT_NAMES = frozenset({"save", "Envoy", "Object", "NNsightDeprecationWarning"})
+"""What request code may take from ``nnsight``: the rest loads models, reads the client's
+configuration, talks to NDIF or reads source files (``Tracer.source``)."""
+
+DENIED_MODULES = (
+    "torch.hub",
+    "torch.utils",
+    "torch.ops",
+    "torch.classes",
+    "torch.jit",
+    "torch.package",
+    "torch.serialization",
+    "torch.multiprocessing",
+    "torch.distributed",
+    "torch.onnx",
+    "torch.profiler",
+    "torch.library",
+    "torch.export",
+    "torch.compiler",
+    "torch.backends",
+    "torch.testing",
+    "torch.fx",
+    "torch.autograd.profiler",
+    "torch.autograd.profiler_util",
+    "numpy.lib.npyio",
+    "numpy.lib.format",
+    "numpy.f2py",
+    "numpy.distutils",
+    "numpy.ctypeslib",
+    "numpy.testing",
+)
+"""Submodules of allowed packages that read or write files, spawn processes, load native code or
+reach the network, or generate and run code (``torch.fx``)."""
+
+DENIED_MODULE_NAMES = {
+    "torch": frozenset(
+        {
+            "load",
+            "save",
+            "from_file",
+            "compile",
+            "set_num_threads",
+            "set_num_interop_threads",
+            "set_default_dtype",
+            "set_default_device",
+            "set_default_tensor_type",
+            "use_deterministic_algorithms",
+            "set_flush_denormal",
+        }
+    ),  # fmt: skip
+    "numpy": frozenset(
+        {
+            "load",
+            "save",
+            "savez",
+            "savez_compressed",
+            "loadtxt",
+            "savetxt",
+            "genfromtxt",
+            "fromfile",
+            "fromregex",
+            "memmap",
+            "DataSource",
+            "show_config",
+            "show_runtime",
+        }
+    ),  # fmt: skip
+}
+"""Per-package module attributes that touch files or process-wide state."""
+
+DENIED_ATTRIBUTES = frozenset(
+    {
+        # frames, code and generator internals: the way out to the server's globals
+        "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "gi_frame", "gi_code",
+        "cr_frame", "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "gr_frame", "mro",
+        # attribute traversal hidden in strings or helpers
+        "format", "format_map", "attrgetter", "methodcaller",
+        # files, processes and the environment
+        "from_file", "fromfile", "tofile", "dump", "load_library", "save_pretrained",
+        "save_vocabulary", "from_pretrained", "push_to_hub", "to_json_file", "from_json_file",
+        "get_config_dict", "backend_tokenizer",
+        "environ", "getenv", "system", "popen",
+        # process-wide state shared with other users' jobs
+        "set_attn_implementation", "share_memory_",
+    }
+)  # fmt: skip
+"""Attributes refused on any object. Names starting with ``register_`` (module hooks) and every
+private or dunder name (except ``__init__``) are refused too."""
+
+REFUSED_BUILTINS = frozenset(
+    {"open", "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "input",
+     "breakpoint", "help", "exit", "quit", "memoryview", "copyright", "credits", "license"}
+)  # fmt: skip
+
+REFUSED_DEFINITIONS = frozenset(
+    {"__del__", "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__exit__",
+     "__aexit__", "__init_subclass__", "__set_name__", "__class_getitem__"}
+)  # fmt: skip
+"""Special methods request code may not define: they would run outside the job (garbage
+collection, result pickling) or could swallow the time limit (``__exit__`` returning True)."""
+
+_ALLOWED_DUNDER_ATTRIBUTES = frozenset({"__init__"})
+_SWALLOWING = frozenset({"BaseException", "GeneratorExit", "KeyboardInterrupt", "SystemExit"})
+_FIX = "This server runs request code in a restricted environment (see the remote guide)."
+
+
+def attribute_problem(name: str) -> str | None:
+    """Why the attribute `name` is refused, or None when request code may use it."""
+    if name.startswith("_") and name not in _ALLOWED_DUNDER_ATTRIBUTES:
+        return f"the private attribute {name!r} is refused"
+    if name in DENIED_ATTRIBUTES or name.startswith("register_"):
+        return f"the attribute {name!r} is refused"
+    return None
+
+
+def module_problem(module: str) -> str | None:
+    """Why importing `module` is refused, or None when it is allowed."""
+    root = module.split(".")[0]
+    if root not in ALLOWED_IMPORTS:
+        return f"import of {module!r} is refused; allowed modules are {', '.join(ALLOWED_IMPORTS)}"
+    if root == "nnsight" and module != "nnsight":
+        return (
+            f"import of {module!r} is refused; take {', '.join(sorted(NNSIGHT_NAMES))} from nnsight"
+        )
+    if any(module == d or module.startswith(d + ".") for d in DENIED_MODULES):
+        return f"import of {module!r} is refused (it reaches files, processes or the network)"
+    if any(part.startswith("_") for part in module.split(".")):
+        return f"import of the private module {module!r} is refused"
+    return None
+
+
+# ----- source checks --------------------------------------------------------------------------------
+class _Checker(ast.NodeVisitor):
+    def __init__(self, bound: set[str]) -> None:
+        self.bound = bound
+        self.problems: list[tuple[int, str]] = []
+
+    def refuse(self, node: ast.AST, why: str) -> None:
+        self.problems.append((getattr(node, "lineno", 0), why))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if (why := module_problem(alias.name)) is not None:
+                self.refuse(node, why)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level or not node.module:
+            self.refuse(node, "relative imports are refused")
+        elif (why := module_problem(node.module)) is not None:
+            self.refuse(node, why)
+        for alias in node.names:
+            if (why := attribute_problem(alias.name)) is not None:
+                self.refuse(node, why)
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if (why := attribute_problem(node.attr)) is not None:
+            self.refuse(node, why)
+        self.generic_visit(node)
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        for attr in node.kwd_attrs:  # `case C(attr=...)` reads attributes like `x.attr`
+            if (why := attribute_problem(attr)) is not None:
+                self.refuse(node, why)
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id.startswith("__"):
+            self.refuse(node, f"the name {node.id!r} is refused")
+        elif isinstance(node.ctx, ast.Load) and node.id in REFUSED_BUILTINS:
+            if node.id not in self.bound:
+                self.refuse(node, f"the builtin {node.id}() is not available")
+        self.generic_visit(node)
+
+    def _definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        if node.name in REFUSED_DEFINITIONS:
+            self.refuse(node, f"defining {node.name} is refused")
+        self.generic_visit(node)
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _definition
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        caught = node.type
+        names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+        if caught is None or any(isinstance(n, ast.Name) and n.id in _SWALLOWING for n in names):
+            self.refuse(
+                node,
+                "a bare `except:` or `except BaseException` is refused (it would swallow the "
+                "job's time limit); catch Exception instead",
+            )
+        self.generic_visit(node)
+
+    def _try(self, node: ast.Try | ast.TryStar) -> None:
+        for statement in node.finalbody:
+            for inner in ast.walk(statement):
+                if isinstance(inner, ast.Return | ast.Break | ast.Continue):
+                    self.refuse(inner, "return / break / continue inside `finally` is refused")
+        self.generic_visit(node)
+
+    visit_Try = visit_TryStar = _try
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+    return bound
+
+
+def check_source(source: str, where: str) -> None:
+    """Refuses request code that the restricted environment does not run.
+
+    Args:
+      source: the code (a traced block's body, or one function shipped by value).
+      where: how to name it in the message (the client's file, or the function).
+
+    Raises:
+      SandboxError: the first refused construct, with its line, and the other problems counted.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise SandboxError(f"{where}: the shipped source does not parse ({err}).") from None
+    checker = _Checker(_bound_names(tree))
+    checker.visit(tree)
+    if checker.problems:
+        line, why = min(checker.problems)
+        more = len(checker.problems) - 1
+        extra = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+        raise SandboxError(f"{where}, line {line}: {why}{extra}. {_FIX}")
+
+
+# ----- protected modules -----------------------------------------------------------------------------
+class ProtectedModule(types.ModuleType):
+    """A read-only view of an allowed module that refuses what `module_problem`,
+    `attribute_problem` and `DENIED_MODULE_NAMES` refuse (``torch.os``, ``torch.load``, ...).
+
+    Every non-dunder name goes through `protected_attribute`, including ``save``: nnsight mounts a
+    ``save`` method on every object, which would otherwise shadow ``nnsight.save``."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        super().__init__(module.__name__)
+        object.__setattr__(self, "__wrapped_module__", module)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            return object.__getattribute__(self, name)
+        return protected_attribute(object.__getattribute__(self, "__wrapped_module__"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise SandboxError(f"Modules are read-only in requests: cannot set {self.__name__}.{name}.")
+
+    def __delattr__(self, name: str) -> None:
+        raise SandboxError(
+            f"Modules are read-only in requests: cannot delete {self.__name__}.{name}."
+        )
+
+    def __dir__(self) -> list[str]:
+        module = object.__getattribute__(self, "__wrapped_module__")
+        return [n for n in dir(module) if attribute_problem(n) is None]
+
+
+def protected_attribute(module: types.ModuleType, name: str) -> Any:
+    """`module.name` as request code may see it: modules come back protected, refused names raise."""
+    root = module.__name__.split(".")[0]
+    if (why := attribute_problem(name)) is not None:
+        raise SandboxError(f"{module.__name__}.{name}: {why}. {_FIX}")
+    if root == "nnsight" and name not in NNSIGHT_NAMES:
+        raise SandboxError(
+            f"nnsight.{name} is refused; request code may use nnsight."
+            f"{', nnsight.'.join(sorted(NNSIGHT_NAMES))}. {_FIX}"
+        )
+    if name in DENIED_MODULE_NAMES.get(root, ()):
+        raise SandboxError(
+            f"{module.__name__}.{name} is refused (it reaches files or process-wide state). {_FIX}"
+        )
+    value = getattr(module, name)
+    if isinstance(value, types.ModuleType):
+        if (why := module_problem(value.__name__)) is not None:
+            raise SandboxError(f"{module.__name__}.{name}: {why}. {_FIX}")
+        return ProtectedModule(value)
+    home = getattr(value, "__module__", None)
+    if isinstance(home, str) and any(home == d or home.startswith(d + ".") for d in DENIED_MODULES):
+        raise SandboxError(f"{module.__name__}.{name} lives in {home}, which is refused. {_FIX}")
+    return value
+
+
+def protected_import(name: str) -> ProtectedModule:
+    """Imports `name` if allowed and returns its protected view."""
+    if (why := module_problem(name)) is not None:
+        raise SandboxError(f"{why}. {_FIX}")
+    return ProtectedModule(importlib.import_module(name))
+
+
+# ----- the job's builtins ----------------------------------------------------------------------------
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def job_output(log: Callable[[str], None]) -> Iterator[None]:
+    """Routes `print` of request code running in this thread to `log` for the block."""
+    previous = getattr(_local, "log", None)
+    _local.log = log
+    try:
+        yield
+    finally:
+        _local.log = previous
+
+
+def _print(*values: Any, sep: str | None = " ", end: str | None = "\n", **_: Any) -> None:
+    text = (" " if sep is None else sep).join(str(v) for v in values)
+    log = getattr(_local, "log", None)
+    if log is not None:
+        log(text + ("" if end in (None, "\n") else end))
+
+
+def _import(
+    name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+) -> ProtectedModule:
+    if level:
+        raise SandboxError(f"relative imports are refused (from {'.' * level}{name}). {_FIX}")
+    module = protected_import(name)
+    if fromlist:
+        return module
+    return protected_import(name.split(".")[0])
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"attribute name must be a string, not {type(name).__name__}")
+    if (why := attribute_problem(name)) is not None:
+        raise SandboxError(f"{why}. {_FIX}")
+    return name
+
+
+def _getattr(obj: Any, name: str, *default: Any) -> Any:
+    return getattr(obj, _check_name(name), *default)
+
+
+def _setattr(obj: Any, name: str, value: Any) -> None:
+    setattr(obj, _check_name(name), value)
+
+
+def _delattr(obj: Any, name: str) -> None:
+    delattr(obj, _check_name(name))
+
+
+def _hasattr(obj: Any, name: str) -> bool:
+    return hasattr(obj, _check_name(name))
+
+
+def _build_builtins() -> dict[str, Any]:
+    allowed = {
+        name: value
+        for name, value in vars(builtins).items()
+        if name not in REFUSED_BUILTINS and (not name.startswith("_") or name == "__build_class__")
+    }
+    allowed.update(
+        __import__=_import,
+        getattr=_getattr,
+        setattr=_setattr,
+        delattr=_delattr,
+        hasattr=_hasattr,
+        print=_print,
+        __name__="__vrp_request__",
+    )
+    return allowed
+
+
+SAFE_BUILTINS: dict[str, Any] = _build_builtins()
+"""The builtins of request code (shared, never handed out mutable: request code cannot reach
+``__builtins__`` by name or attribute)."""
