@@ -16,7 +16,7 @@ from jaxtyping import Float
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from vrp import AllTokens, Component, ConfigError, DataError, Positions, Site, Tower
+from vrp import AllTokens, Component, ConfigError, DataError, Positions, Site, Tower, to_rgb
 from vrp.data import Sample
 from vrp.interventions import (
     Capture,
@@ -220,8 +220,12 @@ def paint_patches(
 
     The grid is laid over the whole image, as the processors of the three families see a square
     image (they resize it whole), so cell (r, c) covers rows r*H/gh..(r+1)*H/gh of the picture.
+    The copy is made with `vrp.to_rgb` (transparency composited onto white), as every vrp path does.
+
+    Raises:
+      DataError: `image` is empty or cannot be decoded.
     """
-    out = image.convert("RGB").copy()
+    out = to_rgb(image)
     draw = ImageDraw.Draw(out)
     rows, cols = grid
     width, height = out.size

@@ -24,10 +24,11 @@ from .core import (
     SignalError as SignalError,
     Site as Site,
     SiteError as SiteError,
-    UndefinedSignalWarning as UndefinedSignalWarning,
     TextTokens as TextTokens,
     Tower as Tower,
+    UndefinedSignalWarning as UndefinedSignalWarning,
     VrpError as VrpError,
+    to_rgb as to_rgb,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ __all__ = [
     "ImageTokens", "Indices", "LastToken", "ModelNotFoundError", "Positions", "PromptError",
     "ShapeError", "SignalError", "Site", "SiteError", "TextTokens", "Tower", "UndefinedSignalWarning", "VrpError",
     "load",
-    "save", *_LAZY,
+    "save", "to_rgb", *_LAZY,
 ]  # fmt: skip
 
 

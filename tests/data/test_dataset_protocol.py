@@ -40,7 +40,7 @@ def test_batches(dataset: Dataset) -> None:
 
 
 def test_bad_batch_size(small_dataset: QuestionDataset) -> None:
-    with pytest.raises(ConfigError, match=r"batch_size must be >= 1; got 0"):
+    with pytest.raises(ConfigError, match=r"batch_size must be an integer >= 1; got 0"):
         next(small_dataset.batches(0))
 
 

@@ -243,8 +243,24 @@ def test_failed_write_leaves_nothing_behind(
         return Image.new("RGB", (64, 64))
 
     monkeypatch.setattr("vrp.data._synthetic.render_scene", broken_render)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(
+        ConfigError, match=r"cannot write the benchmark to .*x: disk full\. Nothing"
+    ):
         write_benchmark(SyntheticConfig(n_per_split=24, n_counting=8, n_spatial=8), tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_removes_the_parent_folders_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_render(*args: object) -> Image.Image:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("vrp.data._synthetic.render_scene", broken_render)
+    with pytest.raises(ConfigError, match=r"a/b/c: No space left on device\. Nothing was written"):
+        write_benchmark(
+            SyntheticConfig(n_per_split=2, n_counting=0, n_spatial=0), tmp_path / "a/b/c"
+        )
     assert list(tmp_path.iterdir()) == []
 
 

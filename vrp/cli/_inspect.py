@@ -8,7 +8,10 @@ from rich.table import Table
 
 from ..core import VrpError
 from ..data import Sample, SyntheticConfig, generate
-from ._app import app, fail
+from ._app import app, check_min, fail
+
+_MIN_SIZE = 32
+_SIZE_HINT = "The demo scene is a 4x4 grid of cells of at least 8 px; pass e.g. --image-size 64."
 
 
 def _demo_sample(size: int) -> Sample:
@@ -33,8 +36,9 @@ def inspect(
 
     console = Console()
     try:
-        vlm = load(model or default_model())
+        check_min("--image-size", image_size, _MIN_SIZE, _SIZE_HINT)
         sample = _demo_sample(image_size)
+        vlm = load(model or default_model())
         inputs = vlm.encode([sample.image], [question or sample.question])
     except VrpError as error:
         fail(error)

@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..core import VrpError
-from ._app import fail
+from ..data._files import check_output_folder
+from ._app import check_min, fail
 
 organisms_app = typer.Typer(
     help="Model organisms: small trained LLaVA / PaliGemma / Qwen2-VL shipped with VRP.",
@@ -47,6 +48,7 @@ def train(  # noqa: PLR0913  (each option of a CLI command is one argument)
 
     folder = out if out is not None else Path("runs") / f"{family}-seed{seed}"
     try:
+        _check_train_options(seed=seed, steps=steps, threads=threads, validate_every=validate_every)
         result = run(
             family,
             seed=seed,
@@ -69,6 +71,16 @@ def train(  # noqa: PLR0913  (each option of a CLI command is one argument)
     console.print(f"Load it with vrp.load({str(result.model_dir)!r})")
 
 
+def _check_train_options(
+    *, seed: int, steps: int | None, threads: int, validate_every: int
+) -> None:
+    check_min("--seed", seed, 0, "Training seeds are non-negative integers, e.g. --seed 0.")
+    if steps is not None:
+        check_min("--steps", steps, 1, "Omit --steps to train for the recipe's steps.")
+    check_min("--threads", threads, 1, "Pass the number of CPU cores to use, e.g. --threads 2.")
+    check_min("--validate-every", validate_every, 0, "Pass 0 to skip validation.")
+
+
 @organisms_app.command()
 def evaluate(
     name: Annotated[str, typer.Argument(help="An organism (llava, organism/llava) or a folder.")],
@@ -84,18 +96,14 @@ def evaluate(
     from ..organisms._evaluate import as_method
 
     try:
+        how = as_method(method)
         dataset = evaluation_set(
             n_per_split=n,
             n_counting=n if n_counting is None else n_counting,
             n_spatial=n if n_spatial is None else n_spatial,
             seed=seed,
         )
-        report = evaluate_organism(
-            load(_model_name(name)),
-            dataset,
-            method=as_method(method),
-            seed=seed,
-        )
+        report = evaluate_organism(load(_model_name(name)), dataset, method=how, seed=seed)
     except VrpError as error:
         fail(error)
     _print_report(report, Console())
@@ -143,6 +151,8 @@ def card(
         if not write:
             typer.echo(shipped_card(family))
             return
+        if docs is not None:
+            check_output_folder(docs, "the --docs folder")
         markdown = build_card(family, n_per_split=n, seed=seed)
         paths = write_card(family, markdown, docs_dir=docs)
     except VrpError as error:

@@ -1,4 +1,7 @@
-"""The core vocabulary: sites, position selectors, shape aliases and errors (torch + jaxtyping only)."""
+"""The core vocabulary: sites, position selectors, shape aliases, errors and the image rule.
+
+Dependencies: torch, jaxtyping and PIL only (never transformers or nnsight).
+"""
 
 from . import types as types
 from ._errors import (
@@ -14,6 +17,7 @@ from ._errors import (
     UndefinedSignalWarning as UndefinedSignalWarning,
     VrpError as VrpError,
 )
+from ._images import to_rgb as to_rgb
 from ._positions import (
     AllTokens as AllTokens,
     ImageTokens as ImageTokens,

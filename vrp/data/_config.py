@@ -7,7 +7,9 @@ what makes POPE's three negative-sampling strategies differ: "popular" picks fre
 "adversarial" picks categories from the scene's own theme, "random" picks any absent category.
 """
 
+import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from ..core import ConfigError
 from ._vocab import PALETTE, SHAPES
 
+MAX_IMAGE_SIZE = 4096
 _THEME_PERMUTATION_SEED = 20240601  # fixed: the theme design is part of the benchmark, not the seed
 
 
@@ -59,9 +62,10 @@ class SyntheticConfig:
     background: tuple[int, int, int] = field(default=(18, 18, 26))  # dark, RGB
 
     def __post_init__(self) -> None:
+        _check_types(self)
+        _check_geometry(self)
         _check_vocabulary(self)
         _check_counts(self)
-        _check_geometry(self)
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -103,6 +107,54 @@ def build_themes(categories: tuple[str, ...], n_themes: int, theme_size: int) ->
     return tuple(themes)
 
 
+_REALS = ("in_theme_prob", "repeat_prob", "small_prob", "jitter", "noise_std")
+_NAMES = ("colours", "shapes")
+
+
+def _check_types(config: SyntheticConfig) -> None:
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in _REALS:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value)
+            expected = "a finite number"
+        elif f.name in _NAMES:
+            ok = isinstance(value, tuple) and all(isinstance(n, str) for n in value)
+            expected = 'a tuple of names, e.g. ("red", "blue")'
+        elif f.name in ("size_range", "background"):
+            continue
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            expected = "an integer"
+        if not ok:
+            raise ConfigError(
+                f"{f.name} must be {expected}; got {value!r:.60}. Pass {f.name}= such a value."
+            )
+    if config.seed < 0:
+        raise ConfigError(
+            f"seed must be >= 0 (numpy seeds its generators from non-negative integers); got "
+            f"{config.seed}. Pass e.g. seed=0."
+        )
+    _check_pair("size_range", config.size_range, 2, "fractions of the cell side, e.g. (0.6, 1.2)")
+    _check_pair("background", config.background, 3, "an RGB colour, e.g. (18, 18, 26)")
+    if not all(isinstance(v, int) and 0 <= v <= 255 for v in config.background):
+        raise ConfigError(
+            f"background must be three integers in 0..255 (RGB), e.g. (18, 18, 26); got "
+            f"{config.background!r}."
+        )
+
+
+def _check_pair(name: str, value: object, n: int, what: str) -> None:
+    items = value if isinstance(value, tuple) and len(value) == n else ()
+    finite = all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in items
+    )
+    if not items or not finite:
+        raise ConfigError(
+            f"{name} must be a tuple of {n} finite numbers, {what}; got {value!r:.60}."
+        )
+
+
 def _check_vocabulary(config: SyntheticConfig) -> None:
     for kind, names, known in (
         ("colour", config.colours, PALETTE),
@@ -115,23 +167,26 @@ def _check_vocabulary(config: SyntheticConfig) -> None:
                 f"Unknown: {unknown!r}. Pick {kind}s from the list (each at most once)."
             )
     n_cat = len(config.categories)
-    if not config.positives_per_scene <= config.theme_size <= n_cat or config.n_themes < 1:
+    if not 1 <= config.positives_per_scene <= config.theme_size <= n_cat or config.n_themes < 1:
         raise ConfigError(
-            f"need n_themes >= 1 and positives_per_scene <= theme_size <= {n_cat} (the number of "
-            f"categories); got positives_per_scene={config.positives_per_scene}, "
-            f"n_themes={config.n_themes}, theme_size={config.theme_size}."
+            f"need n_themes >= 1 and 1 <= positives_per_scene <= theme_size <= {n_cat} (the "
+            f"number of categories); got positives_per_scene={config.positives_per_scene}, "
+            f"n_themes={config.n_themes}, theme_size={config.theme_size}. Lower "
+            "positives_per_scene or theme_size, or add colours or shapes."
         )
 
 
 def _check_counts(config: SyntheticConfig) -> None:
     if config.n_per_split < 2 or config.n_per_split % 2:
         raise ConfigError(
-            f"n_per_split must be even and >= 2 (half yes, half no); got {config.n_per_split}."
+            f"n_per_split must be even and >= 2 (half yes, half no); got {config.n_per_split}. "
+            "Pass an even count, e.g. 300."
         )
     if config.n_spatial < 0 or config.n_spatial % 2 or config.n_counting < 0:
         raise ConfigError(
             f"n_spatial must be even and >= 0 (half yes, half no) and n_counting >= 0; got "
-            f"n_spatial={config.n_spatial}, n_counting={config.n_counting}."
+            f"n_spatial={config.n_spatial}, n_counting={config.n_counting}. Pass 0 to skip a "
+            "split."
         )
     cells = config.grid * config.grid
     if not config.positives_per_scene <= config.min_objects <= config.max_objects <= cells:
@@ -149,20 +204,28 @@ def _check_counts(config: SyntheticConfig) -> None:
 
 
 def _check_geometry(config: SyntheticConfig) -> None:
-    if config.grid < 1 or config.cell < 8:
+    if not 1 <= config.grid <= config.image_size // 8:
         raise ConfigError(
-            f"cells must be at least 8 px; image_size={config.image_size} on a {config.grid}x"
-            f"{config.grid} grid gives {config.cell:.1f} px. Raise image_size or lower grid."
+            f"cells must be at least 8 px: image_size={config.image_size} on a grid of "
+            f"{config.grid} cells per side is not possible. Pass grid >= 1 and image_size >= "
+            "8 * grid (e.g. image_size=64, grid=4)."
+        )
+    if config.image_size > MAX_IMAGE_SIZE:
+        raise ConfigError(
+            f"image_size must be at most {MAX_IMAGE_SIZE} px (one image of that side already "
+            f"takes hundreds of MB while drawn); got {config.image_size}. VLMs resize images to "
+            "224-448 px: pass e.g. image_size=336."
         )
     low, high = config.size_range
     probs = (config.in_theme_prob, config.repeat_prob, config.small_prob)
     if not 0.2 <= low <= high <= 1.5 or not all(0.0 <= p <= 1.0 for p in probs):
         raise ConfigError(
             f"size_range must satisfy 0.2 <= low <= high <= 1.5 (got {config.size_range}) and "
-            f"in_theme_prob, repeat_prob, small_prob must lie in [0, 1] (got {probs})."
+            f"in_theme_prob, repeat_prob, small_prob must lie in [0, 1] (got {probs}). Pass "
+            "values in these ranges."
         )
     if not 0.0 <= config.jitter <= 0.5 or config.noise_std < 0 or config.n_distractors < 0:
         raise ConfigError(
             f"need 0 <= jitter <= 0.5, noise_std >= 0, n_distractors >= 0; got {config.jitter}, "
-            f"{config.noise_std}, {config.n_distractors}."
+            f"{config.noise_std}, {config.n_distractors}. Pass values in these ranges."
         )

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from ..core import ConfigError
+from ..core import ConfigError, DataError, to_rgb
 from ._scene import Scene
 
 POPE_SPLITS: tuple[str, ...] = ("random", "popular", "adversarial")
@@ -75,16 +75,22 @@ class Dataset(Protocol):
 
 
 ImageLoader = Callable[[str], Image.Image]
-"""Maps an image name to its RGB image."""
+"""Maps an image name to its image (any PIL mode: the dataset converts it with `vrp.to_rgb`)."""
 
 
 class QuestionDataset:
     """Questions plus a way to get each image: the `Dataset` implementation of this package.
 
+    Every image is passed through `vrp.to_rgb` when a sample is read, whatever the loader, so
+    all datasets give the RGB pixels `VLM.encode` would see (transparency composited onto white).
+
     Args:
       questions: the questions, in order.
-      load_image: returns the RGB image for an image name; called once per sample read.
+      load_image: returns the image for an image name; called once per sample read.
       scenes: scene graph per image name (synthetic data), or None.
+
+    Raises:
+      ConfigError: `load_image` is not callable.
     """
 
     def __init__(
@@ -93,6 +99,11 @@ class QuestionDataset:
         load_image: ImageLoader,
         scenes: Mapping[str, Scene] | None = None,
     ) -> None:
+        if not callable(load_image):
+            raise ConfigError(
+                f"load_image must map an image name to a PIL image; got {type(load_image).__name__}"
+                ". Pass a function, e.g. lambda name: PIL.Image.open(folder / name)."
+            )
         self._questions = tuple(questions)
         self._load_image = load_image
         self._scenes: Mapping[str, Scene] = dict(scenes) if scenes is not None else {}
@@ -116,12 +127,35 @@ class QuestionDataset:
         return len(self._questions)
 
     def __getitem__(self, index: int) -> Sample:
+        """The sample at `index` (negative counts from the end), its image loaded now.
+
+        Raises:
+          ConfigError: `index` is not an integer (slice with `subset` or `batches` instead).
+          IndexError: `index` is out of range (Python's sequence protocol).
+          DataError: the image cannot be loaded (missing, corrupt or empty file; not an image).
+        """
+        if not isinstance(index, int | np.integer) or isinstance(index, bool):
+            raise ConfigError(
+                f"dataset index must be an integer; got {type(index).__name__} {index!r:.40}. "
+                "Select questions with subset(split=..., category=...) or iterate batches()."
+            )
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples.")
         q = self._questions[index]
         return Sample(
             **{name: getattr(q, name) for name in Question.__dataclass_fields__},
-            image=self._load_image(q.image_name),
+            image=self._image(q),
             scene=self._scenes.get(q.image_name),
         )
+
+    def _image(self, question: Question) -> Image.Image:
+        try:
+            return to_rgb(self._load_image(question.image_name))
+        except DataError as error:
+            raise DataError(
+                f"question {question.question_id} ({question.split}), image "
+                f"{question.image_name!r}: {error}"
+            ) from None
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self._questions)):
@@ -141,10 +175,16 @@ class QuestionDataset:
           drop_last: skip a final batch shorter than `batch_size`.
 
         Raises:
-          ConfigError: `batch_size` < 1.
+          ConfigError: `batch_size` is not an integer >= 1, or `shuffle_seed` is negative.
         """
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1; got {batch_size}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(
+                f"batch_size must be an integer >= 1; got {batch_size!r}. Pass e.g. batch_size=16."
+            )
+        if shuffle_seed is not None and shuffle_seed < 0:
+            raise ConfigError(
+                f"shuffle_seed must be >= 0 (or None for dataset order); got {shuffle_seed}."
+            )
         order = np.arange(len(self))
         if shuffle_seed is not None:
             order = np.random.default_rng(shuffle_seed).permutation(len(self))

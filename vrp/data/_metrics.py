@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..core import DataError
+from ..core import ConfigError, DataError
 from ..stats import Estimate, proportion
 from ._dataset import Question
 from ._parse import parse_count_answer, parse_pope_answer
@@ -90,9 +90,11 @@ def binary_metrics(
 
     Raises:
       DataError: the sequences differ in length, are empty, or hold a label other than yes/no.
+      ConfigError: `n_boot` < 1 or `seed` < 0.
     """
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
+    _check_bootstrap(n_boot, seed)
     truth, pred = _binary_arrays(y_true, y_pred)
     n = len(truth)
     tp, fp = int(np.sum(truth & pred)), int(np.sum(~truth & pred))
@@ -107,6 +109,15 @@ def binary_metrics(
         f1=_f1_estimate(float(f1_score(t, p, **kw)), (tp, fp, fn, tn), n_boot, seed),
         yes_ratio=_proportion((tp + fp) / n, tp + fp, n),
     )
+
+
+def _check_bootstrap(n_boot: int, seed: int) -> None:
+    for name, value, low in (("n_boot", n_boot, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(
+                f"{name} must be an integer >= {low}; got {value!r}. The defaults are n_boot=2000 "
+                "resamples and seed=0."
+            )
 
 
 def _binary_arrays(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -150,13 +161,17 @@ def count_metrics(
       Accuracy over all questions, MAE over the parsable ones.
 
     Raises:
-      DataError: the sequences differ in length or are empty.
+      DataError: the sequences differ in length or are empty, a true count is not an integer
+        >= 0, or a prediction is neither an integer nor None.
+      ConfigError: `n_boot` < 1 or `seed` < 0.
     """
+    _check_bootstrap(n_boot, seed)
     if len(y_true) != len(y_pred) or not y_true:
         raise DataError(
             f"need as many predictions as counts, at least one; got {len(y_true)} counts and "
             f"{len(y_pred)} predictions."
         )
+    _check_counts(y_true, y_pred)
     n = len(y_true)
     correct = sum(p is not None and p == t for t, p in zip(y_true, y_pred, strict=True))
     errors = np.asarray(
@@ -173,6 +188,20 @@ def count_metrics(
         mae=mae,
         n_unparsed=n - errors.size,
     )
+
+
+def _check_counts(y_true: Sequence[int], y_pred: Sequence[int | None]) -> None:
+    def is_int(v: object) -> bool:
+        return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+    bad_true = [v for v in y_true if not is_int(v) or v < 0]
+    bad_pred = [v for v in y_pred if v is not None and not is_int(v)]
+    if bad_true or bad_pred:
+        raise DataError(
+            f"counts must be integers >= 0 and predictions integers or None (unparsable); got "
+            f"{bad_true[:3]!r} among the counts and {bad_pred[:3]!r} among the predictions. "
+            "Parse raw answers with parse_count_answer first."
+        )
 
 
 def evaluate(
@@ -192,13 +221,22 @@ def evaluate(
       Metrics per split and per (split, category), and the parsed answers.
 
     Raises:
-      DataError: the numbers of questions and answers differ.
+      DataError: there are no questions, the numbers of questions and answers differ, or an
+        answer is not a string.
+      ConfigError: `n_boot` < 1 or `seed` < 0.
     """
     questions = tuple(questions)
-    if len(questions) != len(answers):
+    _check_bootstrap(n_boot, seed)
+    if len(questions) != len(answers) or not questions:
         raise DataError(
-            f"expected one answer per question: {len(questions)} questions, {len(answers)} "
-            "answers. Pass the answers in the order of dataset.questions."
+            f"expected one answer per question, at least one: {len(questions)} questions, "
+            f"{len(answers)} answers. Pass the answers in the order of dataset.questions."
+        )
+    bad = [i for i, a in enumerate(answers) if not isinstance(a, str)]
+    if bad:
+        raise DataError(
+            f"answers must be the model's raw text; answer {bad[0]} is {answers[bad[0]]!r:.40} "
+            f"({len(bad)} of {len(answers)} are not strings). Pass '' for a missing answer."
         )
     parsed = tuple(_parse(q, a) for q, a in zip(questions, answers, strict=True))
     by_split: dict[str, list[int]] = {}

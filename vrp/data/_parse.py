@@ -7,6 +7,7 @@ count as "yes", "not sure" counts as "no"), so numbers stay comparable with publ
 import re
 from typing import Literal
 
+from ..core import DataError
 from ._vocab import NUMBER_WORDS
 
 _NUMBER_TOKEN = re.compile(r"\d+|[a-z]+")
@@ -25,7 +26,11 @@ def parse_pope_answer(text: str) -> Literal["yes", "no"]:
 
     Returns:
       "yes" or "no".
+
+    Raises:
+      DataError: `text` is not a string.
     """
+    _check_text(text)
     if "." in text:
         text = text.split(".")[0]
     words = text.replace(",", "").split(" ")
@@ -43,7 +48,11 @@ def parse_count_answer(text: str) -> int | None:
 
     Returns:
       The count, or None if the text holds no number.
+
+    Raises:
+      DataError: `text` is not a string.
     """
+    _check_text(text)
     tokens = _NUMBER_TOKEN.findall(text.lower())
     for token in tokens:
         if token.isdigit():
@@ -51,3 +60,11 @@ def parse_count_answer(text: str) -> int | None:
         if token in _NUMBER_VALUES:
             return _NUMBER_VALUES[token]
     return 0 if any(t in _ZERO_WORDS for t in tokens) else None
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise DataError(
+            f"expected a model's raw answer as a string; got {type(text).__name__} {text!r:.40}. "
+            "Pass '' for a missing answer."
+        )

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..core import DataError
 from ._dataset import SPLITS, Question, QuestionDataset
+from ._files import open_image, read_text
 
 _KEYS = ("question_id", "image", "text", "label")
 _ALIASES = {"text": ("text", "question"), "label": ("label", "answer")}  # variants seen in the wild
@@ -62,11 +63,7 @@ class FolderImages:
         self.folder = folder
 
     def __call__(self, name: str) -> Image.Image:
-        path = self.folder / name
-        if not path.is_file():
-            raise DataError(f"image {name!r} not found in {self.folder}. Check the image folder.")
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        return open_image(self.folder / name)
 
 
 def read_pope(
@@ -79,18 +76,20 @@ def read_pope(
     """Reads a POPE question file (JSON Lines or JSON array) as a dataset.
 
     Args:
-      path: the question file.
+      path: the question file (UTF-8; a byte-order mark is allowed).
       image_dir: folder the ``image`` names are relative to; the file's folder if None.
       split: split name; inferred from the file name ("..._popular.json") if None. The split
         "counting" expects integer labels, every other split "yes" / "no" (any case).
-      check_images: verify up front that every image file exists.
+      check_images: verify up front that `image_dir` is a folder and every image file exists.
 
     Returns:
-      The questions; images are opened only when a sample is read.
+      The questions; images are opened only when a sample is read, and converted to RGB with
+      `vrp.to_rgb` (transparency composited onto white).
 
     Raises:
-      DataError: the file is missing, a record is malformed, a label is invalid, a question id
-        repeats, or an image is missing; the message names the line (or array record).
+      DataError: the file is missing, empty or not UTF-8, a record is malformed, a label is
+        invalid, a question id repeats, or an image is missing; the message names the line (or
+        array record). Reading a sample whose image file is corrupt raises it too.
     """
     path = Path(path)
     folder = Path(image_dir) if image_dir is not None else path.parent
@@ -102,12 +101,16 @@ def read_questions(
     path: Path, *, image_dir: Path, split: str | None = None, check_images: bool = True
 ) -> list[Question]:
     """The validated questions of a POPE file; see `read_pope` for the arguments and errors."""
-    if not path.is_file():
-        raise DataError(f"POPE file {path} does not exist. Pass the path of a .json/.jsonl file.")
+    text = read_text(path, "POPE file")
     split = split if split is not None else infer_split(path)
+    if check_images and not image_dir.is_dir():
+        raise DataError(
+            f"image folder {image_dir} of {path} is not a folder. Pass image_dir= the folder "
+            "holding the images (for POPE's COCO files: val2014), or check_images=False."
+        )
     questions: list[Question] = []
     seen: dict[int, str] = {}
-    for where, record in _records(path):
+    for where, record in _records(path, text):
         question = _question(record, f"{path} {where}", split)
         if question.question_id in seen:
             raise DataError(
@@ -121,51 +124,74 @@ def read_questions(
                 "image_dir= the folder holding the images (for POPE's COCO files: val2014)."
             )
         questions.append(question)
+    if not questions:
+        raise DataError(
+            f"{path} holds no questions; expected JSON Lines or a JSON array of records like "
+            f"{_EXAMPLE}. Check that the right file was passed."
+        )
     return questions
 
 
-def _records(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as file:
-        head = file.read(4096).lstrip()
-        file.seek(0)
-        if head.startswith("["):
-            try:
-                data = json.load(file)
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"{path} line {error.lineno}: not valid JSON ({error.msg}). A JSON-array POPE "
-                    f"file holds a list of objects like {_EXAMPLE}."
-                ) from None
-            yield from ((f"record {i}", record) for i, record in enumerate(data, start=1))
-            return
-        for lineno, line in enumerate(file, start=1):
-            if line.strip():
-                yield f"line {lineno}", _parse_line(line, f"{path} line {lineno}")
+def _records(path: Path, text: str) -> Iterator[tuple[str, Any]]:
+    if text.lstrip().startswith("["):
+        yield from _array_records(path, text)
+        return
+    for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines: JSON allows U+2028
+        if line.strip():
+            yield f"line {lineno}", _parse_line(line, f"{path} line {lineno}", text)
 
 
-def _parse_line(line: str, where: str) -> Any:
+def _array_records(path: Path, text: str) -> Iterator[tuple[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{path} line {error.lineno}: not valid JSON ({error.msg}). A JSON-array POPE "
+            f"file holds a list of objects like {_EXAMPLE}."
+        ) from None
+    yield from ((f"record {i}", record) for i, record in enumerate(data, start=1))
+
+
+def _parse_line(line: str, where: str, text: str) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as error:
+        hint = (
+            " The file holds one JSON object spread over several lines: write one record per "
+            "line, or a JSON array of records."
+            if _is_one_object(text)
+            else ""
+        )
         raise DataError(
             f"{where}: not valid JSON ({error.msg}). Each line of a POPE JSON Lines file must be "
-            f"one object like {_EXAMPLE}."
+            f"one object like {_EXAMPLE}.{hint}"
         ) from None
+
+
+def _is_one_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _question(record: Any, where: str, split: str) -> Question:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object like {_EXAMPLE}; got {record!r:.80}.")
     values = {key: _field(record, key) for key in _KEYS}
-    missing = [key for key, value in values.items() if value is None]
+    missing = [key for key, value in values.items() if value is _MISSING]
     if missing:
         raise DataError(
             f"{where}: missing {', '.join(missing)}; the record has keys {sorted(record)}. A POPE "
             f"record needs question_id, image, text, label, e.g. {_EXAMPLE}."
         )
     text, image = values["text"], values["image"]
-    if not isinstance(text, str) or not isinstance(image, str):
-        raise DataError(f"{where}: text and image must be strings; got {text!r} and {image!r}.")
+    for key, value in (("text", text), ("image", image)):
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(
+                f"{where}: {key} must be a non-empty string; got {value!r:.80}. Fix the record, "
+                f"e.g. {_EXAMPLE}."
+            )
     return Question(
         question_id=_question_id(values["question_id"], where),
         image_name=image,
@@ -176,31 +202,41 @@ def _question(record: Any, where: str, split: str) -> Question:
     )
 
 
+_MISSING = object()
+
+
 def _field(record: dict[str, Any], key: str) -> Any:
-    return next((record[k] for k in _ALIASES.get(key, (key,)) if k in record), None)
+    return next((record[k] for k in _ALIASES.get(key, (key,)) if k in record), _MISSING)
 
 
 def _question_id(value: Any, where: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value)
-    raise DataError(f"{where}: question_id must be an integer; got {value!r}.")
+    raise DataError(
+        f"{where}: question_id must be an integer (or a string of digits); got {value!r:.80}. "
+        "Fix the record."
+    )
 
 
 def _label(value: Any, where: str, split: str) -> str:
     if split == "counting":
-        text = str(value).strip() if not isinstance(value, bool) else ""
-        if text.isdigit():
+        text = (
+            str(value).strip()
+            if isinstance(value, int | str) and not isinstance(value, bool)
+            else ""
+        )
+        if text.isdecimal():
             return str(int(text))
         raise DataError(
-            f"{where}: label {value!r} is not a count; counting labels are non-negative integers "
-            '(e.g. "3"). If this is a yes/no file, pass split= another name.'
+            f"{where}: label {value!r:.80} is not a count; counting labels are non-negative "
+            'integers (e.g. "3"). If this is a yes/no file, pass split= another name.'
         )
     label = value.strip().lower() if isinstance(value, str) else None
     if label in ("yes", "no"):
         return label
     raise DataError(
-        f"{where}: label {value!r} is not 'yes' or 'no'. POPE labels are yes/no; fix the record "
-        "(or, for a counting file, pass split='counting')."
+        f"{where}: label {value!r:.80} is not 'yes' or 'no'. POPE labels are yes/no; fix the "
+        "record (or, for a counting file, pass split='counting')."
     )

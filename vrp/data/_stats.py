@@ -42,9 +42,10 @@ def cooccurrence_counts(
     for row, cats in enumerate(present):
         for cat in cats:
             if cat not in index:
+                given = ", ".join(list(index)[:5]) + (", ..." if len(index) > 5 else "")
                 raise DataError(
                     f"image {row} holds category {cat!r}, which is not among the {len(index)} "
-                    f"categories given ({', '.join(list(index)[:5])}, ...). Pass every category."
+                    f"categories given ({given}). Pass every category."
                 )
             indicator[row, index[cat]] = 1
     return indicator.T @ indicator
@@ -86,8 +87,19 @@ def benchmark_stats(dataset: Dataset) -> BenchmarkStats:
 
     Returns:
       One `SplitStats` per split, in order of first appearance.
+
+    Raises:
+      DataError: `dataset` is not a `Dataset` (e.g. a list of questions) or holds no questions.
     """
+    if not isinstance(dataset, Dataset):
+        raise DataError(
+            f"expected a vrp.data.Dataset (questions, scenes, samples); got "
+            f"{type(dataset).__name__}. Read one with read_pope / read_benchmark or make one "
+            "with generate."
+        )
     questions = dataset.questions
+    if not questions:
+        raise DataError("the dataset holds no questions; statistics need at least one.")
     present = _presence(questions, dataset.scenes)
     splits = tuple(dict.fromkeys(q.split for q in questions))
     per_split = tuple(

@@ -31,6 +31,7 @@ from PIL import Image
 from ..core import ConfigError, DataError
 from ._config import SyntheticConfig
 from ._dataset import Question, QuestionDataset
+from ._files import check_output_folder, first_missing, read_text, replace_folder
 from ._pope import FolderImages, pope_line, read_questions
 from ._questions import (
     counting_questions,
@@ -116,16 +117,33 @@ def generate(config: SyntheticConfig | None = None, *, cache_size: int = 4096) -
       The dataset, splits in order random, popular, adversarial, counting, spatial.
 
     Raises:
-      ConfigError: the scenes cannot supply the requested counting or spatial questions.
+      ConfigError: `config` is not a `SyntheticConfig`, `cache_size` is negative, or the scenes
+        cannot supply the requested counting or spatial questions.
     """
-    config = config if config is not None else SyntheticConfig()
+    config = _check_config(config if config is not None else SyntheticConfig())
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+        raise ConfigError(
+            f"cache_size must be an integer >= 0 (0 disables the cache); got {cache_size!r}."
+        )
     scenes, questions = _build(config)
     by_name = {s.image: s for s in scenes}
     return QuestionDataset(questions, SceneImages(by_name, config, cache_size), by_name)
 
 
+def _check_config(config: object) -> SyntheticConfig:
+    if not isinstance(config, SyntheticConfig):
+        raise ConfigError(
+            f"config must be a vrp.data.SyntheticConfig; got {type(config).__name__}. Build one "
+            "with SyntheticConfig(seed=..., n_per_split=...) or read one with load_config(folder)."
+        )
+    return config
+
+
 def write_benchmark(config: SyntheticConfig, out: str | Path, *, overwrite: bool = False) -> Path:
     """Generates the benchmark and writes it to folder `out` (layout in the module docstring).
+
+    Everything is checked before anything is written; the folder appears only once complete, and
+    a failure removes whatever this call created (parent folders included).
 
     Args:
       config: the generator config.
@@ -137,21 +155,46 @@ def write_benchmark(config: SyntheticConfig, out: str | Path, *, overwrite: bool
 
     Raises:
       ConfigError: `out` exists and `overwrite` is False, or `out` is a non-empty folder that is
-        not a benchmark (never deleted), or the config cannot supply the questions asked for.
+        not a benchmark (never deleted), or `out` cannot be created (a parent is a file or not
+        writable), or writing fails, or the config cannot supply the questions asked for.
     """
+    config = _check_config(config)
     out = Path(out)
     _check_target(out, overwrite)
+    check_output_folder(out, "the benchmark folder")
     scenes, questions = _build(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    created = first_missing(out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as error:
+        _remove(created)
+        raise _write_error(out, error) from None
     try:
         _write_all(staging, config, scenes, questions)
         os.chmod(staging, 0o755)  # mkdtemp creates 0o700
-        _swap_into_place(staging, out)
-    except BaseException:
+        replace_folder(staging, out)
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove(created)
+        if isinstance(error, OSError):
+            raise _write_error(out, error) from None
         raise
     return out
+
+
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_error(out: Path, error: OSError) -> ConfigError:
+    reason = error.strerror or str(error)
+    reason += f" ({error.filename})" if error.filename else ""
+    return ConfigError(
+        f"cannot write the benchmark to {out}: {reason}. Nothing was written; choose a writable "
+        "folder with free space."
+    )
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
@@ -167,16 +210,6 @@ def _check_target(out: Path, overwrite: bool) -> None:
             f"{out} already holds a benchmark. Pass overwrite=True (CLI: --overwrite) to replace "
             "it, or choose another folder."
         )
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    if not out.exists():
-        staging.rename(out)
-        return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old)
 
 
 def _write_all(
@@ -202,16 +235,33 @@ def _write_all(
 
 
 def _metadata(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise DataError(
+            f"benchmark folder {folder} does not exist or is not a folder. Pass a folder written "
+            "by `vrp data generate`, or read a single POPE file with read_pope()."
+        )
     path = folder / "benchmark.json"
     if not path.is_file():
         raise DataError(
             f"{folder} is not a synthetic benchmark: benchmark.json is missing. Write one with "
             "`vrp data generate`, or read a single POPE file with read_pope()."
         )
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(read_text(path, "benchmark.json"))
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{path} line {error.lineno}: not valid JSON ({error.msg}); expected the metadata "
+            "`vrp data generate` writes. Regenerate the benchmark."
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise DataError(f"{path}: format {found!r} is not {FORMAT!r}; regenerate the benchmark.")
+    for key, kind in (("config", dict), ("splits", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise DataError(
+                f"{path}: expected a {key!r} object; got {meta.get(key)!r:.60}. The file was "
+                "edited or truncated: regenerate the benchmark."
+            )
     return meta
 
 
@@ -219,9 +269,19 @@ def load_config(folder: str | Path) -> SyntheticConfig:
     """The config a benchmark folder was generated with (e.g. to rebuild its `vocabulary`).
 
     Raises:
-      DataError: the folder holds no benchmark.json of this format.
+      DataError: the folder holds no benchmark.json of this format, or its config has fields
+        this version of VRP does not know.
+      ConfigError: the stored config holds values out of range (the file was edited).
     """
+    path = Path(folder) / "benchmark.json"
     raw = _metadata(Path(folder))["config"]
+    known = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise DataError(
+            f"{path}: config fields {unknown} are not fields of SyntheticConfig ({len(known)} "
+            "known). The benchmark comes from another VRP version: regenerate it with this one."
+        )
     kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     return SyntheticConfig(**kwargs)
 
@@ -237,16 +297,37 @@ def read_benchmark(folder: str | Path, *, check_images: bool = True) -> Question
       The dataset; images are opened only when a sample is read.
 
     Raises:
-      DataError: benchmark.json is missing or of another format, or a split file is malformed.
+      DataError: the folder is missing, benchmark.json is missing, malformed or of another
+        format, or a split file or scenes.jsonl is missing or malformed.
     """
     folder = Path(folder)
     meta = _metadata(folder)
     images = folder / "images"
     questions: list[Question] = []
     for split, info in meta["splits"].items():
-        path = folder / info["file"]
+        name = info.get("file") if isinstance(info, dict) else None
+        if not isinstance(name, str):
+            raise DataError(
+                f"{folder / 'benchmark.json'}: split {split!r} names no file (got {info!r:.60}); "
+                'expected {"file": "pope_random.jsonl", "n": ...}. Regenerate the benchmark.'
+            )
+        path = folder / name
         questions += read_questions(path, image_dir=images, split=split, check_images=check_images)
-    scenes_path = folder / "scenes.jsonl"
-    with scenes_path.open(encoding="utf-8") as file:
-        scenes = [Scene.from_dict(json.loads(line)) for line in file if line.strip()]
+    scenes = _read_scenes(folder / "scenes.jsonl")
     return QuestionDataset(questions, FolderImages(images), {s.image: s for s in scenes})
+
+
+def _read_scenes(path: Path) -> list[Scene]:
+    scenes = []
+    for lineno, line in enumerate(read_text(path, "scene file").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            scenes.append(Scene.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as error:
+            raise DataError(
+                f"{path} line {lineno}: not a scene graph ({type(error).__name__}: {error}); "
+                "expected one JSON object per line as `vrp data generate` writes. Regenerate the "
+                "benchmark."
+            ) from None
+    return scenes

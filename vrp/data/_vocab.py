@@ -118,10 +118,19 @@ def vocabulary(config: "SyntheticConfig | None" = None) -> tuple[str, ...]:
 
     Returns:
       The sorted, duplicate-free tokens.
+
+    Raises:
+      ConfigError: `config` is not a `SyntheticConfig`.
     """
+    from ..core import ConfigError
     from ._config import SyntheticConfig
 
     config = config if config is not None else SyntheticConfig()
+    if not isinstance(config, SyntheticConfig):
+        raise ConfigError(
+            f"config must be a vrp.data.SyntheticConfig or None; got {type(config).__name__}. "
+            "Read a benchmark's config with load_config(folder)."
+        )
     words = set(_TEMPLATE_WORDS.split())
     words.update(config.colours)
     words.update(config.shapes)

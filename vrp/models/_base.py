@@ -14,7 +14,7 @@ from jaxtyping import Float
 from PIL.Image import Image
 from torch import Tensor
 
-from ..core import AdapterError, Component, PromptError, Site, SiteError, Tower
+from ..core import AdapterError, Component, DataError, PromptError, Site, SiteError, Tower, to_rgb
 from ._inputs import VlmInputs
 from ._protocol import AnswerTokens, TowerShape
 
@@ -286,11 +286,31 @@ class BaseAdapter:
         return {}
 
     def encode(self, processor: Any, images: Sequence[Image], prompts: Sequence[str]) -> VlmInputs:
-        images, prompts = list(images), list(prompts)
+        """Encodes (image, prompt) rows, left-padded; each image goes through `vrp.to_rgb` first.
+
+        Raises:
+          DataError: an image is not a PIL image, is empty, or cannot be decoded.
+          PromptError: `images` or `prompts` is not a list, the counts differ, there are no
+            rows, or a prompt lacks the placeholder.
+        """
+        for name, rows in (("images", images), ("prompts", prompts)):
+            if isinstance(rows, Image | str | bytes) or not isinstance(rows, Sequence):
+                raise PromptError(
+                    f"{name} must be a list, one entry per row; got {type(rows).__name__}. Wrap "
+                    "a single row in lists: encode([image], [question])."
+                )
+        rgb = []
+        for i, image in enumerate(images):
+            try:
+                rgb.append(to_rgb(image))  # the one image rule of vrp (see vrp.to_rgb)
+            except DataError as error:
+                raise DataError(f"image {i} of the batch: {error}") from None
+        images, prompts = rgb, list(prompts)
         if len(images) != len(prompts) or not prompts:
             raise PromptError(
                 f"encode needs one image per prompt and at least one row, got {len(images)} images "
-                f"and {len(prompts)} prompts."
+                f"and {len(prompts)} prompts. Pass two lists of equal length, e.g. "
+                "encode([image], [question])."
             )
         for i, text in enumerate(prompts):
             if text.count(self.image_placeholder) != 1:

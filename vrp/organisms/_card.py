@@ -6,7 +6,6 @@
 optionally, a copy in the docs.
 """
 
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from ..core import ConfigError, Tower
 from ..data import BinaryMetrics, CountMetrics
 from ..models import VLM
 from ..stats import Estimate
-from ._checkpoint import read_training
+from ._checkpoint import install_model, read_training
 from ._evaluate import EVAL_SEED, Method, OrganismReport, evaluate_organism, evaluation_set
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -366,26 +365,18 @@ def write_card(family: str, markdown: str, *, docs_dir: Path | None = None) -> l
 
 
 def ship(model_dir: Path, family: str) -> Path:
-    """Copies a trained model folder (``<run>/model``) into the package as `organism/<family>`.
+    """Installs a trained model folder (``<run>/model``) in the package as `organism/<family>`.
+
+    The folder is checked first (config, weights, processor and tokenizer files; the right
+    family), copied beside the installed organism, loaded and run once, and only then renamed into
+    place: a failed ship leaves the installed organism untouched.
 
     Raises:
-      ConfigError: unknown family, or `model_dir` holds no model of that family.
+      ConfigError: unknown family, or `model_dir` holds no complete, loadable model of that
+        family, or the package folder cannot be written.
     """
-    import json
-
     _check_family(family)
-    config = Path(model_dir) / "config.json"
-    found = json.loads(config.read_text())["model_type"] if config.is_file() else None
-    if found != family:
-        raise ConfigError(
-            f"{model_dir} holds no {family} model (config model_type {found!r}). Pass the "
-            "model/ folder written by `vrp organisms train`."
-        )
-    target = ASSET_DIR / family
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(model_dir, target)
-    return target
+    return install_model(Path(model_dir), family, ASSET_DIR / family)
 
 
 def build_card(
@@ -406,10 +397,10 @@ def build_card(
     from ..models import load
 
     _check_family(family)
-    vlm = load(f"organism/{family}")
-    dataset = evaluation_set(
+    dataset = evaluation_set(  # first: bad sizes fail before the model loads
         n_per_split=n_per_split, n_counting=n_counting, n_spatial=n_spatial, seed=seed
     )
+    vlm = load(f"organism/{family}")
     report = evaluate_organism(vlm, dataset, method=method, seed=seed)
     return card_markdown(
         vlm, report, read_training(ASSET_DIR / family), asset_bytes=asset_bytes(family)
