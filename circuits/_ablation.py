@@ -4,32 +4,40 @@ Each study runs the model on yes/no questions with and without an intervention a
 per-question correctness with the exact McNemar test. Targets are judged against controls drawn at
 random (same size, same layer), as the VRP study's neuron ablations and attention-guided patch
 masking require: a drop means little unless random units of the same size do not cause it.
+
+The studies are thin: `condition_outcomes` (in `_outcomes`) computes each question's correctness
+under every condition, batch by batch, and `summarise_study` / `summarise_dimension_point` turn
+outcome arrays into the statistics, so a caller holding outcomes on disk (the study's causal
+stage) gets the same numbers without running the model again.
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-import torch
-from jaxtyping import Float
-from PIL import Image, ImageDraw
+from jaxtyping import Bool, Float
+from numpy.typing import ArrayLike
 from torch import Tensor
 
-from vrp import AllTokens, Component, ConfigError, DataError, Positions, Site, Tower, to_rgb
+from vrp import AllTokens, Component, ConfigError, DataError, Positions, ShapeError, Site, Tower
 from vrp.data import Sample
-from vrp.interventions import (
-    Capture,
-    Graph,
-    ImagePatchMask,
-    MeanAblate,
-    Node,
-    Zero,
-    run_graph,
-)
+from vrp.interventions import Capture, Graph, Node, run_graph
 from vrp.models import VLM, VlmInputs
-from vrp.pipeline import answer_attention, require_yes_no
+from vrp.pipeline import require_yes_no
 from vrp.stats import Estimate, mcnemar_exact, permutation_test, proportion
+
+from ._masking import MaskingConfig
+from ._outcomes import (
+    Arm,
+    baseline_arm,
+    bypass_arms,
+    condition_outcomes,
+    control_sets,
+    dims_arms,
+    masking_arms,
+    neuron_arms,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +52,9 @@ class AblationStudy:
       p_vs_controls: share of controls whose change is at most the target's (+1 smoothed): small
         when the target hurts more than random units do; NaN without controls.
       label: what was ablated.
+      baseline_correct: each question's correctness without intervention.
+      target_correct: each question's correctness under the target.
+      control_correct: each question's correctness under each control.
     """
 
     baseline: Estimate
@@ -52,15 +63,75 @@ class AblationStudy:
     control_mean: float
     p_vs_controls: float
     label: str
+    baseline_correct: Bool[np.ndarray, " question"] = field(compare=False, repr=False)
+    target_correct: Bool[np.ndarray, " question"] = field(compare=False, repr=False)
+    control_correct: tuple[Bool[np.ndarray, " question"], ...] = field(compare=False, repr=False)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per question per condition: condition ("baseline", "target", "control"),
+        draw (the control's index, else 0), question (index in the study's samples), correct."""
+        arms = [("baseline", 0, self.baseline_correct), ("target", 0, self.target_correct)]
+        arms += [("control", d, c) for d, c in enumerate(self.control_correct)]
+        return [
+            {"label": self.label, "condition": name, "draw": draw, "question": i, "correct": bool(ok)}
+            for name, draw, correct in arms
+            for i, ok in enumerate(correct)
+        ]  # fmt: skip
 
 
-def _batches(vlm: VLM, samples: Sequence[Sample], size: int) -> list[tuple[VlmInputs, np.ndarray]]:
-    out = []
-    for start in range(0, len(samples), size):
-        chunk = samples[start : start + size]
-        inputs = vlm.encode([s.image for s in chunk], [s.question for s in chunk])
-        out.append((inputs, np.array([s.answer == "yes" for s in chunk])))
-    return out
+def _as_correct(values: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0 or not np.isin(arr, (0, 1)).all():
+        raise DataError(
+            f"{name} must be a non-empty 1-D vector of per-question correctness (bool or 0/1); "
+            f"got shape {arr.shape}. Pass one entry per question."
+        )
+    return arr.astype(bool)
+
+
+def summarise_study(
+    baseline: ArrayLike,
+    target: ArrayLike,
+    controls: Sequence[ArrayLike] = (),
+    label: str = "",
+) -> AblationStudy:
+    """An `AblationStudy` from per-question correctness: the baseline accuracy (Wilson CI), the
+    target's and each control's paired change (exact McNemar, Agresti-Min CI), and the share of
+    controls that hurt at least as much as the target.
+
+    Args:
+      baseline: correctness of each question without intervention.
+      target: correctness of the same questions under the target intervention.
+      controls: correctness under each random control (same questions).
+      label: what was ablated.
+
+    Raises:
+      DataError: an input is not a non-empty 1-D vector of 0/1.
+      ShapeError: the inputs differ in length.
+    """
+    before = _as_correct(baseline, "baseline")
+    after = _as_correct(target, "target")
+    others = [_as_correct(c, f"controls[{i}]") for i, c in enumerate(controls)]
+    sizes = {len(before), len(after), *(len(c) for c in others)}
+    if len(sizes) != 1:
+        raise ShapeError(
+            f"summarise_study pairs questions: baseline has {len(before)}, target {len(after)}, "
+            f"controls {[len(c) for c in others]} entries. Pass outcomes of the same questions."
+        )
+    target_change = mcnemar_exact(before, after)
+    changes = [mcnemar_exact(before, c) for c in others]
+    at_most = sum(c.estimate <= target_change.estimate for c in changes)
+    return AblationStudy(
+        baseline=proportion(int(before.sum()), before.size),
+        target=target_change,
+        controls=tuple(changes),
+        control_mean=float(np.mean([c.estimate for c in changes])) if changes else float("nan"),
+        p_vs_controls=(at_most + 1) / (len(changes) + 1) if changes else float("nan"),
+        label=label,
+        baseline_correct=before,
+        target_correct=after,
+        control_correct=tuple(others),
+    )
 
 
 BatchNodes = Callable[[VlmInputs, int], Sequence[Node]]
@@ -80,24 +151,18 @@ def answer_correctness(
     for index, (inputs, truth) in enumerate(batches):
         chosen = tuple(nodes(inputs, index)) if nodes else ()
         logits = run_graph(vlm, Graph(nodes=chosen), inputs).answer_logits["main"]
-        correct.append(vlm.says_yes(logits).numpy() == truth)
+        correct.append(vlm.says_yes(logits).cpu().numpy() == truth)
     return np.concatenate(correct)
 
 
-def _study(
-    baseline: np.ndarray, target: np.ndarray, controls: list[np.ndarray], label: str
-) -> AblationStudy:
-    target_change = mcnemar_exact(baseline, target)
-    changes = [mcnemar_exact(baseline, c) for c in controls]
-    at_most = sum(c.estimate <= target_change.estimate for c in changes)
-    return AblationStudy(
-        baseline=proportion(int(baseline.sum()), baseline.size),
-        target=target_change,
-        controls=tuple(changes),
-        control_mean=float(np.mean([c.estimate for c in changes])) if changes else float("nan"),
-        p_vs_controls=(at_most + 1) / (len(changes) + 1) if changes else float("nan"),
-        label=label,
-    )
+def _outcomes(
+    vlm: VLM, samples: Sequence[Sample], arms: Sequence[Arm], batch_size: int
+) -> np.ndarray:
+    """Correctness `(arm, question)` over every batch of `samples`."""
+    require_yes_no(samples, "Ablation studies")
+    blocks = [condition_outcomes(vlm, samples[i : i + batch_size], arms).correct
+              for i in range(0, len(samples), batch_size)]  # fmt: skip
+    return np.concatenate(blocks, axis=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +174,7 @@ class NeuronAblationConfig:
       mode: "zero", or "mean" (each unit's mean over every real token of the samples).
       positions: where to ablate (all tokens by default; `LastToken()` for the answer position).
       batch_size: questions per trace.
-      seed: seeds the control draws.
+      seed: seeds the control draws (`control_sets`).
     """
 
     n_controls: int = 20
@@ -130,7 +195,7 @@ def neuron_ablation(
     """Ablates MLP `neurons` of language `layer` against random sets of the same size.
 
     Raises:
-      ConfigError: no neurons, or more neurons than the layer has.
+      ConfigError: no neurons, more neurons than the layer has, or too many to draw controls.
       DataError: a sample is not a yes/no question.
     """
     require_yes_no(samples, "Ablation studies")
@@ -138,34 +203,19 @@ def neuron_ablation(
     if not neurons or len(neurons) > width:
         raise ConfigError(f"neuron_ablation needs 1..{width} neurons, got {len(neurons)}.")
     config = config or NeuronAblationConfig()
-    batches = _batches(vlm, samples, config.batch_size)
-    rng = np.random.default_rng(config.seed)
-    means = (
-        unit_means(vlm, [inputs for inputs, _ in batches], layer) if config.mode == "mean" else None
-    )
-
-    def ablate(units: Sequence[int]) -> BatchNodes:
-        site = Site(layer=layer, component=Component.MLP_NEURONS, neurons=tuple(units),
-                    positions=config.positions)  # fmt: skip
-        node: Node = (
-            Zero(site=site) if means is None else MeanAblate(site=site, mean=means[list(units)])
-        )
-        return lambda inputs, index: (node,)
-
-    others = np.setdiff1d(np.arange(width), np.asarray(neurons))
-    if len(others) < len(neurons):
-        raise ConfigError(
-            f"Random controls are drawn from the other {len(others)} neurons of L{layer}; "
-            f"{len(neurons)} targets leave too few. Ablate at most half of the layer."
-        )
-    controls = [rng.choice(others, size=len(neurons), replace=False).tolist()
-                for _ in range(config.n_controls)]  # fmt: skip
-    return _study(
-        answer_correctness(vlm, batches),
-        answer_correctness(vlm, batches, ablate([int(u) for u in neurons])),
-        [answer_correctness(vlm, batches, ablate(c)) for c in controls],
-        f"{config.mode}-ablate {len(neurons)} neurons of L{layer}",
-    )
+    targets = [int(u) for u in neurons]
+    controls = control_sets(width, targets, config.n_controls, config.seed)
+    means = None
+    if config.mode == "mean":
+        batches = [vlm.encode([s.image for s in samples[i : i + config.batch_size]],
+                              [s.question for s in samples[i : i + config.batch_size]])
+                   for i in range(0, len(samples), config.batch_size)]  # fmt: skip
+        means = unit_means(vlm, batches, layer)
+    arms = [baseline_arm(), *neuron_arms(layer, targets, controls, positions=config.positions,
+                                         means=means)]  # fmt: skip
+    correct = _outcomes(vlm, samples, arms, config.batch_size)
+    label = f"{config.mode}-ablate {len(targets)} neurons of L{layer}"
+    return summarise_study(correct[0], correct[1], list(correct[2:]), label)
 
 
 def unit_means(vlm: VLM, batches: Sequence[VlmInputs], layer: int) -> Float[Tensor, " d_mlp"]:
@@ -183,62 +233,6 @@ def unit_means(vlm: VLM, batches: Sequence[VlmInputs], layer: int) -> Float[Tens
     return total / count
 
 
-@dataclass(frozen=True, kw_only=True)
-class MaskingConfig:
-    """How `attention_guided_masking` masks.
-
-    Attributes:
-      fraction: share of the image's patches masked per question.
-      n_random: random masks of the same size (the controls).
-      level: "token" replaces the projected image tokens (with `fill`); "pixel" paints the
-        patches' pixels grey (`grey`) before the processor.
-      fill: token-level replacement, "mean" of the image's tokens or "zero".
-      grey: pixel-level grey value.
-      batch_size: questions per trace.
-      seed: seeds the random masks.
-    """
-
-    fraction: float = 0.3
-    n_random: int = 5
-    level: Literal["token", "pixel"] = "token"
-    fill: Literal["zero", "mean"] = "mean"
-    grey: int = 128
-    batch_size: int = 16
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.fraction < 1:
-            raise ConfigError(f"fraction must lie in (0, 1), got {self.fraction}.")
-        if self.level not in ("token", "pixel"):
-            raise ConfigError(f"level must be 'token' or 'pixel', got {self.level!r}.")
-
-
-def paint_patches(
-    image: Image.Image, grid: tuple[int, int], patches: Sequence[int], grey: int = 128
-) -> Image.Image:
-    """A copy of `image` with the grid cells `patches` (row-major) painted uniform grey.
-
-    The grid is laid over the whole image, as the processors of the three families see a square
-    image (they resize it whole), so cell (r, c) covers rows r*H/gh..(r+1)*H/gh of the picture.
-    The copy is made with `vrp.to_rgb` (transparency composited onto white), as every vrp path does.
-
-    Raises:
-      DataError: `image` is empty or cannot be decoded.
-    """
-    out = to_rgb(image)
-    draw = ImageDraw.Draw(out)
-    rows, cols = grid
-    width, height = out.size
-    for patch in patches:
-        r, c = divmod(int(patch), cols)
-        box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
-        draw.rectangle(
-            (round(box[0]), round(box[1]), round(box[2]) - 1, round(box[3]) - 1),
-            fill=(grey, grey, grey),
-        )
-    return out
-
-
 def attention_guided_masking(
     vlm: VLM, samples: Sequence[Sample], config: MaskingConfig | None = None
 ) -> dict[str, AblationStudy]:
@@ -251,52 +245,15 @@ def attention_guided_masking(
     Raises:
       DataError: a sample is not a yes/no question.
     """
-    require_yes_no(samples, "Ablation studies")
     config = config or MaskingConfig()
-    batches = _batches(vlm, samples, config.batch_size)
-    orders = [answer_attention(vlm, inputs).mean.flatten(1).argsort(dim=1, descending=True)
-              for inputs, _ in batches]  # fmt: skip
-    n_tokens = orders[0].shape[1]
-    k = max(1, round(config.fraction * n_tokens))
-    rng = np.random.default_rng(config.seed)
-
-    def masked(pick: Callable[[torch.Tensor], Sequence[int]]) -> np.ndarray:
-        chosen = [[[int(p) for p in pick(order)] for order in batch] for batch in orders]
-        if config.level == "pixel":
-            return _pixel_masked(vlm, samples, batches, chosen, config)
-
-        def nodes(inputs: VlmInputs, index: int) -> list[Node]:
-            return [ImagePatchMask(patches=tuple(map(tuple, chosen[index])), fill=config.fill)]
-
-        return answer_correctness(vlm, batches, nodes)
-
-    baseline = answer_correctness(vlm, batches)
-    randoms = [masked(lambda order: rng.choice(n_tokens, size=k, replace=False).tolist())
-               for _ in range(config.n_random)]  # fmt: skip
-    top = masked(lambda order: order[:k].tolist())
-    bottom = masked(lambda order: order[-k:].tolist())
+    arms = [baseline_arm(), *masking_arms(config)]
+    correct = _outcomes(vlm, samples, arms, config.batch_size)
+    baseline, top, bottom, randoms = correct[0], correct[1], correct[2], list(correct[3:])
     what = f"{config.fraction:.0%} of image patches ({config.level} level)"
     return {
-        "top": _study(baseline, top, randoms, f"mask the top-attended {what}"),
-        "bottom": _study(baseline, bottom, randoms, f"mask the least-attended {what}"),
+        "top": summarise_study(baseline, top, randoms, f"mask the top-attended {what}"),
+        "bottom": summarise_study(baseline, bottom, randoms, f"mask the least-attended {what}"),
     }
-
-
-def _pixel_masked(
-    vlm: VLM,
-    samples: Sequence[Sample],
-    batches: Sequence[tuple[VlmInputs, np.ndarray]],
-    chosen: list[list[list[int]]],
-    config: MaskingConfig,
-) -> np.ndarray:
-    painted = []
-    for index, (inputs, truth) in enumerate(batches):
-        start = index * config.batch_size
-        rows = samples[start : start + inputs.batch_size]
-        images = [paint_patches(s.image, inputs.grids[0], patches, config.grey)
-                  for s, patches in zip(rows, chosen[index], strict=True)]  # fmt: skip
-        painted.append((vlm.encode(images, [s.question for s in rows]), truth))
-    return answer_correctness(vlm, painted)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,6 +272,33 @@ class DimensionAblationPoint:
     n_dims: int
     accuracy: Estimate
     change: Estimate
+
+
+def summarise_dimension_point(
+    baseline: ArrayLike, draws: Sequence[ArrayLike], *, fraction: float, n_dims: int, seed: int = 0
+) -> DimensionAblationPoint:
+    """A `DimensionAblationPoint` from per-question correctness without intervention and under
+    each random draw of `n_dims` dimensions.
+
+    Raises:
+      DataError: an input is not a 1-D 0/1 vector, there is no draw, or fewer than 2 questions.
+      ShapeError: the inputs differ in length.
+    """
+    before = _as_correct(baseline, "baseline").astype(float)
+    if not draws:
+        raise DataError("summarise_dimension_point needs at least one draw; got none.")
+    after = np.stack([_as_correct(d, f"draws[{i}]") for i, d in enumerate(draws)])
+    if after.shape[1] != before.size:
+        raise ShapeError(
+            f"baseline has {before.size} questions, the draws {after.shape[1]}: pass outcomes "
+            "of the same questions."
+        )
+    return DimensionAblationPoint(
+        fraction=float(fraction),
+        n_dims=int(n_dims),
+        accuracy=proportion(int(after.sum()), after.size),
+        change=permutation_test(after.mean(axis=0), before, paired=True, seed=seed),
+    )
 
 
 def scaled_random_ablation(
@@ -336,35 +320,17 @@ def scaled_random_ablation(
       DataError: a sample is not a yes/no question.
     """
     require_yes_no(samples, "Ablation studies")
-    if n_draws < 1 or any(not 0 < f <= 1 for f in fractions):
-        raise ConfigError(
-            f"scaled_random_ablation needs fractions in (0, 1] and n_draws >= 1; got "
-            f"{list(fractions)} and {n_draws}."
-        )
     width = vlm.adapter.shape(Tower.LANGUAGE).d_model
-    batches = _batches(vlm, samples, batch_size)
-    baseline = answer_correctness(vlm, batches).astype(float)
-    rng = np.random.default_rng(seed)
+    arms = [baseline_arm(), *dims_arms(layer, width, fractions, n_draws=n_draws, seed=seed)]
+    correct = _outcomes(vlm, samples, arms, batch_size)
     points = []
-    for fraction in fractions:
-        n_dims = max(1, round(fraction * width))
-        draws = [answer_correctness(vlm, batches, _zero_dims(layer, rng.choice(width, n_dims, replace=False)))
-                 for _ in range(n_draws)]  # fmt: skip
-        pooled = np.concatenate(draws)
-        per_question = np.mean(draws, axis=0)
-        points.append(DimensionAblationPoint(
-            fraction=float(fraction),
-            n_dims=n_dims,
-            accuracy=proportion(int(pooled.sum()), pooled.size),
-            change=permutation_test(per_question, baseline, paired=True, seed=seed),
+    for i, fraction in enumerate(fractions):
+        draws = correct[1 + i * n_draws : 1 + (i + 1) * n_draws]
+        points.append(summarise_dimension_point(
+            correct[0], list(draws), fraction=fraction,
+            n_dims=max(1, round(fraction * width)), seed=seed,
         ))  # fmt: skip
     return tuple(points)
-
-
-def _zero_dims(layer: int, dims: np.ndarray) -> BatchNodes:
-    site = Site(layer=layer, component=Component.RESID_POST, dims=tuple(int(d) for d in dims))
-    node = Zero(site=site)
-    return lambda inputs, index: (node,)
 
 
 def mlp_bypass(
@@ -377,8 +343,5 @@ def mlp_bypass(
       DataError: a sample is not a yes/no question.
       GraphError: the layer does not exist.
     """
-    require_yes_no(samples, "Ablation studies")
-    batches = _batches(vlm, samples, batch_size)
-    node = Zero(site=Site(layer=layer, component=Component.MLP_OUT))
-    bypassed = answer_correctness(vlm, batches, lambda inputs, index: (node,))
-    return _study(answer_correctness(vlm, batches), bypassed, [], f"bypass the MLP of L{layer}")
+    correct = _outcomes(vlm, samples, [baseline_arm(), *bypass_arms([layer])], batch_size)
+    return summarise_study(correct[0], correct[1], [], f"bypass the MLP of L{layer}")

@@ -8,6 +8,7 @@ raw and normalised so that 0 is the corrupted run and 1 the clean run.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -36,6 +37,8 @@ class PatchResult:
       clean: mean metric on the clean run (upper baseline).
       corrupt: mean metric on the corrupted run (lower baseline).
       per_row: the metric per cell and row, for paired statistics.
+      clean_per_row: the metric of each row's clean run.
+      corrupt_per_row: the metric of each row's corrupted run.
     """
 
     sites: tuple[Site, ...]
@@ -43,6 +46,8 @@ class PatchResult:
     clean: float
     corrupt: float
     per_row: Float[Tensor, "site batch"]
+    clean_per_row: Float[Tensor, " batch"]
+    corrupt_per_row: Float[Tensor, " batch"]
 
     @property
     def normalised(self) -> Float[Tensor, " site"]:
@@ -58,6 +63,35 @@ class PatchResult:
                 "that changes the metric before normalising a sweep."
             )
         return (self.scores - self.corrupt) / gap
+
+    @property
+    def normalised_per_row(self) -> Float[Tensor, "site batch"]:
+        """Each row normalised by its own runs: (metric - corrupt_row) / (clean_row - corrupt_row);
+        NaN for a row whose clean and corrupted runs score the same (|gap| < 1e-8)."""
+        gap = self.clean_per_row - self.corrupt_per_row
+        safe = torch.where(gap.abs() < 1e-8, torch.full_like(gap, float("nan")), gap)
+        return (self.per_row - self.corrupt_per_row) / safe
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per cell per batch row: the cell's site (tower, layer, component, heads,
+        neurons, positions), the row, its metric after patching, its clean and corrupted metric
+        and the row's normalised score (NaN where its clean and corrupted runs tie)."""
+        normalised = self.normalised_per_row.tolist()
+        raw = self.per_row.tolist()
+        clean, corrupt = self.clean_per_row.tolist(), self.corrupt_per_row.tolist()
+        rows = []
+        for cell, site in enumerate(self.sites):
+            where = {"cell": cell, "tower": site.tower.value, "layer": site.layer,
+                     "component": site.component.value, "heads": _units(site.heads),
+                     "neurons": _units(site.neurons), "positions": str(site.positions)}  # fmt: skip
+            for row in range(len(clean)):
+                rows.append({**where, "row": row, "metric": raw[cell][row], "clean": clean[row],
+                             "corrupt": corrupt[row], "normalised": normalised[cell][row]})  # fmt: skip
+        return rows
+
+
+def _units(units: tuple[int, ...] | None) -> str:
+    return "" if units is None else ",".join(map(str, units))
 
 
 def patch_sweep(
@@ -111,6 +145,8 @@ def patch_sweep(
         clean=float(baseline["clean"].mean()),
         corrupt=float(baseline["corrupt"].mean()),
         per_row=rows,
+        clean_per_row=baseline["clean"],
+        corrupt_per_row=baseline["corrupt"],
     )
 
 

@@ -80,7 +80,7 @@ def test_attention_guided_masking_structure_and_equivalence(vlm, samples) -> Non
 def test_ablation_errors(vlm, samples) -> None:
     with pytest.raises(vrp.ConfigError, match=r"needs 1..48 neurons, got 0"):
         neuron_ablation(vlm, samples, layer=0, neurons=[])
-    with pytest.raises(vrp.ConfigError, match=r"fraction must lie in \(0, 1\), got 1.5"):
+    with pytest.raises(vrp.ConfigError, match=r"fraction must lie in \(0, 1\], got 1.5"):
         MaskingConfig(fraction=1.5)
     counting = [s for s in generate(SyntheticConfig(n_per_split=2, n_counting=2, n_spatial=0, seed=1))
                 if s.split == "counting"]  # fmt: skip

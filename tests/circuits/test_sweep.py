@@ -85,3 +85,29 @@ def test_sweep_errors(vlm, pair) -> None:
     same = patch_sweep(vlm, clean, clean, [Site(layer=0, component=Component.MLP_OUT)], metric)
     with pytest.raises(vrp.ConfigError, match=r"Clean and corrupted runs score the same"):
         _ = same.normalised
+
+
+def test_per_row_normalisation_and_records(vlm, pair) -> None:
+    clean, corrupt = pair
+    metric = yes_no_metric(vlm)
+    sites = [Site(layer=i, component=Component.MLP_OUT, positions=LastToken()) for i in range(2)]
+    result = patch_sweep(vlm, clean, corrupt, sites, metric)
+    torch.testing.assert_close(
+        result.clean_per_row, metric(vlm.answer_logits(clean)), atol=1e-5, rtol=0
+    )
+    expected = (result.per_row - result.corrupt_per_row) / (
+        result.clean_per_row - result.corrupt_per_row
+    )
+    torch.testing.assert_close(result.normalised_per_row, expected)
+    rows = result.to_records()
+    assert len(rows) == 2 * 2  # cells x rows
+    assert [(r["cell"], r["layer"], r["row"]) for r in rows] == [
+        (0, 0, 0),
+        (0, 0, 1),
+        (1, 1, 0),
+        (1, 1, 1),
+    ]
+    assert rows[3]["component"] == "mlp_out" and rows[3]["positions"] == "last"
+    assert rows[3]["normalised"] == pytest.approx(float(expected[1, 1]))
+    same = patch_sweep(vlm, clean, clean, sites[:1], metric)
+    assert same.normalised_per_row.isnan().all()  # nothing to restore: NaN, not an error
