@@ -138,6 +138,10 @@ class BatchSignals:
     hidden: Float[np.ndarray, "batch layer d_model"]
     layers: tuple[int, ...]
 
+    def to_records(self) -> list[dict[str, object]]:
+        """One row per question: every field of its `SampleSignals` (hidden states excluded)."""
+        return [s.as_dict() for s in self.samples]
+
 
 def require_yes_no(samples: Sequence[Sample], purpose: str = "Reliability signals") -> list[str]:
     """The samples' yes/no answers.

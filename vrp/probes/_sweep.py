@@ -90,6 +90,17 @@ class SweepResult:
         """The layer with the highest held-out AUROC."""
         return self.layers[int(np.argmax(self.auroc_values))]
 
+    def to_records(self) -> list[dict[str, object]]:
+        """One row per layer per condition ("real" labels, "shuffled" control): layer,
+        condition, auroc, ci_low, ci_high, p_value, n, method, confidence."""
+        return [
+            {"layer": layer, "condition": condition, "auroc": est.estimate, "ci_low": est.ci_low,
+             "ci_high": est.ci_high, "p_value": est.p_value, "n": est.n, "method": est.method,
+             "confidence": est.confidence}
+            for layer, real, shuffled in zip(self.layers, self.auroc, self.control, strict=True)
+            for condition, est in (("real", real), ("shuffled", shuffled))
+        ]  # fmt: skip
+
 
 Activations = np.ndarray | ActivationStore
 
