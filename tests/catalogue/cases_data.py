@@ -756,6 +756,21 @@ _METRIC_CASES = (
 )
 
 _ORGANISM_CASES = (
+    *(
+        Case(
+            id=f"train-library-{name}",
+            call=lambda tmp, kw=kw: train("llava", out=tmp / "run", **kw),
+            error=ConfigError,
+            says=(rf"{name} must be a whole number >= \d", rf"got {bad}", r"Pass e\.g\."),
+            leaves=("run",),
+        )
+        for name, bad, kw in (
+            ("threads", 0, {"threads": 0}),
+            ("validate_every", -1, {"validate_every": -1}),
+            ("seed", -1, {"seed": -1}),
+            ("steps", 0, {"steps": 0}),
+        )
+    ),
     Case(
         id="ship-unknown-family",
         call=_ship(lambda tmp: tmp, family="gpt2"),

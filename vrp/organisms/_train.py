@@ -240,8 +240,10 @@ def train(  # noqa: PLR0913  (keyword-only; mirrors the options of `vrp organism
     Raises:
       ConfigError: no recipe for `family`, `out` holds a run and `resume` is False, `resume`
         is True and `out` holds no checkpoint of this (family, seed, steps), or the recipe sets
-        `vision_grid_positions` for a family without a learned vision position table (Qwen2-VL).
+        `vision_grid_positions` for a family without a learned vision position table (Qwen2-VL),
+        or `seed` < 0, `threads` < 1, `validate_every` < 0 or `steps` < 1.
     """
+    _check_counts(seed=seed, threads=threads, validate_every=validate_every, steps=steps)
     recipe = recipe if recipe is not None else shipped_recipe(family)
     if steps is not None:
         recipe = recipe.with_steps(steps)
@@ -300,3 +302,18 @@ def _loop(run: _Run, progress: bool, validate_every: int) -> None:
     run.seconds += time.perf_counter() - started
     bar.close()
     run.vlm.hf.eval()
+
+
+def _check_counts(*, seed: int, threads: int, validate_every: int, steps: int | None) -> None:
+    rules = {
+        "seed": (seed, 0, "the seed of weights and data"),
+        "threads": (threads, 1, "torch CPU threads"),
+        "validate_every": (validate_every, 0, "steps between validations, 0 for never"),
+        "steps": (1 if steps is None else steps, 1, "training steps"),
+    }
+    for name, (value, low, meaning) in rules.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(
+                f"{name} must be a whole number >= {low} ({meaning}), got {value!r}. Pass e.g. "
+                f"{name}={max(low, 1)}."
+            )
