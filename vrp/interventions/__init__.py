@@ -15,6 +15,7 @@ from ._execute import (
     run_graph as run_graph,
 )
 from ._graph import Graph as Graph, graph as graph
+from ._json import node_from_dict as node_from_dict
 from ._nodes import (
     Add as Add,
     AttentionKnockout as AttentionKnockout,
@@ -28,7 +29,6 @@ from ._nodes import (
     Scale as Scale,
     SiteNode as SiteNode,
     Zero as Zero,
-    node_from_dict as node_from_dict,
 )
 from ._reference import (
     mean_ablation as mean_ablation,

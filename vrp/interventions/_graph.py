@@ -1,13 +1,24 @@
 """The intervention graph: nodes over one or more named runs, validated, serialisable, printable."""
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core import AllTokens, Component, GraphError, Indices, SiteError, Tower, VrpError
+from ..core import (
+    AllTokens,
+    Component,
+    ConfigError,
+    GraphError,
+    Indices,
+    SiteError,
+    Tower,
+    VrpError,
+)
 from ..models import VLM, VlmInputs
+from ._json import node_from_dict
 from ._nodes import (
     AttentionKnockout,
     Capture,
@@ -15,7 +26,6 @@ from ._nodes import (
     Node,
     Patch,
     SiteNode,
-    node_from_dict,
 )
 
 FORMAT_VERSION = 1
@@ -36,8 +46,22 @@ class Graph:
     runs: tuple[str, ...] = ("main",)
 
     def __post_init__(self) -> None:
+        for name in ("nodes", "runs"):
+            if isinstance(getattr(self, name), str | bytes | Node):
+                object.__setattr__(self, name, [getattr(self, name)])  # checked below
         object.__setattr__(self, "nodes", tuple(self.nodes))
         object.__setattr__(self, "runs", tuple(self.runs))
+        for index, node in enumerate(self.nodes):
+            if not isinstance(node, Node):
+                raise GraphError(
+                    f"node {index} is {type(node).__name__} {node!r:.60}, not an intervention "
+                    "node. Build graphs from vrp.interventions nodes, e.g. graph(Zero(site=...))."
+                )
+        if not all(isinstance(run, str) and run for run in self.runs):
+            raise GraphError(
+                f"Graph runs must be non-empty strings; got {list(self.runs)!r}. Pass e.g. "
+                "runs=('clean', 'corrupt')."
+            )
 
     # ----- validation --------------------------------------------------------------------------
     def validate(self, vlm: VLM, inputs: Mapping[str, VlmInputs] | None = None) -> None:
@@ -48,14 +72,25 @@ class Graph:
             conflict; the message names the node.
         """
         if len(set(self.runs)) != len(self.runs) or not self.runs:
-            raise GraphError(f"Graph runs must be unique and non-empty, got {list(self.runs)}.")
+            raise GraphError(
+                f"Graph runs must be unique and non-empty, got {list(self.runs)}. Pass distinct "
+                "run names, e.g. runs=('clean', 'corrupt')."
+            )
         names = [n.name for n in self.nodes if isinstance(n, Capture)]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise GraphError(f"Capture names must be unique; repeated: {duplicates}.")
+            raise GraphError(
+                f"Capture names must be unique; repeated: {duplicates}. Give each Capture its "
+                "own name."
+            )
         for index, node in enumerate(self.nodes):
             try:
                 self._validate_node(vlm, node)
+            except SiteError as err:
+                raise GraphError(
+                    f"node {index} ({_describe(node)}): {err} vlm.info(inputs) lists the layers, "
+                    "heads and widths of each tower."
+                ) from err
             except VrpError as err:
                 raise GraphError(f"node {index} ({_describe(node)}): {err}") from err
         if inputs is not None:
@@ -65,9 +100,15 @@ class Graph:
         runs = [node.run] + ([node.source] if isinstance(node, Patch) else [])
         missing = [r for r in runs if r not in self.runs]
         if missing:
-            raise GraphError(f"run {missing[0]!r} is not one of the graph's runs {list(self.runs)}")
+            raise GraphError(
+                f"run {missing[0]!r} is not one of the graph's runs {list(self.runs)}. Add it to "
+                "graph(..., runs=[...]), or name one of those runs in the node."
+            )
         if isinstance(node, Patch) and node.source == node.run:
-            raise GraphError("a patch needs a source run other than its own run")
+            raise GraphError(
+                f"a patch needs a source run other than its own run; both are {node.run!r}. Set "
+                "source= to the run to copy from (e.g. 'clean')."
+            )
         for site in node.sites:
             vlm.validate(site)
         if isinstance(node, AttentionKnockout) and not vlm.adapter.eager:
@@ -89,12 +130,16 @@ class Graph:
     def _validate_inputs(self, vlm: VLM, inputs: Mapping[str, VlmInputs]) -> None:
         absent = [r for r in self.runs if r not in inputs]
         if absent:
-            raise GraphError(f"no inputs for runs {absent}; got inputs for {sorted(inputs)}")
+            raise GraphError(
+                f"no inputs for runs {absent}; got inputs for {sorted(inputs)}. Pass "
+                "{run: vlm.encode(...)} for every run of the graph."
+            )
         sizes = {r: inputs[r].batch_size for r in self.runs}
         largest = max(sizes.values())
         if any(s not in (1, largest) for s in sizes.values()):
             raise GraphError(
-                f"runs must have equal batch sizes (or one row, broadcast): got {sizes}"
+                f"runs must have equal batch sizes (or one row, broadcast): got {sizes}. Encode "
+                "as many rows for every run, or a single row to use with every row."
             )
         for index, node in enumerate(self.nodes):
             if isinstance(node, ImagePatchMask):
@@ -132,47 +177,118 @@ class Graph:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Graph":
+    def from_dict(cls, data: Any) -> "Graph":
         """Inverts `to_dict`.
 
         Raises:
-          GraphError: not a VRP graph, a newer format, or malformed nodes.
+          GraphError: not a VRP graph, a newer format, or malformed runs or nodes (the message
+            names the node index and field).
         """
+        if not isinstance(data, Mapping):
+            raise GraphError(
+                f"Not a VRP graph: expected a JSON object with format, version, runs and nodes; "
+                f"got a {type(data).__name__}. Load a file written by Graph.save."
+            )
         if data.get("format") != "vrp.graph":
             raise GraphError(
                 f"Not a VRP graph: expected format 'vrp.graph', got {data.get('format')!r}."
             )
-        if data.get("version") != FORMAT_VERSION:
+        version = data.get("version")
+        if version != FORMAT_VERSION or isinstance(version, bool):
             raise GraphError(
-                f"Graph format version {data.get('version')!r} is not supported "
-                f"(this VRP reads version {FORMAT_VERSION})."
+                f"Graph format version {version!r} is not supported "
+                f"(this VRP reads version {FORMAT_VERSION}). Re-save the graph with this VRP's "
+                "Graph.save."
             )
-        nodes = tuple(node_from_dict(n) for n in data.get("nodes", ()))
-        return cls(nodes=nodes, runs=tuple(data.get("runs", ("main",))))
+        nodes, runs = data.get("nodes", []), data.get("runs", ["main"])
+        if not isinstance(nodes, list):
+            raise GraphError(f"Graph 'nodes' must be a list of node objects; got {nodes!r:.60}.")
+        if not isinstance(runs, list) or not all(isinstance(r, str) and r for r in runs):
+            raise GraphError(
+                f"Graph 'runs' must be a list of run names; got {runs!r:.60}. E.g. [\"main\"]."
+            )
+        return cls(nodes=tuple(_node_at(i, node) for i, node in enumerate(nodes)), runs=tuple(runs))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "Graph":
+        """Parses a graph written by `to_json`.
+
+        Raises:
+          GraphError: the text is not JSON, or not a valid graph (see `from_dict`).
+        """
+        if not isinstance(text, str | bytes):
+            raise GraphError(
+                f"Graph.from_json needs the JSON text; got {type(text).__name__}. For a file, "
+                "use Graph.load(path)."
+            )
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise GraphError(f"Graph JSON does not parse: {err}.") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise GraphError(
+                f"Graph JSON does not parse: {err}. Pass the text Graph.to_json wrote."
+            ) from err
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> Path:
-        """Writes the graph as JSON (atomically: a failed write leaves no partial file)."""
+        """Writes the graph as JSON, atomically: a failed write leaves no file, partial or old.
+
+        Raises:
+          ConfigError: `path` is a folder, its folder does not exist, or it cannot be written.
+        """
         path = Path(path)
+        fix = "Pass a file path in an existing folder you can write to, e.g. out/graph.json."
+        if path.is_dir():
+            raise ConfigError(f"cannot save the graph to {path}: it is a folder. {fix}")
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"cannot save the graph to {path}: the folder {path.parent} does not exist. {fix}"
+            )
         text = self.to_json()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise ConfigError(
+                f"cannot save the graph to {path}: {err.strerror or err}. {fix}"
+            ) from None
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Graph":
-        return cls.from_json(Path(path).read_text())
+        """Reads a graph written by `save`.
+
+        Raises:
+          GraphError: the file is missing, is a folder, cannot be read, is not UTF-8 JSON, or is
+            not a valid graph.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise GraphError(
+                f"{path} is a folder; expected a graph JSON file written by Graph.save."
+            )
+        if not path.is_file():
+            raise GraphError(
+                f"graph file {path} does not exist. Check the path (Graph.save writes one)."
+            )
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise GraphError(
+                f"cannot read {path} as a graph: expected UTF-8 JSON written by Graph.save ({err})."
+            ) from None
+        return cls.from_json(text)
+
+
+def _node_at(index: int, data: Any) -> Node:
+    try:
+        return node_from_dict(data)
+    except GraphError as err:
+        raise GraphError(f"node {index}: {err}") from None
 
 
 def _describe(node: Node) -> str:

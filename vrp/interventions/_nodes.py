@@ -21,9 +21,9 @@ from ..core import (
     ShapeError,
     Site,
     Tower,
-    positions_from_dict,
 )
-from ._tensors import tensor_from_json, tensor_to_json
+from ._checks import check_number, check_tensor, field_error, int_tuple, is_int
+from ._tensors import tensor_to_json
 
 
 class Context:
@@ -51,6 +51,14 @@ class Node:
     kind: ClassVar[str] = ""
     run: str = "main"
 
+    def __post_init__(self) -> None:
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Raises `GraphError` naming the first field of the wrong type or value."""
+        if not isinstance(self.run, str) or not self.run:
+            raise field_error(self, "run", "a non-empty run name", self.run, "run='main'")
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
@@ -77,6 +85,13 @@ class SiteNode(Node):
     site: Site
     writes: ClassVar[bool] = True
 
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        if not isinstance(self.site, Site):
+            raise field_error(
+                self, "site", "a vrp.Site", self.site, "site=vrp.Site(layer=0, component=...)"
+            )
+
     @property
     def sites(self) -> tuple[Site, ...]:
         return (self.site,)
@@ -96,6 +111,11 @@ class Capture(SiteNode):
     kind: ClassVar[str] = "capture"
     writes: ClassVar[bool] = False
     name: str
+
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        if not isinstance(self.name, str) or not self.name:
+            raise field_error(self, "name", "a non-empty string", self.name, "name='resid'")
 
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
         ctx.store(self.name, part)
@@ -145,6 +165,10 @@ class MeanAblate(SiteNode):
     kind: ClassVar[str] = "mean"
     mean: Float[Tensor, "..."]
 
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        check_tensor(self, "mean", self.mean, min_ndim=0, fix="vrp.interventions.mean_ablation")
+
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
         _check_row_shape(self, self.mean, part, "mean", broadcast=True)
         return self.mean.to(part).expand_as(part).clone()
@@ -158,9 +182,20 @@ class ResampleAblate(SiteNode):
     pool: Float[Tensor, "pool ..."]
     seed: int = 0
 
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        fix = "vrp.interventions.resample_ablation"
+        check_tensor(self, "pool", self.pool, min_ndim=1, fix=fix)
+        if len(self.pool) == 0:
+            raise field_error(self, "pool", "at least one entry", self.pool, fix)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise field_error(self, "seed", "an int", self.seed, "seed=0")
+
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
         _check_row_shape(self, self.pool[0], part, "pool entry")
-        rows = ctx.row_ids(self.run)
+        rows = ctx.row_ids(self.run).cpu()
+        # Draws come from a CPU generator on purpose: the same seed picks the same pool entries
+        # on every device. The pool is stored on the CPU; only the drawn rows move to `part`.
         generator = torch.Generator().manual_seed(self.seed)
         draw = torch.randint(len(self.pool), (int(rows.max()) + 1,), generator=generator)[rows]
         return self.pool[draw].to(part)
@@ -177,6 +212,19 @@ class Patch(SiteNode):
     kind: ClassVar[str] = "patch"
     source: str
     source_positions: Positions | None = None
+
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        if not isinstance(self.source, str) or not self.source:
+            raise field_error(self, "source", "a run name", self.source, "source='clean'")
+        if self.source_positions is not None and not isinstance(self.source_positions, Positions):
+            raise field_error(
+                self,
+                "source_positions",
+                "None or a position selector",
+                self.source_positions,
+                "source_positions=vrp.LastToken()",
+            )
 
     @property
     def source_site(self) -> Site:
@@ -208,12 +256,18 @@ class Add(SiteNode):
     direction: Float[Tensor, "*dims"]
     coefficient: float = 1.0
 
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        check_tensor(self, "direction", self.direction, min_ndim=1, fix="a d_model vector")
+        check_number(self, "coefficient", self.coefficient)
+
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
         trailing = tuple(part.shape[-self.direction.ndim :])
         if tuple(self.direction.shape) != trailing:
             raise ShapeError(
                 f"add at {self.site}: direction shape {tuple(self.direction.shape)} does not match "
-                f"the selection's trailing axes {trailing}."
+                f"the selection's trailing axes {trailing}. Pass a direction of shape "
+                f"{tuple(part.shape[-1:])} (the site's width)."
             )
         return part + self.coefficient * self.direction.to(part)
 
@@ -224,6 +278,10 @@ class Scale(SiteNode):
 
     kind: ClassVar[str] = "scale"
     factor: float
+
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        check_number(self, "factor", self.factor)
 
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
         return part * self.factor
@@ -243,9 +301,24 @@ class AttentionKnockout(Node):
     queries: Positions = field(default_factory=LastToken)
     keys: Positions = field(default_factory=ImageTokens)
 
-    def __post_init__(self) -> None:
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
+            raise field_error(self, "layer", "an int language layer", self.layer, "layer=3")
         if self.heads is not None:
-            object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
+            heads = int_tuple(self.heads)
+            if heads is None:
+                raise field_error(self, "heads", "None or ints", self.heads, "heads=(0, 2)")
+            object.__setattr__(self, "heads", heads)
+        for name in ("queries", "keys"):
+            if not isinstance(getattr(self, name), Positions):
+                raise field_error(
+                    self,
+                    name,
+                    "a position selector",
+                    getattr(self, name),
+                    f"{name}=vrp.LastToken()",
+                )
 
     @property
     def sites(self) -> tuple[Site, ...]:
@@ -273,18 +346,35 @@ class ImagePatchMask(Node):
     patches: Sequence[int] | Sequence[Sequence[int]]  # stored as a tuple (of tuples)
     fill: Literal["zero", "mean"] = "mean"
 
-    def __post_init__(self) -> None:
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        if self.fill not in ("zero", "mean"):
+            raise field_error(self, "fill", "'zero' or 'mean'", self.fill, "fill='mean'")
         patches: Any = self.patches
-        per_row = bool(patches) and not isinstance(patches[0], int)
-        rows = [tuple(int(p) for p in r) for r in patches] if per_row else [tuple(patches)]
-        if not rows or not rows[0] or len({len(r) for r in rows}) != 1:
+        per_row = isinstance(patches, Sequence) and bool(patches) and not is_int(patches[0])
+        rows = (
+            [int_tuple(r) for r in patches] if per_row else [int_tuple(patches)]
+        )  # None where a row is not a sequence of ints
+        if isinstance(patches, str | bytes) or any(r is None for r in rows):
+            raise field_error(
+                self,
+                "patches",
+                "a sequence of int patch indices, or one such sequence per row",
+                patches,
+                "patches=(0, 5, 9)",
+            )
+        checked = [r for r in rows if r is not None]
+        if not checked or not checked[0] or len({len(r) for r in checked}) != 1:
             raise GraphError(
                 "patch_mask needs a non-empty patch list, the same length for every row; got "
-                f"{[len(r) for r in rows]} indices per row."
+                f"{[len(r) for r in checked]} indices per row. Pass e.g. patches=(0, 5, 9)."
             )
-        if any(min(r) < 0 or len(set(r)) != len(r) for r in rows):
-            raise GraphError(f"patch_mask indices must be distinct and >= 0, got {rows}.")
-        object.__setattr__(self, "patches", tuple(rows) if per_row else rows[0])
+        if any(min(r) < 0 or len(set(r)) != len(r) for r in checked):
+            raise GraphError(
+                f"patch_mask indices must be distinct and >= 0, got {checked}. List each patch "
+                "once, counting from 0."
+            )
+        object.__setattr__(self, "patches", tuple(checked) if per_row else checked[0])
 
     @property
     def per_row(self) -> bool:
@@ -304,28 +394,32 @@ class ImagePatchMask(Node):
         """Raises GraphError unless the patches fit a run of `n_rows` images of `n_tokens` tokens."""
         if self.per_row and len(self.rows) != n_rows:
             raise GraphError(
-                f"patch_mask holds patches for {len(self.rows)} rows, the run has {n_rows} rows."
+                f"patch_mask holds patches for {len(self.rows)} rows, the run has {n_rows} rows. "
+                "Give one patch tuple per row of the run, or one tuple for every row."
             )
         top = max(max(r) for r in self.rows)
         if top >= n_tokens:
             raise GraphError(
                 f"patch_mask index {top} is outside the image's {n_tokens} tokens "
-                f"(0..{n_tokens - 1})."
+                f"(0..{n_tokens - 1}). Pass patch indices below {n_tokens} (row-major on the "
+                "patch grid, see vlm.info(inputs).grid)."
             )
 
     def apply_tokens(self, tokens: Float[Tensor, "batch patch d_model"], row_ids: Tensor) -> Tensor:
+        """`tokens` with this node's patches filled; `row_ids` are the rows' indices in the run."""
+        device = tokens.device  # index and fill live where the model runs (CUDA or CPU)
         if self.per_row:
             self.check(len(self.rows), tokens.shape[1])
-            index = torch.tensor(self.rows)[row_ids]  # batch k
+            index = torch.tensor(self.rows, device=device)[row_ids.to(device)]  # batch k
         else:
             self.check(1, tokens.shape[1])
-            index = torch.tensor(self.rows * len(row_ids))
+            index = torch.tensor(self.rows * len(row_ids), device=device)
         if self.fill == "mean":
             fill = tokens.mean(dim=1, keepdim=True).expand(-1, index.shape[1], -1)
         else:
-            fill = torch.zeros(tokens.shape[0], index.shape[1], tokens.shape[2], dtype=tokens.dtype)
+            fill = tokens.new_zeros(tokens.shape[0], index.shape[1], tokens.shape[2])
         out = tokens.clone()
-        out.scatter_(1, index[:, :, None].expand(-1, -1, tokens.shape[2]).to(tokens.device), fill)
+        out.scatter_(1, index[:, :, None].expand(-1, -1, tokens.shape[2]), fill)
         return out
 
     def describe(self) -> str:
@@ -341,13 +435,6 @@ NODE_TYPES: dict[str, type[Node]] = {
 }  # fmt: skip
 
 
-_DECODERS = {
-    "$site": Site.from_dict,
-    "$positions": positions_from_dict,
-    "$tensor": tensor_from_json,
-}
-
-
 def _encode(value: Any) -> Any:
     if isinstance(value, Site):
         return {"$site": value.to_dict()}
@@ -360,34 +447,9 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _DECODERS:
-        ((key, inner),) = value.items()
-        return _DECODERS[key](inner)
-    if isinstance(value, list):
-        return tuple(_decode(v) for v in value)
-    return value
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.dtype != b.dtype:
             return False
         return a.shape == b.shape and bool(torch.equal(a, b))
     return bool(a == b)
-
-
-def node_from_dict(data: dict[str, Any]) -> Node:
-    """Inverts `Node.to_dict`.
-
-    Raises:
-      GraphError: unknown node kind or fields.
-    """
-    kind = data.get("kind")
-    if kind not in NODE_TYPES:
-        raise GraphError(f"Unknown node kind {kind!r}; known kinds: {', '.join(NODE_TYPES)}.")
-    cls = NODE_TYPES[str(kind)]
-    try:
-        return cls(**{k: _decode(v) for k, v in data.items() if k != "kind"})
-    except TypeError as err:
-        raise GraphError(f"Cannot build a {kind!r} node from {sorted(data)}: {err}.") from err

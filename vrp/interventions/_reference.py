@@ -19,12 +19,25 @@ def reference_pool(
     """The site's selected value on every row of `batches`, stacked (one capture graph per batch).
 
     Raises:
-      GraphError: `batches` is empty.
+      GraphError: `batches` is empty or holds something other than `VlmInputs`, or the site does
+        not fit the model.
     """
     capture = graph(Capture(site=site, name="value"))
-    values = [run_graph(vlm, capture, batch, config)["value"] for batch in batches]
+    if isinstance(batches, VlmInputs):
+        batches = [batches]  # one batch is a reference dataset of one batch
+    values = []
+    for index, batch in enumerate(batches):
+        if not isinstance(batch, VlmInputs):
+            raise GraphError(
+                f"reference batch {index} is {type(batch).__name__}, not VlmInputs. Pass batches "
+                "encoded with vlm.encode(images, questions)."
+            )
+        values.append(run_graph(vlm, capture, batch, config)["value"])
     if not values:
-        raise GraphError("A reference dataset needs at least one batch; got none.")
+        raise GraphError(
+            "A reference dataset needs at least one batch; got none. Pass a list of batches "
+            "encoded with vlm.encode."
+        )
     return torch.cat(values)
 
 

@@ -1,6 +1,7 @@
 """Exact, JSON-safe encoding of tensors stored inside graphs (means, pools, directions)."""
 
 import base64
+import math
 from typing import Any
 
 import numpy as np
@@ -28,22 +29,37 @@ def tensor_to_json(value: Tensor) -> dict[str, Any]:
     }
 
 
-def tensor_from_json(data: dict[str, Any]) -> Tensor:
+def tensor_from_json(data: Any) -> Tensor:
     """Inverts `tensor_to_json`.
 
     Raises:
-      GraphError: the record is malformed.
+      GraphError: the record is not a {dtype, shape, data} object, names no torch dtype, has a
+        shape that is not a list of sizes, or holds a byte count other than its shape needs.
     """
+    fix = "Expected {dtype, shape, base64 data} as Graph.save writes it; re-save the graph."
+    if not isinstance(data, dict) or not {"dtype", "shape", "data"} <= set(data):
+        shown = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise GraphError(f"Cannot decode a stored tensor from {shown}. {fix}")
+    dtype = getattr(torch, str(data["dtype"]), None)
+    if not isinstance(dtype, torch.dtype):
+        raise GraphError(f"stored tensor dtype {data['dtype']!r} is not a torch dtype. {fix}")
+    shape = data["shape"]
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise GraphError(f"stored tensor shape {shape!r} is not a list of sizes >= 0. {fix}")
     try:
-        dtype = getattr(torch, data["dtype"])
         stored = _VIEWED.get(dtype, dtype)
         numpy_dtype = np.dtype(str(stored).removeprefix("torch.")).newbyteorder("<")
-        array = np.frombuffer(base64.b64decode(data["data"]), dtype=numpy_dtype).reshape(
-            data["shape"]
-        )
-    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raw = base64.b64decode(data["data"], validate=True)
+    except (TypeError, ValueError) as err:  # binascii.Error is a ValueError
+        raise GraphError(f"Cannot decode a stored tensor ({err}). {fix}") from None
+    expected = math.prod(shape) * numpy_dtype.itemsize
+    if len(raw) != expected:
         raise GraphError(
-            f"Cannot decode a stored tensor ({err}); expected keys dtype, shape and base64 data."
-        ) from err
+            f"stored tensor of shape {shape} and dtype {data['dtype']} needs {expected} bytes, "
+            f"its data holds {len(raw)}. {fix}"
+        )
+    array = np.frombuffer(raw, dtype=numpy_dtype).reshape(shape)
     tensor = torch.from_numpy(array.astype(array.dtype.newbyteorder("="))).clone()
     return tensor.view(dtype) if dtype in _VIEWED else tensor

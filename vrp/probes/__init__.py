@@ -5,6 +5,7 @@ score this package reports is held out: stratified k-fold, AUROC with a CI, next
 shuffled-label control. `probe_sweep` fits a logistic probe at every layer in one batched call.
 """
 
+from ._base import ProbeNotFittedError as ProbeNotFittedError
 from ._evaluate import ProbeScore as ProbeScore, evaluate_probe as evaluate_probe
 from ._layers import LayerConcat as LayerConcat
 from ._logistic import LogisticProbe as LogisticProbe, SparseLogisticProbe as SparseLogisticProbe
@@ -25,6 +26,7 @@ __all__ = [
     "LogisticProbe",
     "MLPProbe",
     "NeuronRanking",
+    "ProbeNotFittedError",
     "ProbeScore",
     "SparseLogisticProbe",
     "SweepConfig",

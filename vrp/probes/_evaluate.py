@@ -8,8 +8,9 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
+from vrp.core import ConfigError, ShapeError
 from vrp.stats import Estimate, auroc
-from vrp.stats._estimate import as_binary
+from vrp.stats._estimate import as_binary, check_confidence, check_count
 from vrp.stats._folds import Split, stratified_folds
 
 
@@ -31,6 +32,14 @@ class ProbeScore:
     fold_auroc: tuple[float, ...]
     n: int
     n_splits: int
+
+
+def _check_probe(probe: object) -> None:
+    if not (hasattr(probe, "fit") and hasattr(probe, "get_params")):
+        raise ConfigError(
+            f"probe must be a scikit-learn estimator (with fit and get_params); got "
+            f"{type(probe).__name__} {probe!r}. Pass e.g. LogisticProbe()."
+        )
 
 
 def _out_of_fold(
@@ -76,10 +85,20 @@ def evaluate_probe(
 
     Raises:
       DataError: labels are not binary, or a class has fewer than `n_splits` samples.
-      ConfigError: `n_splits < 2`.
+      ShapeError: `x` does not have one row per label.
+      ConfigError: `probe` is not a scikit-learn estimator, `n_splits < 2`, `confidence` is not
+        in (0, 1) or `seed` is negative.
     """
+    _check_probe(probe)
     y = as_binary(labels)
-    folds = stratified_folds(y, n_splits, seed)
+    rows = np.shape(x)[0] if np.ndim(x) else 0
+    if rows != y.size:
+        raise ShapeError(
+            f"x has {rows} rows (shape {np.shape(x)}) but there are {y.size} labels; pass one "
+            "row of features per label."
+        )
+    check_confidence(confidence)
+    folds = stratified_folds(y, n_splits, check_count(seed, "seed", minimum=0))
     shuffled = np.random.default_rng(seed).permutation(y)
     scores = _out_of_fold(probe, x, y, folds)
     control = _out_of_fold(probe, x, shuffled, folds)

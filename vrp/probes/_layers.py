@@ -6,9 +6,10 @@ import numpy as np
 from jaxtyping import Float
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
-from vrp.core import ConfigError, ShapeError
+from vrp.core import ConfigError, DataError, ShapeError
+
+from ._base import check_fitted
 
 
 class LayerConcat(TransformerMixin, BaseEstimator):
@@ -33,7 +34,13 @@ class LayerConcat(TransformerMixin, BaseEstimator):
         self.layers = layers
 
     def _check(self, X: ArrayLike) -> np.ndarray:
-        arr = np.asarray(X, dtype=np.float64)
+        try:
+            arr = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise DataError(
+                f"LayerConcat expects numeric activations of shape (n, layer, d); numpy cannot "
+                f"read {type(X).__name__} as floats ({err}). Pass a numeric array."
+            ) from None
         if arr.ndim != 3:
             raise ShapeError(
                 f"LayerConcat expects activations of shape (n, layer, d); got {arr.shape}. "
@@ -50,7 +57,15 @@ class LayerConcat(TransformerMixin, BaseEstimator):
         """
         arr = self._check(X)
         n_layers = arr.shape[1]
-        bad = [layer for layer in self.layers if not -n_layers <= layer < n_layers]
+        layers = self.layers
+        if isinstance(layers, int | str) or not all(
+            isinstance(layer, int | np.integer) and not isinstance(layer, bool) for layer in layers
+        ):
+            raise ConfigError(
+                f"LayerConcat(layers=...) must be a tuple of int positions on the layer axis; got "
+                f"{layers!r}. Pass e.g. layers=(-2, -1)."
+            )
+        bad = [layer for layer in layers if not -n_layers <= layer < n_layers]
         if bad:
             # ConfigError, as ActivationStore.layer and probe_sweep raise: a position on the
             # stored layer axis is a coordinate of the data, not a model Site (SiteError).
@@ -68,7 +83,7 @@ class LayerConcat(TransformerMixin, BaseEstimator):
         Raises:
           ShapeError: `X` does not have the layer and feature sizes seen in `fit`.
         """
-        check_is_fitted(self)
+        check_fitted(self)
         arr = self._check(X)
         if arr.shape[1:] != (self.n_layers_, self.n_features_in_):
             raise ShapeError(

@@ -20,22 +20,45 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from vrp.core import DataError, ShapeError
+from vrp.core import ConfigError, DataError, ShapeError
 
-from ._base import BinaryProbeMixin, MatrixLike, binary_classes, check_hyperparameters
+from ._base import (
+    BinaryProbeMixin,
+    MatrixLike,
+    binary_classes,
+    check_counts,
+    check_fitted,
+    check_hyperparameters,
+    checked_data,
+)
 from ._solver import fit_logistic
+
+_POLISH_STEPS = 2
+"""Newton steps after L-BFGS: fits reach the optimum to float64 rounding, so a weighted fit and
+a fit on repeated rows agree as scikit-learn's sample-weight check demands, on every CPU (one step
+from `tol` usually suffices; the second costs little and covers a slow first). See `_solver`."""
 
 
 def _sample_weight(sample_weight: ArrayLike | None, n: int) -> np.ndarray:
     if sample_weight is None:
         return np.ones(n)
-    sw = np.asarray(sample_weight, dtype=np.float64)
+    try:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"sample_weight must be numbers, one per sample; numpy cannot read "
+            f"{type(sample_weight).__name__} as floats ({err})."
+        ) from None
     if sw.shape != (n,):
         raise ShapeError(f"sample_weight must have shape ({n},), one per sample; got {sw.shape}.")
     if not np.all(np.isfinite(sw)) or (sw < 0).any() or sw.sum() <= 0:
-        raise DataError("sample_weight must be finite, non-negative and not all zero.")
+        bad = sw[~np.isfinite(sw) | (sw < 0)]
+        found = f"e.g. {bad[0]}" if bad.size else "all zero"
+        raise DataError(
+            f"sample_weight must be finite, non-negative and not all zero; got {found}. Drop "
+            "those samples or give them weight 0."
+        )
     return sw
 
 
@@ -81,10 +104,12 @@ class LogisticProbe(BinaryProbeMixin, BaseEstimator):
         Raises:
           DataError: `y` does not hold exactly two classes, or bad sample weights.
           ConfigError: `C`, `tol` or `max_iter` is not a positive number.
-          ValueError: `X` is not a finite 2-D numeric array (scikit-learn's check).
+          ShapeError: `X` is not 2-D or does not match `y`.
+          DataError: `X` holds NaN, infinite or non-numeric values (scikit-learn's check, raised
+            as a VRP error with scikit-learn's text).
         """
         check_hyperparameters(self, C=self.C, tol=self.tol, max_iter=self.max_iter)
-        features, raw = validate_data(self, X, y, dtype=np.float64)
+        features, raw = checked_data(self, X, y, dtype=np.float64)
         target = binary_classes(self, raw)
         sw = _sample_weight(sample_weight, features.shape[0])
         fit = fit_logistic(
@@ -94,6 +119,7 @@ class LogisticProbe(BinaryProbeMixin, BaseEstimator):
             C=float(self.C),
             tol=self.tol,
             max_iter=self.max_iter,
+            polish=_POLISH_STEPS,
         )
         self.coef_ = fit.coef[0, :, 0].numpy()[None, :]
         self.intercept_ = fit.intercept[0].numpy()
@@ -109,9 +135,24 @@ class LogisticProbe(BinaryProbeMixin, BaseEstimator):
 
     def decision_function(self, X: MatrixLike) -> Float[np.ndarray, " n"]:
         """Log-odds of `classes_[1]` per sample."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        check_fitted(self)
+        X = checked_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(X @ self.coef_[0] + self.intercept_[0])
+
+
+def _check_cs(cs: object) -> None:
+    """`Cs` is a count of grid points (>= 1) or a non-empty list of positive numbers."""
+    if isinstance(cs, int | np.integer) and not isinstance(cs, bool) and cs >= 1:
+        return
+    try:
+        grid = np.asarray(cs, dtype=np.float64)
+    except (TypeError, ValueError):
+        grid = np.empty(0)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or grid.min() <= 0:
+        raise ConfigError(
+            f"SparseLogisticProbe(Cs=...) must be a number of C values (>= 1) or a list of "
+            f"positive C values; got {cs!r}. Pass e.g. Cs=10 or Cs=[0.1, 1.0]."
+        )
 
 
 class SparseLogisticProbe(BinaryProbeMixin, BaseEstimator):
@@ -152,9 +193,14 @@ class SparseLogisticProbe(BinaryProbeMixin, BaseEstimator):
         """Standardises `X`, picks C by inner CV and fits the L1 probe.
 
         Raises:
-          DataError: `y` does not hold exactly two classes.
+          DataError: `y` does not hold exactly two classes, or `X` is not finite and numeric.
+          ShapeError: `X` is not 2-D or does not match `y`.
+          ConfigError: `Cs`, `cv`, `max_iter` or `seed` is out of range.
         """
-        features, raw = validate_data(self, X, y, dtype=np.float64)
+        check_hyperparameters(self, max_iter=self.max_iter)
+        check_counts(self, cv=(self.cv, 2), seed=(self.seed, 0))
+        _check_cs(self.Cs)
+        features, raw = checked_data(self, X, y, dtype=np.float64)
         target = binary_classes(self, raw)
         inner = LogisticRegressionCV(
             Cs=self.Cs,
@@ -177,6 +223,6 @@ class SparseLogisticProbe(BinaryProbeMixin, BaseEstimator):
 
     def decision_function(self, X: MatrixLike) -> Float[np.ndarray, " n"]:
         """Log-odds of `classes_[1]` per sample."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        check_fitted(self)
+        X = checked_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(self.model_.decision_function(X))

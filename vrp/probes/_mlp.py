@@ -10,9 +10,16 @@ from sklearn.base import BaseEstimator
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BinaryProbeMixin, MatrixLike, binary_classes, check_hyperparameters
+from ._base import (
+    BinaryProbeMixin,
+    MatrixLike,
+    binary_classes,
+    check_counts,
+    check_fitted,
+    check_hyperparameters,
+    checked_data,
+)
 
 
 class MLPProbe(BinaryProbeMixin, BaseEstimator):
@@ -51,10 +58,13 @@ class MLPProbe(BinaryProbeMixin, BaseEstimator):
         """Fits the MLP.
 
         Raises:
-          DataError: `y` does not hold exactly two classes.
+          DataError: `y` does not hold exactly two classes, or `X` is not finite and numeric.
+          ShapeError: `X` is not 2-D or does not match `y`.
+          ConfigError: `hidden`, `alpha`, `max_iter` or `seed` is out of range.
         """
         check_hyperparameters(self, hidden=self.hidden, alpha=self.alpha, max_iter=self.max_iter)
-        features, raw = validate_data(self, X, y, dtype=np.float64)
+        check_counts(self, seed=(self.seed, 0))
+        features, raw = checked_data(self, X, y, dtype=np.float64)
         target = binary_classes(self, raw)
         mlp = MLPClassifier(
             hidden_layer_sizes=(self.hidden,),
@@ -70,8 +80,8 @@ class MLPProbe(BinaryProbeMixin, BaseEstimator):
     def predict_proba(self, X: MatrixLike) -> Float[np.ndarray, "n 2"]:
         """Probabilities of `classes_[0]` and `classes_[1]` per sample (the MLP's own: they come
         first here, and `decision_function` is derived from them)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        check_fitted(self)
+        X = checked_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(self.model_.predict_proba(X))
 
     def decision_function(self, X: MatrixLike) -> Float[np.ndarray, " n"]:

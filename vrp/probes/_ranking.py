@@ -6,7 +6,7 @@ import numpy as np
 from jaxtyping import Float, Int
 from numpy.typing import ArrayLike
 
-from vrp.core import ShapeError
+from vrp.core import ConfigError, DataError, ShapeError
 from vrp.stats._estimate import as_binary
 
 
@@ -27,11 +27,46 @@ class NeuronRanking:
     d: int
 
     def top(self, k: int) -> tuple[int, ...]:
-        """The `k` most important neuron indices."""
+        """The `k` most important neuron indices.
+
+        Raises:
+          ConfigError: `k` is not a whole number >= 1.
+        """
+        _check_top(k, "k")
         return tuple(int(i) for i in self.indices[:k])
 
 
+def _check_top(k: object, name: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(
+            f"{name} must be a whole number >= 1 (how many neurons to keep); got {k!r}. "
+            f"Pass e.g. {name}=10{', or None for all' if name == 'top_k' else ''}."
+        )
+
+
+def _numbers(values: ArrayLike, name: str) -> np.ndarray:
+    """`values` as a float64 array with at least one entry, all finite."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"{name} must be numbers; numpy cannot read {type(values).__name__} as floats "
+            f"({err}). Pass a numeric array."
+        ) from None
+    if arr.size == 0:
+        raise ShapeError(f"{name} is empty (shape {arr.shape}); pass one value per neuron.")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise DataError(
+            f"{name} holds {bad} NaN or infinite values; a ranking of them is meaningless. Drop "
+            "or impute them first (e.g. refit the probe on finite activations)."
+        )
+    return arr
+
+
 def _ranked(score: np.ndarray, top_k: int | None, method: str) -> NeuronRanking:
+    if top_k is not None:
+        _check_top(top_k, "top_k")
     order = np.argsort(-np.abs(score), kind="stable")[:top_k]
     return NeuronRanking(indices=order, scores=score[order], method=method, d=score.size)
 
@@ -55,15 +90,17 @@ def rank_by_weight(
 
     Raises:
       ShapeError: `coef` is not one weight per neuron, or `scale` does not match it.
+      DataError: `coef` or `scale` holds NaN, infinite or non-numeric values.
+      ConfigError: `top_k` is not None or a whole number >= 1.
     """
-    w = np.asarray(coef, dtype=np.float64)
+    w = _numbers(coef, "coef")
     if w.ndim == 2 and w.shape[0] == 1:
         w = w[0]
     if w.ndim != 1:
         raise ShapeError(f"coef must have shape (d,) or (1, d); got {w.shape}.")
     if scale is None:
         return _ranked(w, top_k, "weight")
-    s = np.asarray(scale, dtype=np.float64)
+    s = _numbers(scale, "scale")
     if s.shape != w.shape:
         raise ShapeError(f"scale must have one value per neuron, shape {w.shape}; got {s.shape}.")
     return _ranked(w * s, top_k, "scaled weight")
@@ -86,9 +123,10 @@ def rank_by_mean_difference(
 
     Raises:
       ShapeError: `acts` is not 2-D or does not match `labels`.
-      DataError: labels are not binary with both classes.
+      DataError: labels are not binary with both classes, or `acts` is not finite.
+      ConfigError: `top_k` is not None or a whole number >= 1.
     """
-    x = np.asarray(acts, dtype=np.float64)
+    x = _numbers(acts, "acts")
     y = as_binary(labels)
     if x.ndim != 2 or x.shape[0] != y.size:
         raise ShapeError(f"acts must have shape (n, d) with n = {y.size} labels; got {x.shape}.")

@@ -18,6 +18,19 @@ the rest. Convergence is scikit-learn's test: max |gradient| of f at most `tol`.
 When features outnumber samples (`d > n`), the problem is first rotated into the row space of the
 centred data (thin QR): the L2-optimal weights lie in that span, so the solution is unchanged and
 `H0` is `n x n` instead of `d x d`.
+
+Stopping at `tol` leaves the weights up to about `C * S * tol` away from the optimum, in a direction
+that depends on the path L-BFGS took: weighting a row by 2 and repeating it twice are the same
+objective but start different paths, and at scikit-learn's default `tol` the two fits' logits
+differed by 5e-5 (scikit-learn's sample-weight check allows 1e-7 relative). The path also depends on
+the CPU's rounding, so whether such a check passed varied between machines. `polish` adds exact
+Newton steps after L-BFGS (with the Hessian at the L-BFGS solution, factored once): from `tol` the
+first step lands within about `tol**2` of the optimum and a second reaches float64 rounding, where
+every path ends at the same point (measured: the two fits then agree to 2e-15). The Hessian costs
+one weighted Gram matrix per problem, as much as `H0`, so the estimator polishes its single problem
+while the sweep, with dozens of problems per layer and only AUROCs to report, does not. A step is
+kept only where it lowers max |gradient|, so rounding at the optimum (or a singular Hessian) can
+never make a fit worse.
 """
 
 from dataclasses import dataclass
@@ -28,6 +41,7 @@ from torch import Tensor
 
 _C1 = 1e-4  # Armijo sufficient-decrease constant
 _MAX_HALVINGS = 30
+_MEMORY = 10  # L-BFGS history length
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +111,18 @@ class _Problem:
         """Applies the inverse Bohning bound to `q` `(layer, k+1, problem)`."""
         return self.inverse @ q
 
+    def hessian(self, z: Tensor) -> Tensor:
+        """Exact Hessian of every problem at logits `z`, `(layer, problem, k+1, k+1)`."""
+        p = torch.sigmoid(z)
+        curvature = (self.s * p * (1 - p) / self.total).transpose(1, 2)  # (layer, problem, n)
+        ones = torch.ones(*self.x.shape[:2], 1, dtype=self.x.dtype, device=self.x.device)
+        xa = torch.cat([self.x, ones], dim=2)[:, None]  # (layer, 1, n, k+1)
+        h = xa.transpose(2, 3) @ (xa * curvature[..., None])
+        k = self.x.shape[2]
+        diagonal = torch.diagonal(h, dim1=2, dim2=3)[..., :k]
+        diagonal += self.reg[None, :, None]  # the intercept is not penalised
+        return h
+
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(1)
@@ -153,7 +179,7 @@ def fit_logistic(
     C: float,
     tol: float = 1e-6,
     max_iter: int = 500,
-    memory: int = 10,
+    polish: int = 0,
 ) -> BatchFit:
     """Fits `layer x problem` L2-logistic regressions sharing each layer's design matrix.
 
@@ -164,7 +190,8 @@ def fit_logistic(
       C: inverse L2 strength, as in scikit-learn's `LogisticRegression`.
       tol: stop a problem when max |gradient| of its normalised objective is at most `tol`.
       max_iter: L-BFGS iteration limit.
-      memory: L-BFGS history length.
+      polish: Newton steps after L-BFGS, to reach the optimum to float64 rounding (see the module
+        docstring); they cost one `(k+1, k+1)` Hessian per problem.
 
     Returns:
       A `BatchFit` in the dtype of `x`.
@@ -176,7 +203,10 @@ def fit_logistic(
         basis, r = torch.linalg.qr(centred.transpose(1, 2))
         centred = r.transpose(1, 2)
     problem = _Problem(centred, y.to(x.dtype), weights.to(x.dtype), C)
-    theta, n_iter, converged = _minimise(problem, tol=tol, max_iter=max_iter, memory=memory)
+    theta, n_iter, converged = _minimise(problem, tol=tol, max_iter=max_iter, memory=_MEMORY)
+    if polish:
+        theta = _polish(problem, theta, polish)
+        converged |= problem.grad(theta, problem.loss(theta)[1]).abs().amax(1) <= tol
     w, b_centred = theta[:, :-1], theta[:, -1]
     coef = w if basis is None else basis @ w
     intercept = b_centred - (mean @ coef).squeeze(1)
@@ -226,3 +256,21 @@ def _minimise(
         history = [*history[-(memory - 1) :], (s, yk, rho)] if memory > 1 else [(s, yk, rho)]
         f, g = f_new, g_new
     return theta, n_iter, g.abs().amax(1) <= tol
+
+
+def _polish(problem: _Problem, theta: Tensor, steps: int) -> Tensor:
+    """Newton steps per problem with the Hessian at the L-BFGS solution (factored once: it barely
+    changes over steps this small), each kept only where it lowers max |gradient|."""
+    _, z = problem.loss(theta)
+    g = problem.grad(theta, z)
+    factor, info = torch.linalg.cholesky_ex(problem.hessian(z))
+    for _ in range(steps):
+        rhs = g.permute(0, 2, 1)[..., None]  # (layer, problem, k+1, 1)
+        step = torch.cholesky_solve(rhs, factor)[..., 0].permute(0, 2, 1)
+        candidate = theta - step
+        g_new = problem.grad(candidate, problem.loss(candidate)[1])
+        better = (g_new.abs().amax(1) < g.abs().amax(1)) & (info == 0)
+        better &= torch.isfinite(step).all(1)
+        theta = torch.where(better[:, None], candidate, theta)
+        g = torch.where(better[:, None], g_new, g)
+    return theta

@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from vrp.core import ConfigError, DataError, ShapeError
 from vrp.stats import Estimate, auroc
-from vrp.stats._estimate import as_binary
+from vrp.stats._estimate import as_binary, check_confidence, check_count, check_positive
 from vrp.stats._folds import stratified_folds
 from vrp.store import ActivationStore
 
@@ -51,6 +51,15 @@ class SweepConfig:
     tol: float = 1e-6
     max_iter: int = 1000
     layer_batch: int = 8
+
+    def __post_init__(self) -> None:
+        """Raises `ConfigError` for a setting out of its range (n_splits: see `probe_sweep`)."""
+        check_positive(self.C, "C")
+        check_positive(self.tol, "tol")
+        check_count(self.max_iter, "max_iter")
+        check_count(self.layer_batch, "layer_batch")
+        check_count(self.seed, "seed", minimum=0)
+        check_confidence(self.confidence)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,13 +119,22 @@ def _layer_reader(acts: Activations, layers: Sequence[int] | None) -> tuple[list
     if isinstance(acts, ActivationStore):
         available, n, d = list(acts.layers), acts.n, acts.d
     else:
-        if not isinstance(acts, np.ndarray) or acts.ndim != 3:
+        if not isinstance(acts, np.ndarray) or acts.ndim != 3 or acts.dtype.kind not in "biuf":
             shape = getattr(acts, "shape", type(acts).__name__)
+            kind = f" of {acts.dtype}" if isinstance(acts, np.ndarray) else ""
             raise ShapeError(
-                f"activations must be an (n, layer, d) array or an ActivationStore; got {shape}."
+                f"activations must be an (n, layer, d) array or an ActivationStore; got "
+                f"{shape}{kind}. Pass numbers; stack per-layer (n, d) arrays with "
+                "np.stack(..., axis=1)."
             )
         n, n_layers, d = acts.shape
         available = list(range(n_layers))
+    if layers is not None and not all(
+        isinstance(layer, int | np.integer) and not isinstance(layer, bool) for layer in layers
+    ):
+        raise ConfigError(
+            f"layers must be int layer indices; got {list(layers)!r}. Pass e.g. layers=[0, 5]."
+        )
     chosen = available if layers is None else [int(layer) for layer in layers]
     missing = [layer for layer in chosen if layer not in available]
     if missing:
@@ -178,8 +196,10 @@ def probe_sweep(
       DataError: non-binary labels, non-finite activations, or a class smaller than `n_splits`.
     """
     cfg = config or SweepConfig()
-    if cfg.C <= 0 or cfg.layer_batch < 1 or cfg.tol <= 0:
-        raise ConfigError(f"need C > 0, tol > 0 and layer_batch >= 1; got {cfg}.")
+    if not isinstance(cfg, SweepConfig):
+        raise ConfigError(
+            f"config must be a SweepConfig; got {type(cfg).__name__}. Pass e.g. SweepConfig(C=0.1)."
+        )
     chosen, n, d = _layer_reader(acts, layers)
     y = as_binary(labels)
     if y.size != n:

@@ -30,7 +30,14 @@ from sklearn.metrics import roc_auc_score
 from vrp.core import ConfigError
 
 from ._bootstrap import bootstrap_interval
-from ._estimate import Estimate, as_binary, as_vector, check_confidence, check_same_length
+from ._estimate import (
+    Estimate,
+    as_binary,
+    as_vector,
+    check_confidence,
+    check_count,
+    check_same_length,
+)
 
 Interval = tuple[float, float, str]
 """`(low, high, name of the interval used)`."""
@@ -175,12 +182,15 @@ def auroc(
     Raises:
       ShapeError: inputs are not 1-D or differ in length.
       DataError: labels are not binary with both classes, or scores are not finite.
-      ConfigError: `ci` or `confidence` is invalid.
+      ConfigError: `ci` or `confidence` is invalid, `n_resamples` is not a whole number >= 1 or
+        `seed` one >= 0.
     """
     s = as_vector(scores, "scores")
     y = as_binary(labels)
     check_same_length(s.size, y.size, "scores and labels")
     level = check_confidence(confidence)
+    check_count(n_resamples, "n_resamples")
+    check_count(seed, "seed", minimum=0)
     pos, neg = s[y == 1], s[y == 0]
     estimate = float(roc_auc_score(y, s))
     low, high, kind = _interval(pos, neg, ci, level, n_resamples, seed)

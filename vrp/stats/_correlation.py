@@ -9,7 +9,14 @@ from scipy import stats
 from vrp.core import ConfigError, DataError
 
 from ._bootstrap import bootstrap_interval
-from ._estimate import Estimate, as_binary, as_vector, check_confidence, check_same_length
+from ._estimate import (
+    Estimate,
+    as_binary,
+    as_vector,
+    check_confidence,
+    check_count,
+    check_same_length,
+)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -65,16 +72,24 @@ def point_biserial(
       ShapeError: inputs are not 1-D or differ in length.
       DataError: labels are not binary with both classes, values are constant or not finite,
         fewer than 4 samples, or (bootstrap) a resample in which r is undefined.
-      ConfigError: `ci` or `confidence` is invalid.
+      ConfigError: `ci` or `confidence` is invalid, `n_resamples` is not a whole number >= 1 or
+        `seed` one >= 0.
     """
     x = as_vector(values, "values")
     y = as_binary(labels)
     check_same_length(x.size, y.size, "values and labels")
     level = check_confidence(confidence)
+    check_count(n_resamples, "n_resamples")
+    check_count(seed, "seed", minimum=0)
     if x.size < 4:
-        raise DataError(f"point_biserial needs at least 4 samples for a CI; got {x.size}.")
+        raise DataError(
+            f"point_biserial needs at least 4 samples for a CI; got {x.size}. Pass more samples."
+        )
     if np.ptp(x) == 0:
-        raise DataError("values are constant, so their correlation with labels is undefined.")
+        raise DataError(
+            f"values are constant ({x[0]:g} for all {x.size} samples), so their correlation with "
+            "labels is undefined. Pass a signal that varies across samples."
+        )
     res = stats.pointbiserialr(y, x)
     r = float(res.statistic)
     if ci == "fisher":

@@ -49,16 +49,47 @@ class Estimate:
 
 def check_confidence(confidence: float) -> float:
     """Returns `confidence` if it lies strictly between 0 and 1, else raises `ConfigError`."""
-    if not 0.0 < confidence < 1.0:
+    if not _is_real(confidence) or not 0.0 < confidence < 1.0:
         raise ConfigError(
-            f"confidence must lie strictly between 0 and 1 (0.95 for a 95% CI); got {confidence}."
+            f"confidence must lie strictly between 0 and 1 (0.95 for a 95% CI); got {confidence!r}."
         )
     return float(confidence)
 
 
+def _is_real(value: object) -> bool:
+    """A real number (Python or numpy), not a bool or a string."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def check_count(value: object, name: str, *, minimum: int = 1) -> int:
+    """Returns `value` as an int if it is a whole number >= `minimum`, else raises `ConfigError`.
+
+    For settings such as `n_resamples`, `n_splits` or a seed, which scipy and scikit-learn would
+    otherwise reject with their own errors (or, for a float, silently truncate).
+    """
+    if isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum:
+        return int(value)
+    raise ConfigError(
+        f"{name} must be a whole number >= {minimum}; got {value!r}. "
+        f"Pass e.g. {name}={max(minimum, 2)}."
+    )
+
+
+def check_positive(value: object, name: str) -> float:
+    """Returns `value` as a float if it is a finite number > 0, else raises `ConfigError`."""
+    if (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    ):
+        return float(value)
+    raise ConfigError(f"need {name} > 0, a finite number; got {value!r}. Pass e.g. {name}=1.0.")
+
+
 def as_vector(values: ArrayLike, name: str) -> np.ndarray:
     """Converts `values` to a finite 1-D float64 array, or raises a `ShapeError`/`DataError`."""
-    arr = np.asarray(values, dtype=np.float64)
+    arr = _as_float_array(values, name)
     if arr.ndim != 1:
         raise ShapeError(
             f"{name} must be 1-D with one value per sample; got shape {arr.shape}. "
@@ -68,6 +99,17 @@ def as_vector(values: ArrayLike, name: str) -> np.ndarray:
         bad = int(np.sum(~np.isfinite(arr)))
         raise DataError(f"{name} holds {bad} NaN or infinite values; drop or impute those samples.")
     return arr
+
+
+def _as_float_array(values: ArrayLike, name: str) -> np.ndarray:
+    """`values` as a float64 array, or a `DataError` naming what is not a number."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"{name} must be numbers, one per sample; got {type(values).__name__} that numpy cannot "
+            f"read as floats ({err}). Pass a list or array of numbers."
+        ) from None
 
 
 def as_binary(labels: ArrayLike, name: str = "labels") -> np.ndarray:
@@ -80,7 +122,15 @@ def as_binary(labels: ArrayLike, name: str = "labels") -> np.ndarray:
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise ShapeError(f"{name} must be 1-D with one 0/1 label per sample; got {arr.shape}.")
-    values = set(np.unique(arr).tolist())
+    if arr.size == 0:
+        raise DataError(
+            f"{name} is empty; need at least one sample of each class (0 and 1). Pass one "
+            "label per sample."
+        )
+    try:
+        values = set(np.unique(arr).tolist())
+    except TypeError:  # mixed types numpy cannot sort, e.g. [0, "1"]
+        values = {str(v) for v in arr.tolist()}
     if not values <= {0, 1}:
         shown = sorted(values, key=str)[:5]
         raise DataError(
@@ -90,7 +140,7 @@ def as_binary(labels: ArrayLike, name: str = "labels") -> np.ndarray:
     if len(values) < 2:
         raise DataError(
             f"{name} holds only the class {values.pop()} across {arr.size} samples; "
-            "both classes are needed."
+            "both classes are needed. Add samples of the other class."
         )
     return arr.astype(np.int64)
 
@@ -99,5 +149,6 @@ def check_same_length(n_a: int, n_b: int, names: str) -> None:
     """Raises `ShapeError` unless two per-sample inputs have the same length."""
     if n_a != n_b:
         raise ShapeError(
-            f"{names} must have one entry per sample each; got lengths {n_a} and {n_b}."
+            f"{names} must have one entry per sample each; got lengths {n_a} and {n_b}. "
+            "Pass inputs of equal length, row i of each describing sample i."
         )

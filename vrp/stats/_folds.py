@@ -28,11 +28,14 @@ def stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> list[Split]:
       One `(train, test)` pair per fold; the test rows partition `0 .. n - 1`.
 
     Raises:
-      ConfigError: `n_splits < 2`.
+      ConfigError: `n_splits` is not a whole number >= 2.
       DataError: a class has fewer than `n_splits` samples, so some test fold would miss it.
     """
-    if n_splits < 2:
-        raise ConfigError(f"n_splits must be at least 2 for held-out scores; got {n_splits}.")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer) or n_splits < 2:
+        raise ConfigError(
+            f"n_splits must be at least 2 for held-out scores; got {n_splits!r}. Pass a whole "
+            "number such as n_splits=5."
+        )
     rarest = int(np.bincount(y, minlength=2).min())
     if rarest < n_splits:
         raise DataError(

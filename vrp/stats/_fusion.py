@@ -19,7 +19,14 @@ from sklearn.preprocessing import StandardScaler
 from vrp.core import DataError, ShapeError
 
 from ._auroc import auroc
-from ._estimate import Estimate, as_binary, check_same_length
+from ._estimate import (
+    Estimate,
+    as_binary,
+    check_confidence,
+    check_count,
+    check_positive,
+    check_same_length,
+)
 from ._folds import stratified_folds
 
 
@@ -48,11 +55,21 @@ def _fusion_model(C: float) -> Pipeline:
 
 
 def _check_signals(signals: ArrayLike, names: Sequence[str] | None) -> tuple[np.ndarray, tuple]:
-    x = np.asarray(signals, dtype=np.float64)
+    try:
+        x = np.asarray(signals, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"signals must be numbers, shape (n samples, k signals); numpy cannot read them as "
+            f"floats ({err}). Pass a numeric 2-D array."
+        ) from None
     if x.ndim != 2:
         raise ShapeError(
             f"signals must be 2-D (n samples, k signals); got shape {x.shape}. "
             "Stack 1-D signals with np.column_stack."
+        )
+    if x.shape[1] == 0:
+        raise ShapeError(
+            f"signals has shape {x.shape}: no signal columns to fuse. Pass at least one column."
         )
     if not np.all(np.isfinite(x)):
         raise DataError("signals hold NaN or infinite values; drop or impute those samples.")
@@ -90,12 +107,15 @@ def fuse_signals(
       ShapeError: `signals` is not 2-D, or names or labels do not match it.
       DataError: non-finite signals, non-binary labels, or a class with fewer than `n_splits`
         samples.
-      ConfigError: `n_splits < 2`.
+      ConfigError: `n_splits` is not a whole number >= 2, `C` is not a finite number > 0,
+        `confidence` is not in (0, 1), or `seed` is not a whole number >= 0.
     """
     x, signal_names = _check_signals(signals, names)
     y = as_binary(labels)
     check_same_length(x.shape[0], y.size, "signals and labels")
-    cv = stratified_folds(y, n_splits, seed)
+    check_confidence(confidence)
+    C = check_positive(C, "C")
+    cv = stratified_folds(y, n_splits, check_count(seed, "seed", minimum=0))
 
     def held_out(columns: np.ndarray) -> Estimate:
         oof = cross_val_predict(_fusion_model(C), columns, y, cv=cv, method="decision_function")

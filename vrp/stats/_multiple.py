@@ -49,9 +49,19 @@ def benjamini_hochberg(p_values: ArrayLike, *, alpha: float = 0.05) -> FdrResult
       DataError: a p-value is NaN or outside [0, 1], or there are none.
       ConfigError: `alpha` is not in (0, 1).
     """
-    p = np.asarray(p_values, dtype=np.float64)
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must lie strictly between 0 and 1; got {alpha}.")
+    try:
+        p = np.asarray(p_values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"p-values must be numbers in [0, 1]; got {type(p_values).__name__} that numpy cannot "
+            f"read as floats ({err}). Pass an array of p-values."
+        ) from None
+    if p_values is None:
+        raise DataError("benjamini_hochberg got None; pass an array of p-values in [0, 1].")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
+        raise ConfigError(
+            f"alpha must lie strictly between 0 and 1; got {alpha!r}. Pass e.g. alpha=0.05."
+        )
     if p.size == 0:
         raise DataError("benjamini_hochberg got no p-values; pass at least one.")
     bad = ~((p >= 0.0) & (p <= 1.0))

@@ -8,6 +8,7 @@ module only adds the checks, the ``n == 0`` case and the `Estimate` shape.
 
 import math
 
+import numpy as np
 from scipy import stats
 
 from vrp.core import DataError
@@ -30,10 +31,18 @@ def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:
       The proportion, its interval, ``p_value`` NaN, and ``method`` "wilson".
 
     Raises:
-      DataError: `successes` or `n` is negative, or `successes` exceeds `n`.
+      DataError: `successes` or `n` is not a whole number, is negative, or `successes` exceeds
+        `n`.
       ConfigError: `confidence` is not strictly between 0 and 1.
     """
     confidence = check_confidence(confidence)
+    for name, count in (("successes", successes), ("n", n)):
+        if isinstance(count, bool) or not isinstance(count, int | np.integer):
+            raise DataError(
+                f"a proportion needs whole counts; got {name}={count!r} "
+                f"({type(count).__name__}). Pass the count of successes and the number of trials "
+                "as ints (e.g. int(correct.sum()), len(correct))."
+            )
     if n < 0 or not 0 <= successes <= n:
         raise DataError(
             f"a proportion needs 0 <= successes <= n; got successes={successes}, n={n}. "

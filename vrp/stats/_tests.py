@@ -6,10 +6,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from vrp.core import DataError
+from vrp.core import ConfigError, DataError
 
 from ._bootstrap import bootstrap_interval
-from ._estimate import Estimate, as_vector, check_confidence, check_same_length
+from ._estimate import Estimate, as_vector, check_confidence, check_count, check_same_length
 
 Statistic = Callable[..., np.ndarray]
 """A vectorised two-sample statistic `f(x, y, axis) -> array`, as `scipy.stats` expects."""
@@ -17,10 +17,15 @@ Statistic = Callable[..., np.ndarray]
 
 def _paired_correct(correct: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(correct)
-    if arr.ndim != 1 or not set(np.unique(arr).tolist()) <= {0, 1}:
+    try:
+        values = sorted(set(np.unique(arr).tolist()), key=str)
+    except TypeError:  # mixed types numpy cannot sort
+        values = sorted({str(v) for v in arr.ravel().tolist()})
+    if arr.ndim != 1 or not set(values) <= {0, 1}:
         raise DataError(
             f"{name} must be a 1-D 0/1 or boolean vector (1 = answered correctly); "
-            f"got shape {arr.shape}, dtype {arr.dtype}."
+            f"got shape {arr.shape}, dtype {arr.dtype}, values {values[:5]}. Map each item's "
+            "correctness to 0/1 first."
         )
     return arr.astype(bool)
 
@@ -53,7 +58,10 @@ def mcnemar_exact(
     level = check_confidence(confidence)
     n = before.size
     if n == 0:
-        raise DataError("mcnemar_exact needs at least one paired item; got none.")
+        raise DataError(
+            "mcnemar_exact needs at least one paired item; got none. Pass the correctness of "
+            "the same items before and after."
+        )
     gained = int(np.sum(~before & after))  # wrong before, right after
     lost = int(np.sum(before & ~after))
     discordant = gained + lost
@@ -71,6 +79,26 @@ def mcnemar_exact(
         method="paired accuracy difference, Agresti-Min CI, exact McNemar p",
         confidence=level,
     )
+
+
+def _check_statistic(statistic: Statistic) -> None:
+    """Raises `ConfigError` unless `statistic` maps two 2-D samples to one value per row."""
+    fix = "Pass a vectorised f(x, y, axis) returning one value per slice, e.g. the default."
+    if not callable(statistic):
+        raise ConfigError(f"statistic must be a callable f(x, y, axis); got {statistic!r}. {fix}")
+    probe = np.arange(6.0).reshape(2, 3)
+    try:
+        out = np.asarray(statistic(probe, probe + 1.0, axis=-1))
+    except TypeError as err:  # e.g. a statistic without the `axis` keyword
+        raise ConfigError(
+            f"statistic failed on a (2, 3) test input with axis=-1 ({type(err).__name__}: {err}). "
+            f"{fix}"
+        ) from err
+    if out.shape != (2,):
+        raise ConfigError(
+            f"statistic must return one value per slice along `axis`: shape (2,) for a (2, 3) test "
+            f"input, got shape {out.shape}. {fix}"
+        )
 
 
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -111,13 +139,20 @@ def permutation_test(
       ShapeError: inputs are not 1-D, or paired inputs differ in length.
       DataError: inputs hold NaN or infinite values, a sample has fewer than 2 values, or
         `statistic` is NaN or infinite on some bootstrap resample.
+      ConfigError: `statistic` is not a vectorised `f(x, y, axis)`, `confidence` is invalid,
+        `n_resamples` is not a whole number >= 1 or `seed` one >= 0.
     """
     a, b = as_vector(x, "x"), as_vector(y, "y")
     level = check_confidence(confidence)
+    check_count(n_resamples, "n_resamples")
+    check_count(seed, "seed", minimum=0)
+    _check_statistic(statistic)
     if paired:
         check_same_length(a.size, b.size, "paired x and y")
     if min(a.size, b.size) < 2:
-        raise DataError(f"each sample needs at least 2 values; got {a.size} and {b.size}.")
+        raise DataError(
+            f"each sample needs at least 2 values; got {a.size} and {b.size}. Pass more values."
+        )
     rng = np.random.default_rng(seed)
     perm = stats.permutation_test(
         (a, b),

@@ -25,12 +25,18 @@ from jaxtyping import Float
 
 from vrp.core import ConfigError, DataError, ShapeError
 
+from ._checks import (
+    SampleId,
+    check_exists,
+    check_ids,
+    check_manifest,
+    create_args,
+    make_folder,
+)
+
 MANIFEST = "manifest.json"
 IDS = "sample_ids.jsonl"
 FORMAT = "vrp-activation-store"
-DTYPES = ("float16", "float32")
-
-SampleId = str | int
 
 
 def _layer_file(root: Path, layer: int) -> Path:
@@ -46,13 +52,29 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST
     if not path.is_file():
+        where = "does not exist" if not root.exists() else "holds no manifest.json"
         raise DataError(
-            f"{root} is not an activation store: {MANIFEST} is missing. "
+            f"{root} is not an activation store: {MANIFEST} is missing ({root} {where}). "
             "Create one with ActivationStore.create(path, layers=..., d=...)."
         )
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{path} is not a {FORMAT} manifest (format={manifest.get('format')!r}).")
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(
+            f"{path} cannot be read as JSON ({err}): the store's manifest is damaged. "
+            "Re-extract into a new store."
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = (
+            f"format={manifest.get('format')!r}"
+            if isinstance(manifest, dict)
+            else f"a JSON {type(manifest).__name__}, not an object"
+        )
+        raise DataError(
+            f"{path} is not a {FORMAT} manifest ({found}). Pass the folder written by "
+            "ActivationStore.create."
+        )
+    check_manifest(path, manifest)
     return manifest
 
 
@@ -119,14 +141,10 @@ class ActivationStore:
           DataError: an existing store has an unfinished append (see `open`).
         """
         root = Path(path)
-        layer_list = [int(layer) for layer in layers]
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {DTYPES}; got {dtype!r}.")
-        if d < 1 or not layer_list or len(set(layer_list)) != len(layer_list):
-            raise ConfigError(f"need d >= 1 and distinct layers; got d={d}, layers={layer_list}.")
+        layer_list = create_args(layers, d, dtype)
         if (root / MANIFEST).exists():
             return cls._resume(root, layer_list, d, dtype, exist_ok)
-        root.mkdir(parents=True, exist_ok=True)
+        make_folder(root)
         manifest = {"format": FORMAT, "version": 1, "dtype": dtype, "layers": layer_list}
         manifest |= {"d": d, "n": 0}
         for layer in layer_list:
@@ -183,8 +201,10 @@ class ActivationStore:
         row_bytes = self.d * np.dtype(self.dtype).itemsize
         for layer in self.layers:
             file = _layer_file(self.path, layer)
-            size = file.stat().st_size if file.exists() else -1
+            check_exists(file)
+            size = file.stat().st_size
             self._reconcile(file, size, self._n * row_bytes, f"{size / row_bytes:g} rows", repair)
+        check_exists(self.path / IDS)
         ids = (self.path / IDS).read_bytes()
         lines = ids.splitlines(keepends=True)
         committed = len(b"".join(lines[: self._n])) if len(lines) >= self._n else len(ids) + 1
@@ -227,7 +247,13 @@ class ActivationStore:
         """The committed samples' ids, in row order (read from disk on each access)."""
         with open(self.path / IDS, "rb") as handle:
             lines = [next(handle) for _ in range(self._n)]
-        return tuple(json.loads(line) for line in lines)
+        try:
+            return tuple(json.loads(line) for line in lines)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(
+                f"{self.path / IDS} holds a line that is not a JSON id ({err}): the store is "
+                "damaged. Re-extract into a new store."
+            ) from None
 
     def append(
         self, acts: np.ndarray | torch.Tensor, sample_ids: Sequence[SampleId] | None = None
@@ -242,16 +268,17 @@ class ActivationStore:
         Raises:
           VrpError: the store was opened read-only (a `ConfigError`).
           ShapeError: `acts` is not `(batch, len(layers), d)`, or the ids do not match it.
-          DataError: `acts` is not floating point, holds NaN/inf, or overflows float16.
+          DataError: `acts` is not floating point, holds NaN/inf, or overflows float16, or an id
+            is not a str or int. Nothing is written then.
         """
         if not self._writable:
             raise ConfigError(
                 f"{self!r} was opened read-only; use ActivationStore.open(path, writable=True)."
             )
         block = self._validated(_as_numpy(acts))
-        ids = list(range(self._n, self._n + block.shape[0])) if sample_ids is None else sample_ids
-        if len(ids) != block.shape[0]:
-            raise ShapeError(f"got {len(ids)} sample_ids for {block.shape[0]} rows of activations.")
+        rows = block.shape[0]
+        ids = list(range(self._n, self._n + rows)) if sample_ids is None else sample_ids
+        ids = check_ids(ids, rows)
         by_layer = np.ascontiguousarray(block.transpose(1, 0, 2))  # one contiguous run per layer
         for file, rows in zip(self._files, by_layer, strict=True):
             with open(file, "ab") as handle:
@@ -293,11 +320,20 @@ class ActivationStore:
 
         Raises:
           ConfigError: `layer` is not stored.
+          DataError: its file has been deleted since the store was opened.
         """
+        if isinstance(layer, bool) or not isinstance(layer, int | np.integer):
+            raise ConfigError(
+                f"layer must be an int model layer index; got {layer!r} ({type(layer).__name__}). "
+                f"Stored layers: {self.layers}."
+            )
         if layer not in self.layers:
-            raise ConfigError(f"layer {layer} is not in this store; stored layers: {self.layers}.")
+            raise ConfigError(
+                f"layer {layer} is not in this store; stored layers: {self.layers}. Pass one of "
+                "them (a model layer index, not a position in that list)."
+            )
         if self._n == 0:
             return np.empty((0, self.d), dtype=self.dtype)
-        return np.memmap(
-            _layer_file(self.path, layer), dtype=self.dtype, mode="r", shape=(self._n, self.d)
-        )
+        file = _layer_file(self.path, int(layer))
+        check_exists(file)
+        return np.memmap(file, dtype=self.dtype, mode="r", shape=(self._n, self.d))

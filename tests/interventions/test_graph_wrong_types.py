@@ -1,0 +1,87 @@
+"""Wrongly typed nodes, graphs, inputs and JSON fields raise VRP errors for users, who run without
+the jaxtyping hook that rejects them first under pytest: checked in a plain interpreter."""
+
+import subprocess
+import sys
+
+_SCRIPT = """
+import torch
+from PIL import Image
+import vrp
+from vrp import Component, Site, VrpError
+from vrp.interventions import (AttentionKnockout, Add, Capture, ExecutionConfig, Graph,
+                               ImagePatchMask, Scale, Zero, graph, reference_pool, run_graph)
+
+site = Site(layer=0, component=Component.RESID_POST)
+vlm = vrp.load("tiny/llava")
+inputs = vlm.encode([Image.new("RGB", (32, 32))], ["is there a cat ?"])
+tagged = Graph(nodes=(Zero(site=site),)).to_dict()["nodes"][0]["site"]
+def json_node(**node):
+    return Graph.from_dict({"format": "vrp.graph", "version": 1, "nodes": [node]})
+calls = {
+    "scale-string": lambda: Scale(site=site, factor="2"),
+    "add-int-direction": lambda: Add(site=site, direction=torch.ones(32, dtype=torch.int64)),
+    "fill-noise": lambda: ImagePatchMask(patches=(1,), fill="noise"),
+    "patches-floats": lambda: ImagePatchMask(patches=(1.5,)),
+    "patches-string": lambda: ImagePatchMask(patches="12"),
+    "capture-name-int": lambda: Capture(site=site, name=3),
+    "site-string": lambda: Zero(site="L0"),
+    "knockout-layer-string": lambda: AttentionKnockout(layer="0"),
+    "graph-of-a-string": lambda: graph("zero"),
+    "inputs-string": lambda: run_graph(vlm, graph(Zero(site=site)), "inputs"),
+    "graph-a-list": lambda: run_graph(vlm, [Zero(site=site)], inputs),
+    "model-a-string": lambda: run_graph("tiny/llava", graph(Zero(site=site)), inputs),
+    "config-a-dict": lambda: run_graph(vlm, graph(Zero(site=site)), inputs, {"backend": "local"}),
+    "keep-logits-all": lambda: ExecutionConfig(keep_logits="all"),
+    "budget-string": lambda: ExecutionConfig(memory_budget_mb="1GB"),
+    "backend-int": lambda: ExecutionConfig(backend=8080),
+    "json-site-untagged": lambda: json_node(kind="zero", site={"layer": 0}),
+    "json-factor-string": lambda: json_node(kind="scale", site=tagged, factor="2"),
+    "json-name-null": lambda: json_node(kind="capture", site=tagged, name=None),
+    "json-fill-noise": lambda: json_node(kind="patch_mask", patches=[1], fill="noise"),
+    "from-json-int": lambda: Graph.from_json(5),
+    "reference-not-batches": lambda: reference_pool(vlm, site, [inputs, "x"]),
+}
+for name, call in calls.items():
+    try:
+        call()
+        print(name, "no error")
+    except VrpError as error:
+        print(name, type(error).__name__, " ".join(str(error).split()))
+"""
+
+EXPECTED = {
+    "scale-string": "GraphError scale node: field 'factor' must be a finite number; got '2'",
+    "add-int-direction": "GraphError add node: field 'direction' must be a floating-point tensor",
+    "fill-noise": "GraphError patch_mask node: field 'fill' must be 'zero' or 'mean'; got 'noise'",
+    "patches-floats": "GraphError patch_mask node: field 'patches' must be a sequence of int",
+    "patches-string": "GraphError patch_mask node: field 'patches' must be a sequence of int",
+    "capture-name-int": "GraphError capture node: field 'name' must be a non-empty string; got 3",
+    "site-string": "GraphError zero node: field 'site' must be a vrp.Site; got 'L0'",
+    "knockout-layer-string": "GraphError knockout node: field 'layer' must be an int",
+    "graph-of-a-string": "GraphError node 0 is str 'zero', not an intervention node",
+    "inputs-string": "GraphError run_graph needs VlmInputs (from vlm.encode)",
+    "graph-a-list": "GraphError run_graph needs a Graph; got list",
+    "model-a-string": "ConfigError run_graph needs a vrp.VLM as its model; got str",
+    "config-a-dict": "ConfigError config must be an ExecutionConfig or None",
+    "keep-logits-all": "ConfigError keep_logits must be 'answer' or 'none'; got 'all'",
+    "budget-string": "ConfigError memory_budget_mb must be None (one trace) or a finite number",
+    "backend-int": "ConfigError backend must be 'local', 'serialise' or a host URL string; got 8080",
+    "json-site-untagged": "GraphError node 0: zero node: field 'site' must be a vrp.Site",
+    "json-factor-string": "GraphError node 0: scale node: field 'factor' must be a finite number",
+    "json-name-null": "GraphError node 0: capture node: field 'name' must be a non-empty string",
+    "json-fill-noise": "GraphError node 0: patch_mask node: field 'fill' must be 'zero' or 'mean'",
+    "from-json-int": "GraphError Graph.from_json needs the JSON text; got int",
+    "reference-not-batches": "GraphError reference batch 1 is str, not VlmInputs",
+}
+
+
+def test_wrong_types_raise_vrp_errors_in_a_plain_interpreter() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert set(EXPECTED) <= set(got), sorted(set(EXPECTED) - set(got))
+    for name, start in EXPECTED.items():
+        assert got[name].startswith(start), (name, got[name])
