@@ -7,6 +7,7 @@ nnsight's OutOfOrderError; nodes sharing a site apply in graph order with one re
 This module is the only place in VRP that opens traces.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -16,8 +17,19 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import Component, ConfigError, GraphError, Indices, Site, Tower, merge, select
+from ..core import (
+    Component,
+    ConfigError,
+    GraphError,
+    Indices,
+    Site,
+    SiteError,
+    Tower,
+    merge,
+    select,
+)
 from ..models import VLM, VlmInputs, concat_inputs
+from ._checks import check_units, tower_positions
 from ._graph import Graph
 from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
 
@@ -44,6 +56,16 @@ class GraphResult:
     answer_logits: dict[str, Float[Tensor, "batch vocab"]]
 
     def __getitem__(self, name: str) -> Tensor:
+        """The value captured as `name`.
+
+        Raises:
+          GraphError: no capture of the graph has that name.
+        """
+        if name not in self.captures:
+            raise GraphError(
+                f"no capture named {name!r}; this result holds captures {sorted(self.captures)}. "
+                "Use a name given to a Capture node of the graph."
+            )
         return self.captures[name].value
 
 
@@ -107,7 +129,7 @@ class _RunContext(Context):
         axis = 2 if site.component is Component.ATTN_PATTERN else 1
         mask = torch.zeros(part.shape[0], part.shape[axis], dtype=torch.bool, device=part.device)
         if isinstance(site.positions, Indices):
-            mask[:, list(site.positions.indices)] = True
+            mask[:, tower_positions(site, part.shape[axis])] = True
         else:
             mask[:] = True
         return mask
@@ -135,8 +157,12 @@ def _apply_site_nodes(point: Point, value: Tensor, ctx: _RunContext) -> tuple[Te
             continue
         node = cast(SiteNode, node)
         run_value = value[rows]
-        mask = ctx.mask(node.run, node.site, run_value)
-        new_part = node.apply(select(node.site, run_value, mask), ctx)
+        try:
+            check_units(node.site, run_value)
+            mask = ctx.mask(node.run, node.site, run_value)
+            new_part = node.apply(select(node.site, run_value, mask), ctx)
+        except SiteError as err:
+            raise GraphError(f"{node.describe()}: {err}") from None
         if node.writes:
             value[rows] = merge(node.site, run_value, new_part, mask)
     return value, writes
@@ -206,6 +232,30 @@ class ExecutionConfig:
     keep_logits: Literal["answer", "none"] = "answer"
     extra: dict[str, Any] = field(default_factory=dict)  # passed to model.trace (e.g. api_key)
 
+    def __post_init__(self) -> None:
+        """Raises `ConfigError` for a setting of the wrong type or out of range."""
+        budget = self.memory_budget_mb
+        if not isinstance(self.backend, str):
+            raise ConfigError(
+                f"backend must be 'local', 'serialise' or a host URL string; got {self.backend!r}."
+            )
+        if budget is not None and (
+            isinstance(budget, bool)
+            or not isinstance(budget, int | float)
+            or not math.isfinite(budget)
+            or budget <= 0
+        ):
+            raise ConfigError(
+                f"memory_budget_mb must be None (one trace) or a finite number of MB > 0; got "
+                f"{budget!r}. Pass e.g. memory_budget_mb=2048."
+            )
+        if self.keep_logits not in ("answer", "none"):
+            raise ConfigError(f"keep_logits must be 'answer' or 'none'; got {self.keep_logits!r}.")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(
+                f"extra must be a dict of model.trace keyword arguments; got {self.extra!r}."
+            )
+
 
 def _remote_arg(backend: Backend, vlm: VLM) -> Any:
     if backend == "local":
@@ -259,7 +309,7 @@ def run_graph(
       GraphError: the graph does not fit the model or the inputs.
     """
     config = config or ExecutionConfig()
-    runs = dict(inputs) if isinstance(inputs, Mapping) else {graph.runs[0]: inputs}
+    runs = _check_arguments(vlm, graph, inputs, config)
     graph.validate(vlm, runs)
     points = compile_points(graph)
     largest = max(graph.runs, key=lambda r: runs[r].batch_size)
@@ -269,6 +319,37 @@ def run_graph(
               for i in range(0, size, step)]  # fmt: skip
     broadcast = {r for r in graph.runs if runs[r].batch_size == 1 and size > 1}
     return _merge_chunks(graph, chunks, broadcast)
+
+
+def _check_arguments(
+    vlm: object, graph: object, inputs: object, config: object
+) -> dict[str, VlmInputs]:
+    """The inputs by run name, once every argument has its documented type."""
+    if not isinstance(vlm, VLM):
+        raise ConfigError(
+            f"run_graph needs a vrp.VLM as its model; got {type(vlm).__name__}. Load one with "
+            "vrp.load(...)."
+        )
+    if not isinstance(graph, Graph):
+        raise GraphError(
+            f"run_graph needs a Graph; got {type(graph).__name__}. Build one with "
+            "vrp.interventions.graph(node, ...)."
+        )
+    if not isinstance(config, ExecutionConfig):
+        raise ConfigError(f"config must be an ExecutionConfig or None; got {config!r:.60}.")
+    single = graph.runs[0] if graph.runs else "main"  # an empty runs tuple fails in validate
+    runs: dict[str, Any] = dict(inputs) if isinstance(inputs, Mapping) else {single: inputs}
+    bad = {
+        name: type(value).__name__
+        for name, value in runs.items()
+        if not isinstance(value, VlmInputs)
+    }
+    if bad:
+        raise GraphError(
+            f"run_graph needs VlmInputs (from vlm.encode) or a dict of run name -> VlmInputs; got "
+            f"{bad}. Encode each batch with vlm.encode(images, questions)."
+        )
+    return runs
 
 
 def _run_chunk(
