@@ -71,3 +71,18 @@ def test_cuda_model_stays_on_its_device_through_every_entry_point(load_model, de
     assert run_graph(vlm, zero, inputs).answer_logits["main"].device.type == "cuda"
     cpu = load_model("tiny/llava", device="cpu")
     assert cpu.device.type == "cpu"  # vrp.load(device="cpu") is obeyed with CUDA present
+
+
+def test_memory_chunking_counts_the_real_dtype_and_the_logits(tiny_vlms, load_model) -> None:
+    from vrp.interventions._execute import bytes_per_row
+
+    full = tiny_vlms["llava"]
+    half = load_model("tiny/llava", dtype=torch.bfloat16)
+    shape = full.adapter.shape(vrp.Tower.LANGUAGE)
+    vocab = full.adapter.unembedding(full.hf).shape[1]
+    seq = 20
+    layer = seq * (4 * shape.d_model + shape.d_mlp + shape.n_heads * seq)
+    width = next(full.hf.parameters()).element_size()
+    logits = seq * vocab * 4
+    assert bytes_per_row(full, seq) == shape.n_layers * layer * width + logits
+    assert bytes_per_row(half, seq) == shape.n_layers * layer * 2 + logits

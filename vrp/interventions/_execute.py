@@ -280,11 +280,23 @@ def _remote_arg(backend: Backend, vlm: VLM) -> Any:
 def _rows_per_trace(vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None) -> int:
     if budget_mb is None:
         return inputs.batch_size
-    shape = vlm.adapter.shape(Tower.LANGUAGE)
-    # a forward keeps about a residual, an MLP hidden and an attention map per layer and row
-    per_row = inputs.seq_len * (shape.d_model * 4 + shape.d_mlp + shape.n_heads * inputs.seq_len)
-    per_row_mb = per_row * shape.n_layers * 4 * n_runs / 2**20
+    per_row_mb = bytes_per_row(vlm, inputs.seq_len) * n_runs / 2**20
     return max(1, min(inputs.batch_size, int(budget_mb // max(per_row_mb, 1e-9))))
+
+
+def bytes_per_row(vlm: VLM, seq_len: int) -> int:
+    """Estimated activation bytes one row of one run holds in a forward of `seq_len` tokens.
+
+    Per language layer about four residual-width tensors, the MLP hidden and one attention map,
+    in the model's own dtype (2 bytes in bfloat16, 4 in float32); plus the logits at every
+    position, counted at 4 bytes since several families' heads upcast them to float32. The logits
+    dominate for large vocabularies: PaliGemma's 257,216 tokens take about 1 MB per position.
+    """
+    shape = vlm.adapter.shape(Tower.LANGUAGE)
+    width = next(vlm.hf.parameters()).element_size()
+    per_layer = seq_len * (shape.d_model * 4 + shape.d_mlp + shape.n_heads * seq_len) * width
+    vocab = int(vlm.adapter.unembedding(vlm.hf).shape[1])
+    return shape.n_layers * per_layer + seq_len * vocab * 4
 
 
 def run_graph(
