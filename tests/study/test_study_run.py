@@ -19,11 +19,12 @@ from vrp.data import evaluate
 from vrp.pipeline import SignalConfig, batch_signals
 from vrp.probes import SweepConfig, probe_sweep
 from vrp.store import ActivationStore
-from vrp.study import StudyConfig, run_study
+from vrp.study import Stage, StudyConfig, run_study
 from vrp.study._samples import study_samples
 
 STAGES = ("accuracy", "signals", "probes")
-SETTINGS = {"models": ("tiny/llava",), "n": 4, "batch_size": 4, "samples": 2, "seed": 3}
+SETTINGS = {"models": ("tiny/llava",), "n": 4, "batch_size": 4, "samples": 2, "seed": 3,
+            "stages": tuple(Stage(s) for s in STAGES)}  # fmt: skip
 
 
 def _config(out: Path) -> StudyConfig:

@@ -26,6 +26,8 @@ class Stage(str, Enum):
     ACCURACY = "accuracy"  # answers, POPE metrics per split
     SIGNALS = "signals"  # every per-question signal (structural, mechanistic, behavioural)
     PROBES = "probes"  # per-layer probes on the stored hidden states, with controls
+    CAUSAL = "causal"  # masking, neuron / dimension ablation, MLP bypass: per-question outcomes
+    CIRCUITS = "circuits"  # clean/corrupt patching by layer, component and position; localisation
 
     @classmethod
     def parse(cls, value: "str | Stage") -> "Stage":

@@ -21,6 +21,8 @@ import torch
 
 from ..core import ConfigError
 from ..models import VLM
+from ._causal import run_causal
+from ._circuits import run_circuits
 from ._config import Stage, StudyConfig, check_models
 from ._rundir import RunDir, merged, write_json
 from ._samples import Samples, study_samples, yes_no_samples_count
@@ -32,11 +34,15 @@ STAGES: dict[Stage, StageFn] = {
     Stage.ACCURACY: run_accuracy,
     Stage.SIGNALS: run_signals,
     Stage.PROBES: run_probes,
+    Stage.CAUSAL: run_causal,
+    Stage.CIRCUITS: run_circuits,
 }
 SORT_KEYS = {
     Stage.ACCURACY: ("model", "item"),
     Stage.SIGNALS: ("model", "item"),
     Stage.PROBES: ("model", "layer", "condition"),
+    Stage.CAUSAL: ("model", "family", "level", "condition", "draw", "item"),
+    Stage.CIRCUITS: ("model", "corruption", "item", "component", "positions", "layer"),
 }
 REQUIRES = {Stage.PROBES: Stage.SIGNALS}
 

@@ -1,0 +1,128 @@
+"""The circuits stage: where the answer is computed, by activation patching of clean/corrupt pairs.
+
+Each yes/no question is corrupted two ways (`circuits.corrupt_pairs`): "object" swaps the object
+a POPE-style question names so that the true answer flips (spatial questions name no single
+object and are skipped), "noise" adds Gaussian pixel noise (std `NOISE_STD`) to the image. A pair
+is used only where the model answers the clean question right, its corrupted answer differs, and
+both prompts have one token layout (`circuits.patch_pairs`). For every used pair the clean run's
+residual stream, attention output and MLP output are patched into the corrupted run at each
+layer and position group ("answer": the last token; "question": every other text token; "image":
+the image tokens), scored by the yes-minus-no margin normalised per pair (0 = corrupted,
+1 = clean).
+
+Rows: one per used pair per cell, plus one row (cell fields empty) per pair that could not be
+used, so the table counts every pair. The summary gives, per corruption, how many pairs were
+used, each cell's mean normalised score by layer (bootstrap CI, n) and the localisation verdict
+of each component and position group (`circuits.localise` over the pairs x layers sample).
+"""
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from circuits import (
+    COMPONENTS,
+    KINDS,
+    POSITION_GROUPS,
+    corrupt_pairs,
+    localise,
+    patch_pairs,
+    question_key,
+)
+
+from ..core import ConfigError, DataError
+from ..data import Sample
+from ..stats import permutation_test, proportion
+from ._stages import StageContext, _stream, estimate_json, yes_no_samples
+
+NOISE_STD = 128.0  # pixel noise of the "noise" corruption, grey levels (64 rarely flips answers)
+RESAMPLES = 1999  # permutation and bootstrap resamples per layer mean
+HEADLINE = ("object", "mlp_out", "answer")  # the profile the run's summary reports
+CELL_KEYS = ("layer", "component", "positions", "metric", "score")
+
+
+def run_circuits(ctx: StageContext) -> dict[str, Any]:
+    """Streams every pair's patching rows and summarises them (see module doc)."""
+    samples = yes_no_samples(ctx.samples)
+    pool = ctx.samples.questions
+    seed = ctx.config.seed
+
+    def compute(batch: Sequence[Sample], index: int) -> tuple[list[dict[str, Any]], None]:
+        items = samples.batch_items(index, ctx.config.batch_size)
+        item_of = {question_key(s): item for s, item in zip(batch, items, strict=True)}
+        rows: list[dict[str, Any]] = []
+        for kind in KINDS:
+            pairs = corrupt_pairs(batch, kind=kind, seed=seed, pool=pool, noise_std=NOISE_STD)
+            if not pairs:
+                continue
+            records = patch_pairs(ctx.vlm, pairs).to_records(include_invalid=True)
+            rows += [{"model": ctx.model, "item": item_of[f"{r['split']}/{r['question_id']}"],
+                      **{k: v for k, v in r.items() if k != "pair"}}
+                     for r in records]  # fmt: skip
+        return rows, None
+
+    table = _stream(ctx, "circuits", samples, compute)
+    return circuits_summary(table, n_layers=ctx.vlm.adapter.n_layers, seed=seed)
+
+
+def circuits_summary(table: pa.Table, *, n_layers: int, seed: int = 0) -> dict[str, Any]:
+    """The stage's numbers from its rows (one model's): pair counts, per-cell layer means of the
+    normalised score and localisation verdicts, per corruption."""
+    rows = table.to_pylist()
+    out: dict[str, Any] = {"noise_std": NOISE_STD, "layers": n_layers, "corruptions": {}}
+    for kind in KINDS:
+        mine = [r for r in rows if r["corruption"] == kind]
+        out["corruptions"][kind] = _corruption_json(mine, n_layers, seed)
+    head = out["corruptions"][HEADLINE[0]].get("cells", {}).get(HEADLINE[1], {})
+    verdict = head.get(HEADLINE[2], {}).get("localisation", {"undefined": "no usable pairs"})
+    out["headline"] = {"corruption": HEADLINE[0], "component": HEADLINE[1],
+                       "positions": HEADLINE[2], "localisation": verdict}  # fmt: skip
+    out["n"] = len({r["item"] for r in rows})
+    return out
+
+
+def _corruption_json(rows: list[dict[str, Any]], n_layers: int, seed: int) -> dict[str, Any]:
+    pairs = {r["item"]: r for r in rows}  # one entry per pair, with its validity columns
+    counts = {k: sum(bool(p[k]) for p in pairs.values())
+              for k in ("clean_correct", "flipped", "aligned", "valid")}  # fmt: skip
+    out: dict[str, Any] = {"pairs": len(pairs), **counts}
+    if not pairs:
+        return out
+    out["valid_share"] = estimate_json(proportion(counts["valid"], len(pairs)))
+    scores: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for r in rows:
+        if r["valid"]:
+            cell = scores.setdefault((r["component"], r["positions"]), {})
+            cell.setdefault(r["item"], [float("nan")] * n_layers)[r["layer"]] = r["score"]
+    out["cells"] = {
+        component.value: {
+            group: _cell_json(scores.get((component.value, group), {}), seed)
+            for group in POSITION_GROUPS
+        }
+        for component in COMPONENTS
+    }  # fmt: skip
+    return out
+
+
+def _cell_json(by_item: dict[int, list[float]], seed: int) -> dict[str, Any]:
+    """Mean normalised score per layer (bootstrap CI, permutation p against 0, n) and the
+    localisation of the pairs x layers sample."""
+    if len(by_item) < 2:
+        return {"n": len(by_item), "undefined": "fewer than 2 usable pairs"}
+    profile = np.array([by_item[i] for i in sorted(by_item)])
+    means = []
+    for layer in profile.T:
+        try:
+            est = permutation_test(layer, np.zeros_like(layer), paired=True,
+                                   n_resamples=RESAMPLES, seed=seed)  # fmt: skip
+            means.append(estimate_json(est))
+        except DataError as err:  # e.g. a NaN score (a pair whose runs tie)
+            means.append({"n": len(layer), "undefined": str(err)})
+    try:
+        where: dict[str, Any] = asdict(localise(profile, seed=seed))
+    except ConfigError as err:  # no positive mass, or non-finite scores
+        where = {"undefined": str(err)}
+    return {"n": len(by_item), "per_layer": means, "localisation": where}
