@@ -38,7 +38,7 @@ def serve(  # noqa: PLR0913  (each option of a CLI command is one argument)
     result_ttl: Annotated[float, typer.Option(help="Seconds finished results are kept.")] = 600.0,
 ) -> None:
     """Serve models to nnsight clients: model.trace(..., remote="http://HOST:PORT")."""
-    from ..serve import ServeConfig, read_api_keys, serve as run
+    from ..serve._config import ServeConfig, read_api_keys  # light: checked before any import
 
     try:
         config = ServeConfig(
@@ -55,6 +55,8 @@ def serve(  # noqa: PLR0913  (each option of a CLI command is one argument)
             result_ttl_s=result_ttl,
         )
         hosted = ", ".join(config.models)
+        from ..serve import serve as run  # the web server and the models
+
         run(config, on_ready=lambda url: typer.echo(f"vrp serve: {hosted} on {url}", err=False))
     except VrpError as error:
         fail(error)

@@ -85,7 +85,7 @@ def _refuse(module: str, name: str, why: str) -> SandboxError:
     return SandboxError(
         f"The payload names {module}.{name}, which this server does not load: {why}. Send traces "
         "with nnsight 0.8.1's remote backend; request code may use torch, numpy, einops, math, "
-        "collections, functools, itertools, operator and nnsight.save."
+        "collections, functools, itertools, operator, time and nnsight.save."
     )
 
 
@@ -450,8 +450,8 @@ class _ResultPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, self.refused):
             raise SandboxError(
-                f"A saved value holds a {type(obj).__name__}, part of the hosted model's object "
-                "graph, which does not leave the server. Save tensors instead (e.g. "
+                f"A saved value holds an object of type {type(obj).__name__}, part of the hosted "
+                "model's object graph, which does not leave the server. Save tensors instead (e.g. "
                 "`model.layer.output.save()`, or `module.weight.detach().clone().save()`)."
             )
         return NotImplemented

@@ -41,6 +41,7 @@ ALLOWED_IMPORTS = (
     "functools",
     "itertools",
     "operator",
+    "time",
 )
 """Top-level modules request code may import (their submodules too, minus `DENIED_MODULES`;
 nnsight itself only for the names in `NNSIGHT_NAMES`). ``typing`` is left out on purpose:

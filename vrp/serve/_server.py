@@ -1,6 +1,7 @@
 """Running the app on uvicorn: in the foreground (`serve`, what `vrp serve` calls) or in a
 background thread (`Server`, for notebooks, docs and tests)."""
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -63,9 +64,16 @@ def serve(
     Args:
       config: what to host and how.
       on_ready: called with the server's URL once it accepts requests.
-      log_level: uvicorn's log level ("info", "warning", ...).
+      log_level: level of the server's own log on stderr (refused and failed jobs, model
+        reloads); the web server's per-connection lines are left out.
     """
-    server = _uvicorn(config, None, on_ready, log_level)
+    logger = logging.getLogger("vrp.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s vrp serve %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(log_level.upper())
+    server = _uvicorn(config, None, on_ready, "warning")
     server.run()
     if not server.started:
         raise ConfigError(
