@@ -181,7 +181,8 @@ def best_spelling(
 
     Args:
       logits: answer-position logits.
-      yes_ids / no_ids: the spellings of each answer (see `yes_no_margin`).
+      yes_ids: the token ids that spell "yes" (see `yes_no_margin`).
+      no_ids: the token ids that spell "no".
       says_yes: which answer to spell, one flag per row.
 
     Returns:
