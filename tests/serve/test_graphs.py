@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from nnsight.intervention.backends.remote import RemoteError
 
 import vrp
 from circuits import patch_sweep, yes_no_metric
@@ -55,3 +56,12 @@ def test_a_patching_sweep_runs_remotely_as_locally(tiny_server: ServerProcess) -
     )
     assert torch.equal(remote.scores, local.scores)
     assert (remote.clean, remote.corrupt) == (local.clean, local.corrupt)
+
+
+def test_a_refused_graph_is_a_remote_error(tiny_server: ServerProcess, tmp_path) -> None:
+    vrp.models.save(vrp.load("tiny/llava"), tmp_path / "mine")
+    mine = vrp.load(str(tmp_path / "mine"))  # the server hosts no model under this name
+    inputs = mine.encode(random_images(1), QUESTIONS[:1])
+    g = graph(Capture(site=Site(layer=0, component=Component.RESID_POST), name="r"))
+    with pytest.raises(RemoteError, match=r"Failed to send request: .* is not hosted here"):
+        run_graph(mine, g, inputs, ExecutionConfig(backend=tiny_server.url))

@@ -36,13 +36,19 @@ def _tensor_state(name: str, tensor: torch.Tensor | None) -> tuple[Any, ...]:
             tensor.dtype, tensor.device, tuple(tensor.shape))  # fmt: skip
 
 
-def _config_state(config: Any) -> str:
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if "attn_implementation" not in str(k)}
-        return value
+def _config_state(config: Any) -> tuple[Any, ...]:
+    """The configuration's attributes, sub-configurations included (the attention implementation
+    left out: requests switch it). Values are compared by repr, without copying the config."""
+    from transformers import PretrainedConfig
 
-    return json.dumps(strip(config.to_dict()), sort_keys=True, default=str)
+    items = []
+    for key, value in sorted(vars(config).items()):
+        if "attn_implementation" in key:
+            continue
+        items.append(
+            (key, _config_state(value) if isinstance(value, PretrainedConfig) else repr(value))
+        )
+    return tuple(items)
 
 
 def fingerprint(model: torch.nn.Module) -> Fingerprint:

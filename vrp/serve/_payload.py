@@ -309,6 +309,9 @@ _SWAPS: dict[tuple[str, str], Any] = {
 }
 
 
+_ALLOWED: set[tuple[str, str]] = set()
+
+
 class RestrictedUnpickler(CustomCloudUnpickler):
     """nnsight's unpickler with an allow-list in `find_class` (see the module docstring)."""
 
@@ -325,11 +328,14 @@ class RestrictedUnpickler(CustomCloudUnpickler):
                 "a function without source (typed into a REPL, or made by exec) "
                 "travels as bytecode, which does not run here; define it in a file",
             )
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
         why = _policy(module, name)
         if why is not None:
             raise _refuse(module, name, why)
         obj = super().find_class(module, name)
         _check_resolved(module, name, obj)
+        _ALLOWED.add((module, name))  # server modules do not change: decide each name once
         return obj
 
 
