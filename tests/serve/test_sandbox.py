@@ -312,6 +312,12 @@ def test_a_crafted_pickle_is_refused(tiny_server: ServerProcess, vlm, inputs, ex
         ("not json", b"x", 400, r"The request envelope is malformed"),
         ('{"compress": false}', b"x", 400, r"The request envelope is malformed"),
         ('{"model_key": "no-colon"}', b"x", 400, r"is not an nnsight 0.8 key"),
+        (
+            '{"model_key": "m.TransformersModel:{\\"repo_id\\": \\"tiny/llava\\", \\"vrp\\": \\"0.0.1\\"}"}',
+            b"x",
+            400,
+            r"The client runs VRP 0.0.1 and this server VRP",
+        ),
     ],
 )
 def test_a_malformed_envelope_is_a_400(

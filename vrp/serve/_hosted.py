@@ -150,6 +150,10 @@ class HostedModel:
         self.vlm.hf.requires_grad_(False)
         self.default_attention = str(self.vlm.nnsight.attn_implementation)
         self.persistent = self.vlm.nnsight._remoteable_persistent_objects()
+        try:  # a Hub id is canonicalised through the Hub, which may be out of reach
+            self.model_key: str | None = self.model.to_model_key()
+        except Exception:  # noqa: BLE001  (the key is informative only; requests match by name)
+            self.model_key = None
         _warm_up(self.vlm)
         self._baseline = fingerprint(self.vlm.hf)
         self._checksums = checksums(self.vlm.hf)
@@ -164,7 +168,7 @@ class HostedModel:
         return {
             "name": self.name,
             "family": self.vlm.family,
-            "model_key": self.model.to_model_key(),
+            "model_key": self.model_key,
             "device": str(self.vlm.device),
             "dtype": str(next(hf.parameters()).dtype).removeprefix("torch."),
             "parameters": sum(p.numel() for p in hf.parameters()),
@@ -220,8 +224,11 @@ def model_name(model_key: str) -> str:
     """The model name in an nnsight model key (``"<class path>:<json with repo_id>"``).
 
     Raises:
-      ServeError: the key is not in nnsight 0.8's format.
+      ServeError: the key is not in nnsight 0.8's format, or it comes from another VRP version
+        (VRP's classes travel by reference, so client and server must run the same VRP).
     """
+    from .. import __version__
+
     _, _, suffix = model_key.partition(":")
     try:
         data = json.loads(suffix)
@@ -233,4 +240,10 @@ def model_name(model_key: str) -> str:
         ) from None
     if not isinstance(name, str):
         raise ServeError(f"The request's model key names no model: repo_id is {name!r}.")
+    client = data.get("vrp")
+    if client is not None and client != __version__:
+        raise ServeError(
+            f"The client runs VRP {client} and this server VRP {__version__}; VRP's classes "
+            f"travel by reference, so both must run the same version (pip install vrp=={__version__})."
+        )
     return name

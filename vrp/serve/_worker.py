@@ -174,6 +174,7 @@ class ModelWorker:
 
     def _loop(self) -> None:
         while True:
+            job = None
             try:
                 job = self.queue.get()
                 if job is None:
@@ -181,6 +182,10 @@ class ModelWorker:
                 self._run(job)
             except JobTimeout:  # delivered after a job ended; nothing to interrupt any more
                 continue
+            except Exception:  # noqa: BLE001  (the server's own failure: keep serving the queue)
+                log.exception("worker of %s failed on job %s", self.hosted.name, job and job.id)
+                if job is not None:
+                    self.report(job, Status.ERROR, f"Job {job.id} failed inside the server.")
 
     def _run(self, job: Job) -> None:
         self.current, job.started = job, time.monotonic()
