@@ -196,3 +196,19 @@ def test_a_model_the_server_does_not_host(tiny_server: ServerProcess, tmp_path) 
     with pytest.raises(RemoteError, match=r"is not hosted here; this server hosts tiny/llava"):
         with mine.nnsight.trace(data, remote=tiny_server.url):
             mine.nnsight.output.logits.save()
+
+
+def test_a_large_result_is_downloaded_from_its_link(vlm, inputs) -> None:
+    # in this process (vrp.serve.Server, as the docs use it), with results above 1 kB sent as a
+    # download link in the COMPLETED frame rather than inside it
+    from vrp.serve import ServeConfig, Server
+
+    config = ServeConfig(models=("tiny/llava",), port=0, inline_result_mb=0.001)
+    model = vlm.nnsight
+    with Server(config) as server:
+        with model.trace(inputs, remote=server.url):
+            logits = model.output.logits.save()
+    with model.trace(inputs):
+        local = model.output.logits.save()
+    assert logits.numel() * 4 > 1000
+    assert torch.equal(logits, local)

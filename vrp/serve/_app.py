@@ -232,8 +232,12 @@ async def _job_from(http: Request, state: ServerState, owner: str | None) -> Job
         form = await http.form(max_files=1, max_fields=1)
     except Exception as err:  # noqa: BLE001  (starlette raises several types for bad multipart)
         raise _Refused(400, f"The request is not a multipart form ({err}).") from None
-    data, blob = form.get("data"), form.get("blob")
-    if not isinstance(data, str) or not isinstance(blob, UploadFile):
+    try:
+        data, blob = form.get("data"), form.get("blob")
+        payload = await blob.read() if isinstance(blob, UploadFile) else None
+    finally:
+        await form.close()  # the upload's spooled temporary file
+    if not isinstance(data, str) or payload is None:
         raise _Refused(
             400,
             "The request must be a multipart form with a 'data' field (the RequestModel JSON) "
@@ -256,6 +260,6 @@ async def _job_from(http: Request, state: ServerState, owner: str | None) -> Job
         if session is None or session.owner != owner:
             raise _Refused(400, f"Unknown session {envelope.session_id!r}: subscribe first.")
     return Job(
-        model=name, payload=await blob.read(), compress=envelope.compress,
+        model=name, payload=payload, compress=envelope.compress,
         env=dict(envelope.env), session=session, owner=owner, base_url=str(http.base_url),
     )  # fmt: skip
