@@ -50,7 +50,9 @@ def test_bfloat16_model_runs_graphs_and_signals(tiny_vlms, load_model) -> None:
     assert next(vlm.hf.parameters()).dtype == torch.bfloat16
     inputs = vlm.encode(random_images(2), list(QUESTIONS[:2]))
     site = vrp.Site(layer=0, component=vrp.Component.RESID_POST)
-    masked = graph(ImagePatchMask(patches=((0, 3), (1, 2)), fill="zero"), Capture(site=site, name="r"))
+    masked = graph(
+        ImagePatchMask(patches=((0, 3), (1, 2)), fill="zero"), Capture(site=site, name="r")
+    )
     result = run_graph(vlm, masked, inputs)
     assert result["r"].dtype == torch.bfloat16 and bool(torch.isfinite(result["r"]).all())
     samples = [s for s in generate(SyntheticConfig(n_per_split=2, n_counting=0, n_spatial=0))][:2]

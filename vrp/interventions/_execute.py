@@ -267,14 +267,12 @@ def _remote_arg(backend: Backend, vlm: VLM) -> Any:
             f"Unknown backend {backend!r}: expected 'local', 'serialise' or a host URL such as "
             "'http://127.0.0.1:8080'."
         )
-    repo = getattr(vlm.nnsight, "repo_id", None)
-    if not repo or "/" not in str(repo) or str(repo).startswith(("/", ".", "tiny/", "organism/")):
-        raise ConfigError(
-            f"Remote backend {backend!r} needs a model the server hosts under a Hub repo id; "
-            f"{vlm.name!r} was built or loaded locally (repo id {repo!r}). Load it with "
-            "vrp.load('<owner>/<name>'), or run locally / with backend='serialise'."
-        )
-    return backend
+    # the server finds the model by the name `vlm` was loaded under (vlm.name travels in nnsight's
+    # model key, see vrp.models._remote): `vrp serve --model tiny/llava` hosts vrp.load("tiny/llava");
+    # a RemoteHost sends through one pooled HTTP client rather than a new one per trace
+    from ..models._remote import RemoteHost
+
+    return RemoteHost(backend)
 
 
 def _rows_per_trace(vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None) -> int:

@@ -55,7 +55,8 @@ class StudyConfig:
       n: questions per split (synthetic) or the first `n` questions of the file (None: all).
       stages: which stages to run, executed in `Stage` order.
       out: the run directory; rerunning the same config there resumes it.
-      device / dtype: where and how the models run (dtype None keeps the checkpoint's).
+      device: where the models run ("cpu", "cuda", "cuda:1", ...).
+      dtype: their weight dtype; None keeps the checkpoint's.
       batch_size: questions per trace.
       samples: K sampled answers per question for self-consistency (0 skips it).
       seed: seeds the synthetic data, sampling, folds and controls.
