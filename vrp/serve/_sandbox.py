@@ -3,7 +3,8 @@
 Code from a request (the traced block, and every function the client shipped by value) is checked
 before it runs and then runs with restricted builtins:
 
-- its source is parsed and refused if it imports a module outside `ALLOWED_IMPORTS`, touches a
+- its source is parsed (`_source`) and refused if it imports a module outside `ALLOWED_IMPORTS`,
+  touches a
   private or dunder attribute (``x._module``, ``f.__globals__``), names a refused builtin (``open``,
   ``exec``, ``eval``, ``compile``, ``__import__``, ...), uses a refused attribute (frames,
   ``format``, ``register_*`` hooks, file readers and writers), or could outlive the job's time limit
@@ -15,12 +16,16 @@ before it runs and then runs with restricted builtins:
 - a `ProtectedModule` refuses the module attributes that reach the file system, the process or
   the network (``torch.load``, ``torch.os``, ``numpy.fromfile``, ``nnsight.CONFIG``...).
 
+The other layers live beside this module: the payload's allow-list (`_policy`, `_rebuild`), the
+audit hook refusing files, processes and sockets to a running job (`_audit`), the check that a job
+left the model as it found it (`_hosted`), and the refusal to return the model's objects
+(`_result`).
+
 A Python-level sandbox is defence in depth, not an isolation boundary: run a server for untrusted
 users in a container or VM as well, as NDIF does. What it does guarantee is checked by the tests:
 each escape attempt listed in the issue fails with a `SandboxError` that says what was refused.
 """
 
-import ast
 import builtins
 import contextlib
 import importlib
@@ -149,8 +154,7 @@ REFUSED_DEFINITIONS = frozenset(
 collection, result pickling) or could swallow the time limit (``__exit__`` returning True)."""
 
 _ALLOWED_DUNDER_ATTRIBUTES = frozenset({"__init__"})
-_SWALLOWING = frozenset({"BaseException", "GeneratorExit", "KeyboardInterrupt", "SystemExit"})
-_FIX = "This server runs request code in a restricted environment (see the remote guide)."
+FIX = "This server runs request code in a restricted environment (see the remote guide)."
 
 
 def attribute_problem(name: str) -> str | None:
@@ -176,114 +180,6 @@ def module_problem(module: str) -> str | None:
     if any(part.startswith("_") for part in module.split(".")):
         return f"import of the private module {module!r} is refused"
     return None
-
-
-# ----- source checks --------------------------------------------------------------------------------
-class _Checker(ast.NodeVisitor):
-    def __init__(self, bound: set[str]) -> None:
-        self.bound = bound
-        self.problems: list[tuple[int, str]] = []
-
-    def refuse(self, node: ast.AST, why: str) -> None:
-        self.problems.append((getattr(node, "lineno", 0), why))
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            if (why := module_problem(alias.name)) is not None:
-                self.refuse(node, why)
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level or not node.module:
-            self.refuse(node, "relative imports are refused")
-        elif (why := module_problem(node.module)) is not None:
-            self.refuse(node, why)
-        for alias in node.names:
-            if (why := attribute_problem(alias.name)) is not None:
-                self.refuse(node, why)
-        self.generic_visit(node)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if (why := attribute_problem(node.attr)) is not None:
-            self.refuse(node, why)
-        self.generic_visit(node)
-
-    def visit_MatchClass(self, node: ast.MatchClass) -> None:
-        for attr in node.kwd_attrs:  # `case C(attr=...)` reads attributes like `x.attr`
-            if (why := attribute_problem(attr)) is not None:
-                self.refuse(node, why)
-        self.generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id.startswith("__"):
-            self.refuse(node, f"the name {node.id!r} is refused")
-        elif isinstance(node.ctx, ast.Load) and node.id in REFUSED_BUILTINS:
-            if node.id not in self.bound:
-                self.refuse(node, f"the builtin {node.id}() is not available")
-        self.generic_visit(node)
-
-    def _definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
-        if node.name in REFUSED_DEFINITIONS:
-            self.refuse(node, f"defining {node.name} is refused")
-        self.generic_visit(node)
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _definition
-
-    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        caught = node.type
-        names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
-        if caught is None or any(isinstance(n, ast.Name) and n.id in _SWALLOWING for n in names):
-            self.refuse(
-                node,
-                "a bare `except:` or `except BaseException` is refused (it would swallow the "
-                "job's time limit); catch Exception instead",
-            )
-        self.generic_visit(node)
-
-    def _try(self, node: ast.Try | ast.TryStar) -> None:
-        for statement in node.finalbody:
-            for inner in ast.walk(statement):
-                if isinstance(inner, ast.Return | ast.Break | ast.Continue):
-                    self.refuse(inner, "return / break / continue inside `finally` is refused")
-        self.generic_visit(node)
-
-    visit_Try = visit_TryStar = _try
-
-
-def _bound_names(tree: ast.AST) -> set[str]:
-    bound: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-            bound.add(node.id)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            bound.add(node.name)
-        elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".")[0])
-    return bound
-
-
-def check_source(source: str, where: str) -> None:
-    """Refuses request code that the restricted environment does not run.
-
-    Args:
-      source: the code (a traced block's body, or one function shipped by value).
-      where: how to name it in the message (the client's file, or the function).
-
-    Raises:
-      SandboxError: the first refused construct, with its line, and the other problems counted.
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as err:
-        raise SandboxError(f"{where}: the shipped source does not parse ({err}).") from None
-    checker = _Checker(_bound_names(tree))
-    checker.visit(tree)
-    if checker.problems:
-        line, why = min(checker.problems)
-        more = len(checker.problems) - 1
-        extra = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
-        raise SandboxError(f"{where}, line {line}: {why}{extra}. {_FIX}")
 
 
 # ----- protected modules -----------------------------------------------------------------------------
@@ -320,31 +216,31 @@ def protected_attribute(module: types.ModuleType, name: str) -> Any:
     """`module.name` as request code may see it: modules come back protected, refused names raise."""
     root = module.__name__.split(".")[0]
     if (why := attribute_problem(name)) is not None:
-        raise SandboxError(f"{module.__name__}.{name}: {why}. {_FIX}")
+        raise SandboxError(f"{module.__name__}.{name}: {why}. {FIX}")
     if root == "nnsight" and name not in NNSIGHT_NAMES:
         raise SandboxError(
             f"nnsight.{name} is refused; request code may use nnsight."
-            f"{', nnsight.'.join(sorted(NNSIGHT_NAMES))}. {_FIX}"
+            f"{', nnsight.'.join(sorted(NNSIGHT_NAMES))}. {FIX}"
         )
     if name in DENIED_MODULE_NAMES.get(root, ()):
         raise SandboxError(
-            f"{module.__name__}.{name} is refused (it reaches files or process-wide state). {_FIX}"
+            f"{module.__name__}.{name} is refused (it reaches files or process-wide state). {FIX}"
         )
     value = getattr(module, name)
     if isinstance(value, types.ModuleType):
         if (why := module_problem(value.__name__)) is not None:
-            raise SandboxError(f"{module.__name__}.{name}: {why}. {_FIX}")
+            raise SandboxError(f"{module.__name__}.{name}: {why}. {FIX}")
         return ProtectedModule(value)
     home = getattr(value, "__module__", None)
     if isinstance(home, str) and any(home == d or home.startswith(d + ".") for d in DENIED_MODULES):
-        raise SandboxError(f"{module.__name__}.{name} lives in {home}, which is refused. {_FIX}")
+        raise SandboxError(f"{module.__name__}.{name} lives in {home}, which is refused. {FIX}")
     return value
 
 
 def protected_import(name: str) -> ProtectedModule:
     """Imports `name` if allowed and returns its protected view."""
     if (why := module_problem(name)) is not None:
-        raise SandboxError(f"{why}. {_FIX}")
+        raise SandboxError(f"{why}. {FIX}")
     return ProtectedModule(importlib.import_module(name))
 
 
@@ -374,7 +270,7 @@ def _import(
     name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
 ) -> ProtectedModule:
     if level:
-        raise SandboxError(f"relative imports are refused (from {'.' * level}{name}). {_FIX}")
+        raise SandboxError(f"relative imports are refused (from {'.' * level}{name}). {FIX}")
     module = protected_import(name)
     if fromlist:
         return module
@@ -385,11 +281,11 @@ def _check_name(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"attribute name must be a string, not {type(name).__name__}")
     if (why := attribute_problem(name)) is not None:
-        raise SandboxError(f"{why}. {_FIX}")
+        raise SandboxError(f"{why}. {FIX}")
     return name
 
 
-def _getattr(obj: Any, name: str, *default: Any) -> Any:
+def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
     return getattr(obj, _check_name(name), *default)
 
 
@@ -413,7 +309,7 @@ def _build_builtins() -> dict[str, Any]:
     }
     allowed.update(
         __import__=_import,
-        getattr=_getattr,
+        getattr=guarded_getattr,
         setattr=_setattr,
         delattr=_delattr,
         hasattr=_hasattr,

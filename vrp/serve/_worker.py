@@ -36,7 +36,9 @@ from ._config import ServeConfig
 from ._errors import JobTimeout, LimitError, SandboxError
 from ._hosted import HostedModel
 from ._jobs import Job
-from ._payload import JobFiles, decompress, encode_result, load_request
+from ._payload import decompress, load_request
+from ._rebuild import JobFiles
+from ._result import encode_result
 from ._sandbox import job_output
 
 log = logging.getLogger("vrp.serve")
