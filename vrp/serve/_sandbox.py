@@ -4,11 +4,11 @@ Code from a request (the traced block, and every function the client shipped by 
 before it runs and then runs with restricted builtins:
 
 - its source is parsed (`_source`) and refused if it imports a module outside `ALLOWED_IMPORTS`,
-  touches a
-  private or dunder attribute (``x._module``, ``f.__globals__``), names a refused builtin (``open``,
-  ``exec``, ``eval``, ``compile``, ``__import__``, ...), uses a refused attribute (frames,
-  ``format``, ``register_*`` hooks, file readers and writers), or could outlive the job's time limit
-  (a bare ``except:``, ``except BaseException``, control flow leaving a ``finally``);
+  touches a private or dunder attribute (``x._module``, ``f.__globals__``), names a refused
+  builtin (``open``, ``exec``, ``eval``, ``compile``, ``__import__``, ...), uses a refused
+  attribute (frames, ``format``, ``register_*`` hooks, file readers and writers), or could outlive
+  the job's time limit (a bare ``except:``, ``except BaseException``, control flow leaving a
+  ``finally``);
 - its builtins lack ``open``, ``exec``, ``eval``, ``compile``, ``globals``, ``vars``, ``input``,
   ``breakpoint``; ``__import__`` hands out `ProtectedModule` views, ``getattr`` / ``setattr`` /
   ``hasattr`` / ``delattr`` apply the attribute rules to computed names, and ``print`` becomes a
