@@ -212,3 +212,21 @@ def test_a_large_result_is_downloaded_from_its_link(vlm, inputs) -> None:
         local = model.output.logits.save()
     assert logits.numel() * 4 > 1000
     assert torch.equal(logits, local)
+
+
+def test_gradients_inside_a_trace(tiny_server: ServerProcess, vlm, inputs) -> None:
+    model = vlm.nnsight
+    grads = []
+    for remote in (tiny_server.url, False):
+        with model.trace(inputs, remote=remote):
+            first = model.model.language_model.layers[0].output
+            second = model.model.language_model.layers[1].output
+            loss = model.output.logits[:, -1].sum()
+            with loss.backward():  # gradients are requested in reverse order
+                late = second.grad.save()
+                early = first.grad.save()
+        grads.append((late, early))
+        vlm.hf.zero_grad(set_to_none=True)
+    assert grads[0][1].shape == (2, grads[1][1].shape[1], 32)
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1])

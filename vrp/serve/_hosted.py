@@ -147,7 +147,6 @@ class HostedModel:
 
     def _load(self) -> None:
         self.vlm = self._loader(self.name, device=self.device, dtype=self.dtype)
-        self.vlm.hf.requires_grad_(False)
         self.default_attention = str(self.vlm.nnsight.attn_implementation)
         self.persistent = self.vlm.nnsight._remoteable_persistent_objects()
         try:  # a Hub id is canonicalised through the Hub, which may be out of reach

@@ -2,6 +2,8 @@
 
 A saved value may not carry the hosted model's object graph out of the server (its modules,
 envoys, tracers, frames): the pickler refuses them by type, with a message saying what to save.
+Tensors come back detached: the model's parameters require gradients (as after `vrp.load`, so
+that traces computing gradients run as locally), and no autograd graph crosses the wire.
 """
 
 import io
@@ -36,6 +38,9 @@ class _ResultPickler(pickle.Pickler):
                 "model's object graph, which does not leave the server. Save tensors instead (e.g. "
                 "`model.layer.output.save()`, or `module.weight.detach().clone().save()`)."
             )
+        if isinstance(obj, torch.Tensor) and obj.requires_grad:
+            # no autograd graph crosses the wire: a result is data, as under the client's no_grad
+            return obj.detach().__reduce_ex__(2)
         return NotImplemented
 
 
