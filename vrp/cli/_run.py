@@ -63,7 +63,7 @@ def _print_summary(result: Any) -> None:
     from ..study._summary import COLUMNS, summary_rows
 
     console = Console()
-    table = Table(*COLUMNS, title="VRP study: accuracy, signals and probes (95% CI)")
+    table = Table(*COLUMNS, title="VRP study (95% CIs; changes are paired accuracy differences)")
     for row in summary_rows(result.results):
         table.add_row(*(row[c] for c in COLUMNS))
     console.print(table)

@@ -4,7 +4,10 @@ from typing import Any
 
 from ._config import Stage
 
-COLUMNS = ("model", "accuracy (yes/no)", "best signal (AUROC)", "fused signals", "best probe layer")
+COLUMNS = (
+    "model", "accuracy (yes/no)", "best signal (AUROC)", "fused signals", "best probe layer",
+    "mask top 30% (token)", "top-k neurons", "localisation",
+)  # fmt: skip
 
 
 def summary_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, str]]:
@@ -26,8 +29,42 @@ def summary_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str
         if probes:
             best = str(probes["best_layer"])
             row["best probe layer"] = f"L{best}: {_est(probes['per_layer'][best])}"
+        _causal(row, stages.get(Stage.CAUSAL.value))
+        _circuits(row, stages.get(Stage.CIRCUITS.value))
         rows.append(row)
     return rows
+
+
+def _causal(row: dict[str, str], causal: dict[str, Any] | None) -> None:
+    """Accuracy changes (paired, exact McNemar) of the top-attended mask and the top-k neurons."""
+    if not causal:
+        return
+    top = causal.get("masking", {}).get("token", {}).get("top", {})
+    if "change" in top:
+        row["mask top 30% (token)"] = _change(top["change"])
+    neurons = causal.get("neurons", {})
+    if "change" in neurons:
+        row["top-k neurons"] = f"L{neurons['layer']} k={neurons['k']}: {_change(neurons['change'])}"
+    elif "undefined" in neurons:
+        row["top-k neurons"] = "undefined"
+
+
+def _circuits(row: dict[str, str], circuits: dict[str, Any] | None) -> None:
+    """The headline localisation verdict (corruption, component, position group)."""
+    if not circuits:
+        return
+    head = circuits.get("headline", {})
+    found = head.get("localisation", {})
+    verdict = found.get("verdict", "undefined")
+    row["localisation"] = f"{verdict} ({head.get('component')}, {head.get('positions')})"
+
+
+def _change(estimate: dict[str, Any]) -> str:
+    p = estimate.get("p_value")
+    return (
+        f"{estimate['estimate']:+.3f} [{estimate['ci_low']:+.3f}, {estimate['ci_high']:+.3f}]"
+        + (f" p={p:.2g}" if isinstance(p, float) else "")
+    )
 
 
 def _best_signal(signals: dict[str, Any]) -> str:
