@@ -63,9 +63,11 @@ def _print_summary(result: Any) -> None:
     from ..study._summary import COLUMNS, summary_rows
 
     console = Console()
-    table = Table(*COLUMNS, title="VRP study (95% CIs; changes are paired accuracy differences)")
-    for row in summary_rows(result.results):
-        table.add_row(*(row[c] for c in COLUMNS))
+    rows = summary_rows(result.results)
+    table = Table("", *(row["model"] for row in rows),
+                  title="VRP study (95% CIs; changes are paired accuracy differences)")  # fmt: skip
+    for column in COLUMNS[1:]:
+        table.add_row(column, *(row[column] for row in rows))
     console.print(table)
     state = "resumed" if result.resumed else "finished"
     console.print(f"Run {state} in {result.seconds:.0f} s: {result.root}")

@@ -32,6 +32,15 @@ import pyarrow.parquet as pq
 from ..core import ConfigError, DataError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def model_slug(name: str) -> str:
     """A folder name for a model name ("organism/llava" -> "organism--llava")."""
     return name.strip("/").replace("/", "--").replace("\\", "--")
@@ -45,6 +54,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -98,7 +98,9 @@ def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> Stu
     stages = [s for s in Stage if s in config.stages]
     progress = progress or Progress()
     totals = {s: _stage_size(s, samples) * len(config.models) for s in stages}
-    progress.start(totals)
+    done = {s: _stage_size(s, samples) * sum(run.stage_done(s.value, m) for m in config.models)
+            for s in stages}  # fmt: skip
+    progress.start(totals, done)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for model in config.models:
         results[model] = _run_model(config, run, model, stages, samples, progress)
@@ -125,7 +127,6 @@ def _run_model(
     for stage in stages:
         if stage not in todo:
             out[stage.value] = run.read_result(stage.value, model)
-            progress.advance(stage, _stage_size(stage, samples))
             continue
         assert vlm is not None
         began = time.perf_counter()
@@ -201,8 +202,9 @@ def _manifest(config: StudyConfig, results: dict, seconds: float) -> dict[str, A
 class Progress:
     """Progress reporting; the base class is silent (see `RichProgress` for the terminal)."""
 
-    def start(self, totals: dict[Stage, int]) -> None:
-        """Called once with the number of questions each stage will process, over all models."""
+    def start(self, totals: dict[Stage, int], done: dict[Stage, int]) -> None:
+        """Called once with the questions each stage processes over all models, and how many of
+        them a resumed run already holds (they count as done, not in the rate)."""
 
     def advance(self, stage: Stage, n: int) -> None:
         """`n` more questions of `stage` are done."""
@@ -237,11 +239,13 @@ class RichProgress(Progress):
         )  # fmt: skip
         self.tasks: dict[Any, Any] = {}
 
-    def start(self, totals: dict[Stage, int]) -> None:
+    def start(self, totals: dict[Stage, int], done: dict[Stage, int]) -> None:
         self.bars.start()
-        self.tasks["all"] = self.bars.add_task("overall", total=sum(totals.values()))
+        self.tasks["all"] = self.bars.add_task(
+            "overall", total=sum(totals.values()), completed=sum(done.values())
+        )
         for stage, total in totals.items():
-            self.tasks[stage] = self.bars.add_task(stage.value, total=total)
+            self.tasks[stage] = self.bars.add_task(stage.value, total=total, completed=done[stage])
 
     def advance(self, stage: Stage, n: int) -> None:
         self.bars.advance(self.tasks[stage], n)
