@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from vrp import AllTokens, Component, ConfigError, DataError, Positions, ShapeError, Site, Tower
+from vrp.core import TidyRecords
 from vrp.data import Sample
 from vrp.interventions import Capture, Graph, Node, run_graph
 from vrp.models import VLM, VlmInputs
@@ -41,7 +42,7 @@ from ._outcomes import (
 
 
 @dataclass(frozen=True, kw_only=True)
-class AblationStudy:
+class AblationStudy(TidyRecords):
     """A target intervention against random controls of the same size.
 
     Attributes:

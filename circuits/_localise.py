@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import entropy
 
 from vrp import ConfigError
+from vrp.core import TidyRecords
 
 Verdict: TypeAlias = Literal["late bottleneck", "distributed", "intermediate", "undetermined"]
 Sign: TypeAlias = Literal["positive", "absolute"]
@@ -43,7 +44,7 @@ _BLOCK = 250  # resamples drawn at a time (bounds memory to _BLOCK x samples cou
 
 
 @dataclass(frozen=True, kw_only=True)
-class Localisation:
+class Localisation(TidyRecords):
     """How concentrated a profile of effects is, where its mass sits, and the verdict.
 
     "Mass" is the mean effect per layer with negative entries set to zero (`sign="positive"`) or

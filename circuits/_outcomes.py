@@ -24,6 +24,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from vrp import AllTokens, Component, ConfigError, Positions, Site
+from vrp.core import TidyRecords
 from vrp.data import Question, Sample
 from vrp.interventions import (
     ExecutionConfig,
@@ -225,7 +226,7 @@ def bypass_arms(layers: Sequence[int]) -> tuple[Arm, ...]:
 
 # ----- the engine ----------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class Outcomes:
+class Outcomes(TidyRecords):
     """Each question's correctness under each arm of one batch.
 
     Attributes:

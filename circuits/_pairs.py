@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from vrp import Component, ConfigError, ImageTokens, Indices, LastToken, Positions, Site
+from vrp.core import TidyRecords
 from vrp.interventions import Graph, run_graph
 from vrp.models import VLM, VlmInputs
 
@@ -35,7 +36,7 @@ COMPONENTS = (Component.RESID_POST, Component.ATTN_OUT, Component.MLP_OUT)
 
 
 @dataclass(frozen=True, kw_only=True)
-class PairPatching:
+class PairPatching(TidyRecords):
     """Per-pair patching scores, with each pair's validity.
 
     Attributes:

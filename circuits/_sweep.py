@@ -15,6 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vrp import Component, ConfigError, LastToken, Positions, Site, Tower
+from vrp.core import TidyRecords
 from vrp.interventions import ExecutionConfig, Graph, Patch, run_graph
 from vrp.models import VLM, VlmInputs
 
@@ -28,7 +29,7 @@ def yes_no_metric(vlm: VLM) -> Metric:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PatchResult:
+class PatchResult(TidyRecords):
     """Scores of a patching sweep, with the coordinates of every cell.
 
     Attributes:

@@ -66,8 +66,9 @@ def _print_summary(result: Any) -> None:
     rows = summary_rows(result.results)
     table = Table("", *(row["model"] for row in rows),
                   title="VRP study (95% CIs; changes are paired accuracy differences)")  # fmt: skip
-    for column in COLUMNS[1:]:
-        table.add_row(column, *(row[column] for row in rows))
+    signals = [k for k in rows[0] if k.startswith("AUROC ")]
+    for column in (*COLUMNS[1:], *signals):
+        table.add_row(column, *(row.get(column, "") for row in rows))
     console.print(table)
     state = "resumed" if result.resumed else "finished"
     console.print(f"Run {state} in {result.seconds:.0f} s: {result.root}")

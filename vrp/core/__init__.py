@@ -27,5 +27,6 @@ from ._positions import (
     TextTokens as TextTokens,
     positions_from_dict as positions_from_dict,
 )
+from ._records import TidyRecords as TidyRecords, records_frame as records_frame
 from ._select import merge as merge, select as select
 from ._site import Component as Component, Site as Site, Tower as Tower, sort_sites as sort_sites

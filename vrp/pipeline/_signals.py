@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import ConfigError, DataError, UndefinedSignalWarning
+from ..core import ConfigError, DataError, TidyRecords, UndefinedSignalWarning
 from ..data import Sample, parse_pope_answer
 from ..models import VLM
 from ..signals import (
@@ -131,7 +131,7 @@ class SampleSignals:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BatchSignals:
+class BatchSignals(TidyRecords):
     """Signals of one batch plus the answer-position hidden states (for probes)."""
 
     samples: tuple[SampleSignals, ...]

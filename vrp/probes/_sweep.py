@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
-from vrp.core import ConfigError, DataError, ShapeError
+from vrp.core import ConfigError, DataError, ShapeError, TidyRecords
 from vrp.stats import Estimate, auroc
 from vrp.stats._estimate import as_binary, check_confidence, check_count, check_positive
 from vrp.stats._folds import stratified_folds
@@ -63,7 +63,7 @@ class SweepConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepResult:
+class SweepResult(TidyRecords):
     """Held-out probe quality per layer.
 
     Attributes:

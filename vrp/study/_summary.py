@@ -11,10 +11,13 @@ COLUMNS = (
 
 
 def summary_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, str]]:
-    """Headline numbers per model, formatted with their 95% CI and n (blank where not run)."""
+    """Headline numbers per model, formatted with their 95% CI and n (blank where not run);
+    then every signal's AUROC for correctness ("AUROC <signal>" keys, in `PREDICTORS` order)."""
     rows = []
     for model, stages in results.items():
         row = {key: "" for key in COLUMNS}
+        for name, value in _signal_aurocs(stages.get(Stage.SIGNALS.value)).items():
+            row[f"AUROC {name}"] = value
         row["model"] = model
         signals = stages.get(Stage.SIGNALS.value)
         if signals:
@@ -88,3 +91,12 @@ def _est(estimate: dict[str, Any]) -> str:
     if low is None or high is None:
         return f"{estimate['estimate']:.3f}"
     return f"{estimate['estimate']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _signal_aurocs(signals: dict[str, Any] | None) -> dict[str, str]:
+    if not signals:
+        return {}
+    return {
+        name: _est(entry["auroc"]) if "auroc" in entry else "undefined"
+        for name, entry in signals["signals"].items()
+    }
