@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import vrp
 from vrp import ConfigError, DataError
 from vrp.study import (
     Stage,
@@ -72,3 +73,30 @@ def test_a_folder_holding_another_run_or_other_files_is_refused(tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"is not empty and holds no VRP run"):
         run_study(StudyConfig(models=("tiny/llava",), n=2, stages=(Stage.ACCURACY,), out=busy))
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+
+def test_a_device_this_machine_lacks_stops_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"device 'cuda:7' is not available"):
+        run_study(StudyConfig(models=("tiny/llava",), n=2, device="cuda:7", out=out))
+    assert not out.exists()
+
+
+def test_a_model_that_fails_to_load_leaves_no_claimed_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = StudyConfig(models=("nobody/no-such-model",), n=2, stages=(Stage.ACCURACY,), out=out)
+    with pytest.raises(vrp.VrpError):
+        run_study(config)  # offline: the Hub id cannot be fetched, at load time
+    assert not out.exists()  # the folder is free for a corrected config
+    out.mkdir()
+    with pytest.raises(vrp.VrpError):
+        run_study(config)
+    assert out.is_dir() and not any(out.iterdir())  # a folder the user made stays, empty
+
+
+def test_one_model_named_twice_in_two_spellings_is_refused(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"name one model folder twice"):
+        check_config(StudyConfig(models=(str(ckpt), str(ckpt) + "/"), out=tmp_path / "run"))

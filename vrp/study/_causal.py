@@ -178,9 +178,11 @@ def _neuron_plan(ctx: StageContext, rank: Samples, layer: int) -> dict[str, Any]
 
 
 def _dims_layer(ctx: StageContext, last: int) -> dict[str, Any]:
-    if ctx.run.stage_done("probes", ctx.model):
-        best = int(ctx.run.read_result("probes", ctx.model)["best_layer"])
-        return {"layer": best, "chosen_by": "best probe layer (probes stage)"}
+    probes = (
+        ctx.run.read_result("probes", ctx.model) if ctx.run.stage_done("probes", ctx.model) else {}
+    )
+    if "best_layer" in probes:
+        return {"layer": int(probes["best_layer"]), "chosen_by": "best probe layer (probes stage)"}
     return {"layer": last, "chosen_by": "last layer (no probes stage in this run)"}
 
 

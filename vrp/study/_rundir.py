@@ -114,6 +114,16 @@ class RunDir:
         write_json(path, config_json)
         return False
 
+    def release(self, *, remove_folder: bool) -> None:
+        """Undoes `claim` after a first attempt failed before any batch was stored: removes
+        config.json (and the folder if the attempt created it), so that a corrected config
+        can use the folder. A folder holding anything else is left as it is."""
+        if any(p.name != "config.json" for p in self.root.iterdir()):
+            return
+        (self.root / "config.json").unlink(missing_ok=True)
+        if remove_folder:
+            self.root.rmdir()
+
     # ----- per-batch parts --------------------------------------------------------------------
     def _parts(self, stage: str, model: str) -> Path:
         return self.root / "parts" / stage / model_slug(model)

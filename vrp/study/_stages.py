@@ -54,8 +54,9 @@ def estimate_json(estimate: Estimate) -> dict[str, Any]:
     return asdict(estimate)
 
 
-def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def _spans(n: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch: a batch's items are read only if it is computed."""
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def _stream(
@@ -66,11 +67,11 @@ def _stream(
 ) -> pa.Table:
     """Computes every batch of `items` not yet on disk, then returns all of the stage's rows."""
     done = ctx.run.done_batches(stage, ctx.model)
-    for index, batch in enumerate(_batches(items, ctx.config.batch_size)):
-        if index not in done:
-            rows, hidden = compute(batch, index)
+    for index, (start, stop) in enumerate(_spans(len(items), ctx.config.batch_size)):
+        if index not in done:  # only now are the batch's images read (Samples slices lazily)
+            rows, hidden = compute(items[start:stop], index)
             ctx.run.write_batch(stage, ctx.model, index, rows, hidden)
-        ctx.advance(len(batch))
+        ctx.advance(stop - start)
     return merged(ctx.run.batch_tables(stage, ctx.model))
 
 
@@ -174,6 +175,8 @@ def run_signals(ctx: StageContext) -> dict[str, Any]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UndefinedSignalWarning)
             result = batch_signals(ctx.vlm, batch, config, index=index)
+        for other in (w for w in caught if w.category is not UndefinedSignalWarning):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
         notes = sorted({str(w.message) for w in caught if w.category is UndefinedSignalWarning})
         items = samples.batch_items(index, ctx.config.batch_size)
         rows = [{"model": ctx.model, "item": item, **r.as_dict(), "undefined": " | ".join(notes)}
@@ -258,6 +261,15 @@ def run_probes(ctx: StageContext) -> dict[str, Any]:
     L1 probe, an MLP probe and a probe on the last layers concatenated."""
     store = ActivationStore.open(ctx.run.store_path(ctx.model))
     labels = _store_labels(ctx, store)
+    minority = int(min(labels.sum(), len(labels) - labels.sum()))
+    if minority < ctx.config.probe_folds:
+        ctx.advance(len(labels))
+        return {
+            "n": int(len(labels)),
+            "undefined": f"the rarer correctness class has {minority} questions, fewer than "
+            f"probe_folds={ctx.config.probe_folds}: held-out probes cannot be scored. Use more "
+            "questions (--n) or fewer folds.",
+        }
     cfg = SweepConfig(n_splits=ctx.config.probe_folds, seed=ctx.config.seed, refit=False)
     sweep = probe_sweep(store, labels, cfg)
     rows = [{"model": ctx.model, "layer": layer, "probe": "logistic", "condition": kind,
@@ -268,12 +280,14 @@ def run_probes(ctx: StageContext) -> dict[str, Any]:
     best = sweep.best_layer
     x_best = store.layer(best)
     extra = {
-        "l1": evaluate_probe(L1_PROBE, x_best, labels, n_splits=cfg.n_splits),
-        "mlp": evaluate_probe(MLPProbe(), x_best, labels, n_splits=cfg.n_splits),
+        "l1": evaluate_probe(L1_PROBE, x_best, labels, n_splits=cfg.n_splits, seed=cfg.seed),
+        "mlp": evaluate_probe(
+            MLPProbe(seed=cfg.seed), x_best, labels, n_splits=cfg.n_splits, seed=cfg.seed
+        ),
     }
     last = list(store.layers[-min(5, len(store.layers)) :])
     stacked = np.concatenate([store.layer(layer) for layer in last], axis=1)
-    concat = evaluate_probe(LogisticProbe(), stacked, labels, n_splits=cfg.n_splits)
+    concat = evaluate_probe(LogisticProbe(), stacked, labels, n_splits=cfg.n_splits, seed=cfg.seed)
     ctx.advance(len(labels))
     return {
         "n": int(len(labels)),

@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
-from ..core import ConfigError
+from ..core import ConfigError, DataError
 from ..models import VLM
+from ..models._load import _check_device
 from ._causal import run_causal
 from ._circuits import run_circuits
 from ._config import Stage, StudyConfig, check_models
-from ._rundir import RunDir, merged, write_json
+from ._rundir import RunDir, merged, model_slug, write_json
 from ._samples import Samples, study_samples, yes_no_samples_count
 from ._stages import StageContext, run_accuracy, run_probes, run_signals
 
@@ -71,13 +72,27 @@ def check_config(config: StudyConfig) -> Samples:
       ConfigError / DataError: an unknown model, a stage whose prerequisite is missing, or bad data.
     """
     check_models(config.models)
+    _check_device(config.device)
+    slugs = [model_slug(m) for m in config.models]
+    if len(set(slugs)) != len(slugs):
+        raise ConfigError(
+            f"models: {list(config.models)} name one model folder twice under the run directory "
+            f"({slugs}); name each model once, in one spelling."
+        )
     for stage, needed in REQUIRES.items():
         if stage in config.stages and needed not in config.stages:
             raise ConfigError(
                 f"stages: {stage.value!r} reads the hidden states the {needed.value!r} stage "
                 f"stores; add {needed.value!r} to the stages."
             )
-    return study_samples(config)
+    samples = study_samples(config)
+    signal_stages = [s for s in config.stages if s is not Stage.ACCURACY]
+    if signal_stages and yes_no_samples_count(samples) == 0:
+        raise DataError(
+            f"stages: {', '.join(s.value for s in signal_stages)} need yes/no questions, and "
+            f"{config.data!r} holds none. Run only the 'accuracy' stage on counting questions."
+        )
+    return samples
 
 
 def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> StudyResult:
@@ -94,22 +109,37 @@ def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> Stu
     start = time.perf_counter()
     samples = check_config(config)
     run = RunDir(config.out)
+    existed = run.root.exists()
     resumed = run.claim(config.to_json())
+    try:
+        return _run(config, run, samples, progress or Progress(), resumed, start)
+    except BaseException:
+        if not resumed:  # a first attempt that failed before writing any result: unclaim
+            run.release(remove_folder=not existed)
+        raise
+
+
+def _run(
+    config: StudyConfig, run: RunDir, samples: Samples, progress: "Progress", resumed: bool,
+    start: float,
+) -> StudyResult:  # fmt: skip
     stages = [s for s in Stage if s in config.stages]
-    progress = progress or Progress()
     totals = {s: _stage_size(s, samples) * len(config.models) for s in stages}
     done = {s: _stage_size(s, samples) * sum(run.stage_done(s.value, m) for m in config.models)
             for s in stages}  # fmt: skip
     progress.start(totals, done)
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for model in config.models:
-        results[model] = _run_model(config, run, model, stages, samples, progress)
+    try:
+        for model in config.models:
+            results[model] = _run_model(config, run, model, stages, samples, progress)
+    finally:
+        progress.stop()
     for stage in stages:
         tables = [t for m in config.models for t in run.batch_tables(stage.value, m)]
-        run.write_records(stage.value, merged(tables), SORT_KEYS[stage])
+        if tables:  # none when the stage was undefined for every model (its JSON says why)
+            run.write_records(stage.value, merged(tables), SORT_KEYS[stage])
     seconds = time.perf_counter() - start
     write_json(run.root / "manifest.json", _manifest(config, results, seconds))
-    progress.stop()
     return StudyResult(root=run.root, results=results, resumed=resumed, seconds=seconds)
 
 
@@ -124,6 +154,7 @@ def _run_model(
     out: dict[str, dict[str, Any]] = {}
     todo = [s for s in stages if not run.stage_done(s.value, model)]
     vlm = _load(config, model) if todo else None
+    digest = _check_same_weights(run, model, stages, vlm) if vlm is not None else ""
     for stage in stages:
         if stage not in todo:
             out[stage.value] = run.read_result(stage.value, model)
@@ -134,10 +165,31 @@ def _run_model(
                            advance=partial(progress.advance, stage))  # fmt: skip
         result = {**STAGES[stage](ctx), "seconds": round(time.perf_counter() - began, 3)}
         result["model"] = model
-        result["model_sha256"] = weights_hash(vlm)
+        result["model_sha256"] = digest
         run.write_result(stage.value, model, result)
         out[stage.value] = result
     return out
+
+
+def _check_same_weights(run: RunDir, model: str, stages: list[Stage], vlm: VLM) -> str:
+    """The weights' hash, checked against the hash the run's finished stages recorded: a resumed
+    run must not mix results of different weights (a Hub id without a pinned revision, an edited
+    checkpoint folder).
+
+    Raises:
+      ConfigError: the weights differ from those an earlier invocation used.
+    """
+    digest = weights_hash(vlm)
+    for stage in stages:
+        if run.stage_done(stage.value, model):
+            recorded = run.read_result(stage.value, model).get("model_sha256")
+            if recorded and recorded != digest:
+                raise ConfigError(
+                    f"models: {model!r} now has other weights (sha256 {digest[:12]}...) than the "
+                    f"ones the run in {run.root} used for its {stage.value!r} stage "
+                    f"({recorded[:12]}...). Resume with the same weights, or pass another --out."
+                )
+    return digest
 
 
 def _load(config: StudyConfig, model: str) -> VLM:
@@ -151,8 +203,8 @@ def weights_hash(vlm: VLM) -> str:
     """SHA-256 over the model's parameters and buffers (names, dtypes, shapes, bytes)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(vlm.hf.state_dict().items()):
-        value = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        value = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{value.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
 

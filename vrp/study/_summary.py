@@ -29,7 +29,9 @@ def summary_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str
         if accuracy and not signals:
             row["accuracy (yes/no)"] = _pooled_accuracy(accuracy)
         probes = stages.get(Stage.PROBES.value)
-        if probes:
+        if probes and "undefined" in probes:
+            row["best probe layer"] = "undefined"
+        elif probes:
             best = str(probes["best_layer"])
             row["best probe layer"] = f"L{best}: {_est(probes['per_layer'][best])}"
         _causal(row, stages.get(Stage.CAUSAL.value))
