@@ -5,6 +5,7 @@ tokens (an `ImagePatchMask` node, replaced by their mean or by zero), or the pix
 processor (cells painted grey). Both index patches row-major on the patch grid the adapter reports.
 """
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -71,6 +72,15 @@ def paint_patches(
     draw = ImageDraw.Draw(out)
     rows, cols = grid
     width, height = out.size
+    if width != height:
+        warnings.warn(
+            f"paint_patches lays the {rows}x{cols} grid over the whole {width}x{height} image, but "
+            "processors that resize the short side and centre-crop (LLaVA-1.5's CLIP processor) "
+            "see only its central square, so the painted cells miss the patches they name. Crop "
+            "or pad the images to squares before pixel-level masking.",
+            UserWarning,
+            stacklevel=2,
+        )
     for patch in patches:
         r, c = divmod(int(patch), cols)
         box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)

@@ -170,3 +170,12 @@ def test_mlp_bypass_equals_zeroing_the_mlp_output(vlm, samples) -> None:
                                for i in range(0, len(samples), 6)]) == truth  # fmt: skip
     assert study.target == mcnemar_exact(baseline, np.concatenate(said) == truth)
     assert study.controls == () and np.isnan(study.control_mean) and np.isnan(study.p_vs_controls)
+
+
+def test_paint_patches_warns_that_a_centre_crop_would_misplace_cells_on_non_square_images() -> None:
+    from PIL import Image
+
+    from circuits import paint_patches
+
+    with pytest.warns(UserWarning, match=r"64x48 image.*centre-crop.*Crop or pad the images"):
+        paint_patches(Image.new("RGB", (64, 48)), (4, 4), [1])
