@@ -151,15 +151,21 @@ def causal_plan(ctx: StageContext, samples: Samples) -> dict[str, Any]:
 
 
 def halves(samples: Samples, seed: int) -> tuple[list[int], list[int]]:
-    """The questions' item ids split into a ranking and an evaluation half, within each split
-    (a seeded permutation; the ranking half takes the smaller half of an odd split)."""
-    by_split: dict[str, list[int]] = {}
+    """The questions' item ids split into a ranking and an evaluation half BY IMAGE: POPE asks
+    several questions about each image and its splits reuse images, so a split by question would
+    put near-duplicate inputs on both sides. Images are permuted with a seed and the ranking half
+    takes the images that bring it closest to half of the questions."""
+    by_image: dict[str, list[int]] = {}
     for item, question in zip(samples.indices, samples.questions, strict=True):
-        by_split.setdefault(question.split, []).append(item)
+        by_image.setdefault(question.image_name, []).append(item)
+    names = sorted(by_image)
+    order = seeded_rng(seed, "causal/halves", "images").permutation(len(names))
     rank: list[int] = []
-    for split, items in sorted(by_split.items()):
-        order = seeded_rng(seed, "causal/halves", split).permutation(len(items))
-        rank += [items[i] for i in order[: len(items) // 2]]
+    half = len(samples.indices) / 2
+    for i in order:  # an image joins the ranking half if that brings it closer to half the items
+        questions = by_image[names[i]]
+        if abs(len(rank) + len(questions) - half) < abs(len(rank) - half):
+            rank += questions
     chosen = set(rank)
     return sorted(rank), [i for i in samples.indices if i not in chosen]
 
