@@ -65,7 +65,8 @@ class CausalSettings:
 
     Attributes:
       fraction: share of the image patches each mask covers.
-      n_masks: random masks per level (the masking controls).
+      n_masks: random masks per level (the masking controls): 19, so that the rank test of the
+        top mask against them can reach p = 1/20 = 0.05 (with 5 draws it could not go below 1/6).
       k: neurons ablated (the top-k of the ranking, and each random set).
       n_controls: random neuron sets.
       fractions: shares of the residual dimensions zeroed (0, the baseline, is added).
@@ -74,7 +75,7 @@ class CausalSettings:
     """
 
     fraction: float = 0.3
-    n_masks: int = 5
+    n_masks: int = 19
     k: int = 5
     n_controls: int = 20
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
