@@ -7,6 +7,13 @@ position). It then patches each usable pair's clean activations into its corrupt
 (layer, component, position group) cell, with `patch_sweep`, and normalises per pair: 0 is the
 corrupted run's yes-minus-no margin, 1 the clean run's.
 
+Per-pair normalised scores divide by the pair's clean-corrupt gap, which can be close to zero
+(a pair whose answers barely flip): such a near tie turns a tiny overshoot into a score of 50 and
+dominates any mean over pairs. Aggregates therefore pool: `pooled` is the restored margin summed
+over pairs divided by the gap summed over pairs (each pair oriented towards its clean answer), a
+ratio of means that weights each pair by its gap, and `profile` gives each pair's restored
+margin in units of the mean gap, whose mean over pairs is exactly that ratio.
+
 Position groups, resolved per batch of pairs that share one layout:
 
 - "answer": the last token, where the answer is read (`LastToken`);
@@ -53,7 +60,8 @@ class PairPatching(TidyRecords):
       metric: the corrupted run's margin after patching each cell, `(pair, component, group,
         layer)`; NaN for pairs that are not `valid`.
       scores: `metric` normalised per pair (0 = corrupted run, 1 = clean run, as `patch_sweep`
-        measures them); NaN for pairs that are not `valid`.
+        measures them); NaN for pairs that are not `valid`. Noisy for pairs whose gap is near
+        zero: aggregate with `pooled` / `profile`, not a mean of these.
     """
 
     pairs: tuple[CorruptPair, ...]
@@ -73,21 +81,55 @@ class PairPatching(TidyRecords):
         """Pairs a patching study can use: clean right, corrupted answer different, aligned."""
         return self.clean_correct & self.flipped & self.aligned
 
-    def profile(
+    def restored(
         self, component: Component, group: PositionGroup
-    ) -> Float[np.ndarray, "pair layer"]:
-        """The normalised scores of the valid pairs by layer, for `circuits.localise`.
+    ) -> tuple[Float[np.ndarray, "pair layer"], Float[np.ndarray, " pair"]]:
+        """The valid pairs' restored margin by layer and their gap, oriented towards the clean
+        answer: `(sign * (metric - corrupt_metric), |clean_metric - corrupt_metric|)`, with
+        `sign` the sign of the pair's gap (restoring the clean answer is positive).
 
         Raises:
-          ConfigError: `component` or `group` was not patched.
+          ConfigError: `component` or `group` was not patched, or no pair is valid.
         """
         if component not in self.components or group not in self.groups:
             raise ConfigError(
                 f"profile: {component.value}/{group} was not patched; patched components "
                 f"{[c.value for c in self.components]}, groups {list(self.groups)}."
             )
+        valid = self.valid
+        if not valid.any():
+            raise ConfigError(
+                f"profile: none of the {len(self.pairs)} pairs is usable (clean right, corrupted "
+                "answer different, same layout); pass more pairs or a stronger corruption."
+            )
         c, g = self.components.index(component), self.groups.index(group)
-        return self.scores[self.valid][:, c, g, :]
+        gap = (self.clean_metric - self.corrupt_metric)[valid]
+        shift = self.metric[valid][:, c, g, :] - self.corrupt_metric[valid][:, None]
+        return np.sign(gap)[:, None] * shift, np.abs(gap)
+
+    def pooled(self, component: Component, group: PositionGroup) -> Float[np.ndarray, " layer"]:
+        """The pooled normalised score by layer: restored margin summed over the valid pairs over
+        their gap summed (0 = corrupted runs, 1 = clean runs; a ratio of means, robust to near
+        ties, unlike the mean of `scores`).
+
+        Raises:
+          ConfigError: `component` or `group` was not patched, or no pair is valid.
+        """
+        restored, gap = self.restored(component, group)
+        return restored.sum(axis=0) / gap.sum()
+
+    def profile(
+        self, component: Component, group: PositionGroup
+    ) -> Float[np.ndarray, "pair layer"]:
+        """Each valid pair's restored margin by layer in units of the valid pairs' mean gap, for
+        `circuits.localise`: its mean over pairs is `pooled`, and a bootstrap over its rows
+        resamples pairs.
+
+        Raises:
+          ConfigError: `component` or `group` was not patched, or no pair is valid.
+        """
+        restored, gap = self.restored(component, group)
+        return restored / gap.mean()
 
     def to_records(self, *, include_invalid: bool = False) -> list[dict[str, Any]]:
         """One row per valid pair per cell: the pair (index, question_id, split, category,

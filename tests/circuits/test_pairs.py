@@ -42,13 +42,33 @@ def test_planted_scores(patched) -> None:
     from the last layer's other positions (0); its image precedes the question under causal
     attention, so the image tokens are the same in both runs of an object swap (0 everywhere)."""
     _, result = patched
-    resid = result.profile(Component.RESID_POST, "answer")
-    np.testing.assert_allclose(resid[:, -1], 1.0, atol=1e-4)
+    c, g = COMPONENTS.index(Component.RESID_POST), POSITION_GROUPS.index("answer")
+    np.testing.assert_allclose(result.scores[result.valid][:, c, g, -1], 1.0, atol=1e-4)
+    assert result.pooled(Component.RESID_POST, "answer")[-1] == pytest.approx(1.0, abs=1e-4)
     np.testing.assert_allclose(
         result.profile(Component.RESID_POST, "question")[:, -1], 0, atol=1e-5
     )
     for component in COMPONENTS:
         np.testing.assert_allclose(result.profile(component, "image"), 0.0, atol=1e-5)
+
+
+def test_pooled_is_the_ratio_of_summed_restored_margins_to_summed_gaps(patched) -> None:
+    """Hand-computed from the records: each pair oriented towards its clean answer."""
+    _, result = patched
+    rows = [
+        r for r in result.to_records() if (r["component"], r["positions"]) == ("mlp_out", "answer")
+    ]
+    for layer in result.layers:
+        mine = [r for r in rows if r["layer"] == layer]
+        sign = [np.sign(r["clean_metric"] - r["corrupt_metric"]) for r in mine]
+        restored = sum(
+            s * (r["metric"] - r["corrupt_metric"]) for s, r in zip(sign, mine, strict=True)
+        )
+        gaps = sum(abs(r["clean_metric"] - r["corrupt_metric"]) for r in mine)
+        pooled = result.pooled(Component.MLP_OUT, "answer")[layer]
+        assert pooled == pytest.approx(restored / gaps, rel=1e-6, abs=1e-9)
+    profile = result.profile(Component.MLP_OUT, "answer")
+    np.testing.assert_allclose(profile.mean(axis=0), result.pooled(Component.MLP_OUT, "answer"))
 
 
 def test_scores_equal_a_hand_built_sweep(patched) -> None:

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from circuits import KINDS, corrupt_pairs, localise, patch_pairs
-from vrp.stats import permutation_test
+from vrp.stats import ratio_of_means
 from vrp.study import Stage, StudyConfig, run_study
 from vrp.study._circuits import NOISE_STD, RESAMPLES
 from vrp.study._samples import study_samples
@@ -96,7 +96,8 @@ def test_the_stages_numbers_equal_the_library_calls(finished: Path, load_model) 
             for key in ("valid", "change", "clean_metric", "corrupt_metric", "metric", "score"):
                 assert theirs[key] == mine[key], key
     result = _result(finished)["corruptions"]["object"]["cells"]["mlp_out"]["answer"]
-    by_item: dict[int, list[float]] = {}
+    restored: dict[int, list[float]] = {}
+    gap: dict[int, float] = {}
     for r in _rows(finished):
         if (
             r["valid"]
@@ -104,14 +105,19 @@ def test_the_stages_numbers_equal_the_library_calls(finished: Path, load_model) 
             and r["component"] == "mlp_out"
             and r["positions"] == "answer"
         ):
-            by_item.setdefault(r["item"], [0.0] * 4)[r["layer"]] = r["score"]
-    profile = np.array([by_item[i] for i in sorted(by_item)])
+            sign = np.sign(r["clean_metric"] - r["corrupt_metric"])
+            restored.setdefault(r["item"], [0.0] * 4)[r["layer"]] = sign * (
+                r["metric"] - r["corrupt_metric"]
+            )
+            gap[r["item"]] = abs(r["clean_metric"] - r["corrupt_metric"])
+    profile = np.array([restored[i] for i in sorted(restored)])
+    gaps = np.array([gap[i] for i in sorted(gap)])
     assert result["n"] == len(profile)
     for layer, stats in enumerate(result["per_layer"]):
-        expected = permutation_test(profile[:, layer], np.zeros(len(profile)), paired=True,
-                                    n_resamples=RESAMPLES, seed=3)  # fmt: skip
+        expected = ratio_of_means(profile[:, layer], gaps, n_resamples=RESAMPLES, seed=3)
         assert stats["estimate"] == expected.estimate and stats["ci_low"] == expected.ci_low
-    where = localise(profile, seed=3)
+        assert stats["p_value"] == expected.p_value
+    where = localise(profile / gaps.mean(), seed=3)
     assert result["localisation"]["verdict"] == where.verdict
     assert result["localisation"]["concentration"] == where.concentration
 

@@ -12,10 +12,16 @@ the image tokens), scored by the yes-minus-no margin normalised per pair (0 = co
 
 Rows: one per used pair per cell, plus one row (cell fields empty) per pair that could not be
 used, so the table counts every pair. The summary gives, per corruption, how many pairs were
-used, each cell's mean normalised score by layer (bootstrap CI, n) and the localisation verdict
-of each component and position group (`circuits.localise` over the pairs x layers sample).
+used, each cell's pooled normalised score by layer and the localisation verdict of each
+component and position group. Pooled, not a mean of the per-pair scores: a pair whose answers
+barely flip has a clean-corrupt gap near zero, and its per-pair score (a margin divided by that
+gap) can reach any size and dominate a mean. The pooled score is the restored margin summed over
+pairs over their gap summed (each pair oriented towards its clean answer; `vrp.stats.
+ratio_of_means`: bootstrap CI over pairs, sign-flip permutation p against 0, n), and the
+localisation reads each pair's restored margin in units of the mean gap (`PairPatching.profile`).
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -35,11 +41,11 @@ from circuits import (
 
 from ..core import ConfigError, DataError
 from ..data import Sample
-from ..stats import permutation_test, proportion
+from ..stats import proportion, ratio_of_means
 from ._stages import StageContext, _stream, estimate_json, yes_no_samples
 
 NOISE_STD = 128.0  # pixel noise of the "noise" corruption, grey levels (64 rarely flips answers)
-RESAMPLES = 1999  # permutation and bootstrap resamples per layer mean
+RESAMPLES = 1999  # permutation and bootstrap resamples per layer score
 HEADLINE = ("object", "mlp_out", "answer")  # the profile the run's summary reports
 CELL_KEYS = ("layer", "component", "positions", "metric", "score")
 
@@ -69,8 +75,8 @@ def run_circuits(ctx: StageContext) -> dict[str, Any]:
 
 
 def circuits_summary(table: pa.Table, *, n_layers: int, seed: int = 0) -> dict[str, Any]:
-    """The stage's numbers from its rows (one model's): pair counts, per-cell layer means of the
-    normalised score and localisation verdicts, per corruption."""
+    """The stage's numbers from its rows (one model's): pair counts, each cell's pooled
+    normalised score by layer and localisation verdicts, per corruption."""
     rows = table.to_pylist()
     out: dict[str, Any] = {"noise_std": NOISE_STD, "layers": n_layers, "corruptions": {}}
     for kind in KINDS:
@@ -92,11 +98,13 @@ def _corruption_json(rows: list[dict[str, Any]], n_layers: int, seed: int) -> di
     if not pairs:
         return out
     out["valid_share"] = estimate_json(proportion(counts["valid"], len(pairs)))
-    scores: dict[tuple[str, str], dict[int, list[float]]] = {}
+    scores: dict[tuple[str, str], dict[int, tuple[list[float], float]]] = {}
     for r in rows:
         if r["valid"]:
+            gap = r["clean_metric"] - r["corrupt_metric"]
             cell = scores.setdefault((r["component"], r["positions"]), {})
-            cell.setdefault(r["item"], [float("nan")] * n_layers)[r["layer"]] = r["score"]
+            restored, _ = cell.setdefault(r["item"], ([float("nan")] * n_layers, abs(gap)))
+            restored[r["layer"]] = math.copysign(1.0, gap) * (r["metric"] - r["corrupt_metric"])
     out["cells"] = {
         component.value: {
             group: _cell_json(scores.get((component.value, group), {}), seed)
@@ -107,22 +115,22 @@ def _corruption_json(rows: list[dict[str, Any]], n_layers: int, seed: int) -> di
     return out
 
 
-def _cell_json(by_item: dict[int, list[float]], seed: int) -> dict[str, Any]:
-    """Mean normalised score per layer (bootstrap CI, permutation p against 0, n) and the
-    localisation of the pairs x layers sample."""
+def _cell_json(by_item: dict[int, tuple[list[float], float]], seed: int) -> dict[str, Any]:
+    """Pooled normalised score per layer (ratio of means: bootstrap CI, permutation p against 0,
+    n) and the localisation of the pairs x layers profile in units of the mean gap."""
     if len(by_item) < 2:
         return {"n": len(by_item), "undefined": "fewer than 2 usable pairs"}
-    profile = np.array([by_item[i] for i in sorted(by_item)])
+    restored = np.array([by_item[i][0] for i in sorted(by_item)])
+    gap = np.array([by_item[i][1] for i in sorted(by_item)])
     means = []
-    for layer in profile.T:
+    for layer in restored.T:
         try:
-            est = permutation_test(layer, np.zeros_like(layer), paired=True,
-                                   n_resamples=RESAMPLES, seed=seed)  # fmt: skip
+            est = ratio_of_means(layer, gap, n_resamples=RESAMPLES, seed=seed)
             means.append(estimate_json(est))
-        except DataError as err:  # e.g. a NaN score (a pair whose runs tie)
+        except DataError as err:  # e.g. a NaN margin
             means.append({"n": len(layer), "undefined": str(err)})
     try:
-        where: dict[str, Any] = asdict(localise(profile, seed=seed))
+        where: dict[str, Any] = asdict(localise(restored / gap.mean(), seed=seed))
     except ConfigError as err:  # no positive mass, or non-finite scores
         where = {"undefined": str(err)}
     return {"n": len(by_item), "per_layer": means, "localisation": where}
