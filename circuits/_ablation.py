@@ -26,7 +26,7 @@ from vrp.data import Sample
 from vrp.interventions import Capture, Graph, Node, run_graph
 from vrp.models import VLM, VlmInputs
 from vrp.pipeline import require_yes_no
-from vrp.stats import Estimate, mcnemar_exact, permutation_test, proportion
+from vrp.stats import Estimate, mcnemar_exact, mean_estimate, permutation_test, proportion
 
 from ._masking import MaskingConfig
 from ._outcomes import (
@@ -264,7 +264,10 @@ class DimensionAblationPoint:
     Attributes:
       fraction: share of the ``d_model`` dimensions zeroed (the same draw at every position).
       n_dims: how many dimensions that is.
-      accuracy: mean accuracy over the draws (proportion of the pooled answers, Wilson CI).
+      accuracy: accuracy averaged over the draws: each question's share of draws answered
+        right, averaged over questions, with a bootstrap CI over questions (the draws of one
+        question are not independent trials, so a binomial interval over draws x questions
+        would be too narrow).
       change: paired per-question change against the unablated model, averaged over the draws
         (permutation p-value, bootstrap CI).
     """
@@ -297,7 +300,7 @@ def summarise_dimension_point(
     return DimensionAblationPoint(
         fraction=float(fraction),
         n_dims=int(n_dims),
-        accuracy=proportion(int(after.sum()), after.size),
+        accuracy=mean_estimate(after.mean(axis=0), seed=seed),
         change=permutation_test(after.mean(axis=0), before, paired=True, seed=seed),
     )
 

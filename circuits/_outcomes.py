@@ -45,7 +45,7 @@ FAMILIES: tuple[Family, ...] = ("baseline", "masking", "neurons", "dims", "bypas
 _CONDITIONS = {
     "baseline": ("none",),
     "masking": ("top", "bottom", "random"),
-    "neurons": ("top", "random"),
+    "neurons": ("none", "top", "random"),
     "dims": ("random",),
     "bypass": ("bypass",),
 }
@@ -58,7 +58,9 @@ class Arm:
     Attributes:
       family: "baseline", "masking", "neurons", "dims" or "bypass".
       condition: "none" (baseline); "top", "bottom" or "random" (masking); "top" or "random"
-        (neurons); "random" (dims); "bypass".
+        (neurons), or "none" for the plain model run beside them (the baseline of questions
+        that only a neuron study runs, in the same batches as its ablations); "random" (dims);
+        "bypass".
       level: what the family varies: "token" / "pixel" (masking), "L<layer>" (neurons, bypass),
         the fraction of dimensions (dims, e.g. "0.25"); "" for the baseline.
       draw: index of a random draw (0 for arms without randomness).
@@ -88,10 +90,11 @@ class Arm:
                 f"Arm {self.key}: a masking arm needs a MaskingConfig of the same level, and "
                 f"only a masking arm takes one; got masking={self.masking!r}."
             )
-        if (self.family in ("baseline", "masking")) != (not self.nodes):
+        plain = self.family in ("baseline", "masking") or self.condition == "none"
+        if plain != (not self.nodes):
             raise ConfigError(
-                f"Arm {self.key}: neurons, dims and bypass arms need nodes; baseline and masking "
-                f"arms take none. Got {len(self.nodes)} nodes."
+                f"Arm {self.key}: neurons, dims and bypass arms need nodes; baseline, masking "
+                f"and 'none' arms take none. Got {len(self.nodes)} nodes."
             )
 
     @property

@@ -23,7 +23,7 @@ from circuits import (
     summarise_study,
 )
 from vrp.data import SyntheticConfig, generate
-from vrp.stats import mcnemar_exact, permutation_test
+from vrp.stats import mcnemar_exact, mean_estimate, permutation_test
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,9 @@ def test_dimension_point_from_outcome_arrays() -> None:
     before = np.array([1, 1, 0, 1, 0, 1], dtype=bool)
     draws = [np.array([1, 0, 0, 1, 0, 0], dtype=bool), np.array([1, 1, 0, 0, 0, 1], dtype=bool)]
     point = summarise_dimension_point(before, draws, fraction=0.25, n_dims=8, seed=2)
-    assert point.accuracy.estimate == pytest.approx(5 / 12) and point.accuracy.n == 12
+    # accuracy: per-question share of draws answered right, averaged; n counts questions
+    assert point.accuracy.estimate == pytest.approx(5 / 12) and point.accuracy.n == 6
+    assert str(point.accuracy) == str(mean_estimate(np.mean(draws, axis=0), seed=2))
     expected = permutation_test(np.mean(draws, axis=0), before.astype(float), paired=True, seed=2)
     assert point.change == expected
 
@@ -81,6 +83,15 @@ def test_arm_validation() -> None:
         Arm(family="masking", condition="top", level="pixel", masking=MaskingConfig())
     with pytest.raises(vrp.ConfigError, match=r"bypass arms need nodes"):
         Arm(family="bypass", condition="bypass", level="L0")
+    plain = Arm(family="neurons", condition="none", level="L0")  # a neuron run's own baseline
+    with pytest.raises(vrp.ConfigError, match=r"'none' arms take none. Got 1 nodes"):
+        Arm(
+            family="neurons",
+            condition="none",
+            level="L0",
+            nodes=neuron_arms(0, [1], [[2]])[0].nodes,
+        )
+    assert plain.key == "neurons/none/L0/0"
     with pytest.raises(vrp.ConfigError, match=r"targets and controls of one size"):
         neuron_arms(0, [1, 2], [[3]])
     with pytest.raises(vrp.ConfigError, match=r"drawn from the other 2 neurons"):

@@ -74,7 +74,7 @@ def test_every_condition_has_a_row_per_question(finished: Path) -> None:
             r["item"]
         )
     shared = 1 + 2 * (2 + CAUSAL.n_masks) + len(CAUSAL.fractions) * CAUSAL.n_dim_draws + 4
-    neurons = 1 + CAUSAL.n_controls
+    neurons = 2 + CAUSAL.n_controls  # the plain model in the same batches, top-k, controls
     assert len(counts) == shared + neurons
     for (family, *_), got in counts.items():
         assert got == (set(plan["eval_items"]) if family == "neurons" else set(items))
@@ -95,7 +95,7 @@ def test_halves_are_seeded_and_never_share_an_image() -> None:
 
 
 def test_the_stages_numbers_equal_the_library_calls(finished: Path, vlm) -> None:
-    rows, plan, result = _rows(finished), _plan(finished), _result(finished)
+    rows, plan = _rows(finished), _plan(finished)
     samples = study_samples(_config(finished)).where(lambda q: q.answer in ("yes", "no"))
     # the ranking: the circuits call on the ranking half
     ranking = rank_neurons(vlm, Samples(samples.dataset, plan["rank_items"]), layer=3, batch_size=8)
@@ -120,7 +120,15 @@ def test_the_stages_numbers_equal_the_library_calls(finished: Path, vlm) -> None
     got = [stored[("neurons", "top", "L3", 0, items[i])] for i in chosen]
     assert got == ablated.correct[0].tolist()
 
-    # the summaries: the circuits summaries of the stored outcomes
+
+def test_the_stages_summaries_equal_the_circuits_summaries(finished: Path) -> None:
+    """The summaries: the circuits summaries of the stored outcomes."""
+    rows, plan, result = _rows(finished), _plan(finished), _result(finished)
+    samples = study_samples(_config(finished)).where(lambda q: q.answer in ("yes", "no"))
+    stored = {
+        (r["family"], r["condition"], r["level"], r["draw"], r["item"]): r["correct"] for r in rows
+    }
+
     def outcome(family: str, condition: str, level: str, draw: int, among: list[int]) -> np.ndarray:
         return np.array([stored[(family, condition, level, draw, i)] for i in among])
 
@@ -134,8 +142,9 @@ def test_the_stages_numbers_equal_the_library_calls(finished: Path, vlm) -> None
     assert pixel["controls"]["mean"] == pytest.approx(study.control_mean)
     evaluate = sorted(plan["eval_items"])
     controls = [outcome("neurons", "random", "L3", d, evaluate) for d in range(CAUSAL.n_controls)]
-    study = summarise_study(outcome("baseline", "none", "", 0, evaluate),
-                            outcome("neurons", "top", "L3", 0, evaluate), controls)  # fmt: skip
+    plain = outcome("neurons", "none", "L3", 0, evaluate)  # the baseline of the same batches
+    assert plain.tolist() == outcome("baseline", "none", "", 0, evaluate).tolist()  # tiny: equal
+    study = summarise_study(plain, outcome("neurons", "top", "L3", 0, evaluate), controls)
     assert result["neurons"]["change"] == dataclasses.asdict(study.target)
     assert result["neurons"]["n"] == len(evaluate) and result["neurons"]["n_rank"] == len(
         plan["rank_items"]
@@ -144,6 +153,8 @@ def test_the_stages_numbers_equal_the_library_calls(finished: Path, vlm) -> None
     point = summarise_dimension_point(base, draws, fraction=0.5, n_dims=64, seed=3)
     half = next(p for p in result["dims"]["points"] if p["fraction"] == 0.5)
     assert half["change"]["estimate"] == point.change.estimate and half["n_dims"] == 64
+    assert half["accuracy"] == {**dataclasses.asdict(point.accuracy), "p_value": None}
+    assert half["accuracy"]["n"] == len(every)  # questions, not draws x questions
     assert result["dims"]["points"][0]["accuracy"]["estimate"] == base.mean()
     # planted: every dimension after the last layer zeroed leaves logits 0, so every answer is
     # "no" and accuracy is the share of "no" questions
@@ -202,5 +213,10 @@ def test_a_plan_made_with_other_settings_is_refused(finished: Path, tmp_path: Pa
     plan = json.loads(path.read_text())
     plan["settings"]["n_controls"] = 3
     path.write_text(json.dumps(plan))
-    with pytest.raises(ConfigError, match=r"planned with causal settings .* Rerun into a new"):
+    with pytest.raises(ConfigError, match=r"planned with causal plan .* Rerun into a new"):
+        run_study(_config(out))
+    del plan["version"]  # a plan of vrp before the neurons' own baseline arm
+    plan["settings"]["n_controls"] = CAUSAL.n_controls
+    path.write_text(json.dumps(plan))
+    with pytest.raises(ConfigError, match=r"'version': 1, .* uses \{'version': 2"):
         run_study(_config(out))

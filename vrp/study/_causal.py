@@ -7,7 +7,8 @@ condition, so any breakdown by split or category needs no rerun):
   30% draws, at the token level (projected image tokens replaced by their mean) and the pixel
   level (cells painted grey); a question's random draw d masks the same patches at both levels;
 - neurons: the top-k MLP neurons of the last language layer and `n_controls` random sets of k,
-  zeroed at every position. The neurons are ranked on a held-out half of the questions and
+  zeroed at every position, against the plain model run in the same batches (condition
+  "none"). The neurons are ranked on a held-out half of the questions and
   ablated only on the other half (rows exist for that half only): the yes/no questions are split
   per split into a ranking and an evaluation half (seeded), and `circuits.rank_neurons` ranks by
   the |weight| of a logistic correctness probe on z-scored answer-position activations. The
@@ -85,6 +86,7 @@ class CausalSettings:
 
 CAUSAL = CausalSettings()
 KEYS = ("family", "condition", "level", "draw")
+PLAN_VERSION = 2  # 2: the neuron conditions run with their own baseline arm ("none")
 
 
 def run_causal(ctx: StageContext) -> dict[str, Any]:
@@ -128,16 +130,18 @@ def causal_plan(ctx: StageContext, samples: Samples) -> dict[str, Any]:
     path = plan_path(ctx)
     if path.is_file():
         plan = dict(json.loads(path.read_text()))
-        if plan["settings"] != json.loads(json.dumps(asdict(CAUSAL))):
+        mine = {"version": PLAN_VERSION, "settings": json.loads(json.dumps(asdict(CAUSAL)))}
+        theirs = {"version": plan.get("version", 1), "settings": plan["settings"]}
+        if theirs != mine:
             raise ConfigError(
-                f"{path} was planned with causal settings {plan['settings']}, but this version "
-                f"of vrp uses {asdict(CAUSAL)}; its batches would not match. Rerun into a new "
-                "--out folder."
+                f"{path} was planned with causal plan {theirs}, but this version of vrp uses "
+                f"{mine}; its batches would not match. Rerun into a new --out folder."
             )
         return plan
     rank_items, eval_items = halves(samples, ctx.config.seed)
     last = ctx.vlm.adapter.n_layers - 1
     plan = {
+        "version": PLAN_VERSION,
         "settings": asdict(CAUSAL),
         "rank_items": rank_items,
         "eval_items": eval_items,
@@ -208,11 +212,14 @@ def shared_arms(ctx: StageContext, plan: dict[str, Any]) -> list[Arm]:
 
 
 def plan_neuron_arms(plan: dict[str, Any]) -> list[Arm]:
-    """The neuron conditions of the evaluation half (none when the ranking was undefined)."""
+    """The neuron conditions of the evaluation half (none when the ranking was undefined): the
+    plain model first, so that the ablations are compared with a baseline of the same batches."""
     neurons = plan["neurons"]
     if "undefined" in neurons:
         return []
-    return list(neuron_arms(int(neurons["layer"]), neurons["targets"], neurons["controls"]))
+    layer = int(neurons["layer"])
+    plain = Arm(family="neurons", condition="none", level=f"L{layer}")
+    return [plain, *neuron_arms(layer, neurons["targets"], neurons["controls"])]
 
 
 # ----- summaries -----------------------------------------------------------------------------------
@@ -319,7 +326,8 @@ def _neurons_json(outcomes: dict, baseline: Outcome, plan: dict, table: pa.Table
     if "undefined" in neurons:
         return info
     level = f"L{neurons['layer']}"
-    return {**info, **_study_json(_study(outcomes, baseline, ("neurons", "top", level), "random"),
+    plain = outcomes[("neurons", "none", level, 0)]  # the same batches as the ablations
+    return {**info, **_study_json(_study(outcomes, plain, ("neurons", "top", level), "random"),
                                   table)}  # fmt: skip
 
 
