@@ -3,6 +3,7 @@ SIGKILL at several points giving records identical to an uninterrupted run."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from vrp.pipeline import SignalConfig, batch_signals
 from vrp.probes import SweepConfig, probe_sweep
 from vrp.store import ActivationStore
 from vrp.study import Stage, StudyConfig, run_study
+from vrp.study._causal import CAUSAL
+from vrp.study._circuits import NOISE_STD
 from vrp.study._samples import study_samples
 
 STAGES = ("accuracy", "signals", "probes")
@@ -50,6 +53,14 @@ def test_a_run_leaves_records_results_store_and_manifest(finished: Path) -> None
     assert manifest["config"]["seed"] == 3 and manifest["versions"]["nnsight"] == "0.8.1"
     assert set(manifest["timings"]["tiny/llava"]) == set(STAGES)
     assert len(manifest["models"]["tiny/llava"]["sha256"]) == 64
+    assert manifest["settings"]["causal"]["n_masks"] == CAUSAL.n_masks
+    assert manifest["settings"]["circuits"]["noise_std"] == NOISE_STD
+    assert manifest["settings"]["signals"]["samples"] == 2  # the config's K, beside the defaults
+    assert manifest["settings"]["signals"]["top_k_heads"] == SignalConfig().top_k_heads
+    (only,) = manifest["invocations"]
+    assert only["versions"] == manifest["versions"] and not only["resumed"]
+    assert manifest["computed_by"]["tiny/llava"] == dict.fromkeys(STAGES, 0)
+    assert manifest["same_versions"]
     store = ActivationStore.open(finished / "store" / "tiny--llava")
     assert store.n == 16 and len(store.layers) == 2  # 16 yes/no questions, 2 layers
     assert not list(finished.rglob("*.tmp"))  # every write completed by a rename
@@ -95,14 +106,16 @@ import sys, warnings
 from pathlib import Path
 warnings.simplefilter("ignore")
 from vrp.study import StudyConfig, run_study
-from tests.study.test_study_run import SETTINGS
-run_study(StudyConfig(out=Path(sys.argv[1]), **SETTINGS))
+from tests.study import test_study_run
+run_study(StudyConfig(out=Path(sys.argv[1]), **getattr(test_study_run, sys.argv[2])))
 """
+CAUSAL_SETTINGS = {**SETTINGS, "stages": (Stage.CAUSAL, Stage.CIRCUITS)}
 
 
-def _start(out: Path) -> subprocess.Popen:
+def _start(out: Path, settings: str = "SETTINGS") -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", _RUN, str(out)], env=env, cwd=Path.cwd())
+    return subprocess.Popen([sys.executable, "-c", _RUN, str(out), settings], env=env,
+                            cwd=Path.cwd())  # fmt: skip
 
 
 def _kill_when(process: subprocess.Popen, ready: Path, timeout: float = 120.0) -> bool:
@@ -138,3 +151,51 @@ def test_resume_after_sigkill_gives_identical_records(finished: Path, tmp_path: 
         assert mine == (finished / "records" / f"{stage}.csv").read_bytes(), stage
         mine = (out / "records" / f"{stage}.parquet").read_bytes()
         assert mine == (finished / "records" / f"{stage}.parquet").read_bytes(), stage
+
+
+def test_a_resume_under_other_versions_warns_and_the_manifest_lists_both(
+    finished: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mixed"
+    shutil.copytree(finished, out)
+    log = out / "invocations.jsonl"
+    earlier = json.loads(log.read_text().splitlines()[0])
+    earlier["versions"]["torch"] = "1.0.0"
+    log.write_text(json.dumps(earlier) + "\n" + '{"started": "torn by a k')  # a killed write
+    (out / "results" / "tiny--llava" / "probes.json").unlink()
+    with pytest.warns(UserWarning, match=r"begun with other versions of torch \(\['1.0.0'\]"):
+        run_study(_config(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [i["versions"]["torch"] for i in manifest["invocations"]][0] == "1.0.0"
+    assert len(manifest["invocations"]) == 2 and manifest["invocations"][1]["resumed"]
+    assert not manifest["same_versions"]
+    assert manifest["computed_by"]["tiny/llava"] == {"accuracy": 0, "signals": 0, "probes": 1}
+
+
+def test_causal_and_circuits_resume_after_sigkill_with_identical_records(tmp_path: Path) -> None:
+    """The stages with a plan and with pairs: killed after the plan, inside each stage."""
+    whole = tmp_path / "whole"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_study(StudyConfig(out=whole, **CAUSAL_SETTINGS))
+    out = tmp_path / "killed"
+    parts = out / "parts"
+    points = [
+        parts / "causal" / "tiny--llava" / "plan.json",  # the plan written, no batch yet
+        parts / "causal" / "tiny--llava" / "part-00002.parquet",  # inside the causal stage
+        parts / "circuits" / "tiny--llava" / "part-00001.parquet",  # inside the circuits stage
+    ]
+    killed = sum(_kill_when(_start(out, "CAUSAL_SETTINGS"), point) for point in points)
+    assert killed >= 2, "the run finished before it could be interrupted"
+    assert _start(out, "CAUSAL_SETTINGS").wait(timeout=300) == 0
+    for stage in ("causal", "circuits"):
+        for suffix in ("csv", "parquet"):
+            mine = (out / "records" / f"{stage}.{suffix}").read_bytes()
+            assert mine == (whole / "records" / f"{stage}.{suffix}").read_bytes(), stage
+        theirs = json.loads((whole / "results" / "tiny--llava" / f"{stage}.json").read_text())
+        mine = json.loads((out / "results" / "tiny--llava" / f"{stage}.json").read_text())
+        drop = ("seconds", "invocation")
+        assert {k: v for k, v in mine.items() if k not in drop} == {
+            k: v for k, v in theirs.items() if k not in drop
+        }
+    assert len(json.loads((out / "manifest.json").read_text())["invocations"]) == killed + 1

@@ -3,7 +3,10 @@
 Layout (``<model>`` is the model name with "/" replaced by "--"):
 
 - ``config.json``: the run's config; a rerun into the same folder must match it.
-- ``manifest.json``: versions, machine, seeds, model hashes and per-stage timings.
+- ``invocations.jsonl``: one line per invocation (start time, versions, machine), appended as
+  it starts, so a resumed run records every environment that wrote into it.
+- ``manifest.json``: config, seeds, every stage's settings, the invocations, model hashes,
+  per-stage timings and the invocation that computed each stage.
 - ``parts/<stage>/<model>/part-00012.parquet``: one table per batch as it finishes, and
   ``parts/<stage>/<model>/hidden-00012.npy`` beside it where the stage keeps hidden states.
 - ``records/<stage>.parquet`` and ``.csv``: the stage's tidy table over every model (one row per
@@ -118,9 +121,11 @@ class RunDir:
         """Undoes `claim` after a first attempt failed before any batch was stored: removes
         config.json (and the folder if the attempt created it), so that a corrected config
         can use the folder. A folder holding anything else is left as it is."""
-        if any(p.name != "config.json" for p in self.root.iterdir()):
+        own = ("config.json", "invocations.jsonl")
+        if any(p.name not in own for p in self.root.iterdir()):
             return
-        (self.root / "config.json").unlink(missing_ok=True)
+        for name in own:
+            (self.root / name).unlink(missing_ok=True)
         if remove_folder:
             self.root.rmdir()
 

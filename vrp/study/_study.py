@@ -7,13 +7,10 @@ the models and write the manifest.
 """
 
 import hashlib
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from ..models._load import _check_device
 from ._causal import run_causal
 from ._circuits import run_circuits
 from ._config import Stage, StudyConfig, check_models
+from ._manifest import log_invocation, manifest
 from ._rundir import RunDir, merged, model_slug, write_json
 from ._samples import Samples, study_samples, yes_no_samples_count
 from ._stages import StageContext, run_accuracy, run_probes, run_signals
@@ -112,7 +110,8 @@ def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> Stu
     existed = run.root.exists()
     resumed = run.claim(config.to_json())
     try:
-        return _run(config, run, samples, progress or Progress(), resumed, start)
+        invocation = log_invocation(run.root, config, resumed=resumed)
+        return _run(config, run, samples, progress or Progress(), invocation, start)
     except BaseException:
         if not resumed:  # a first attempt that failed before writing any result: unclaim
             run.release(remove_folder=not existed)
@@ -120,7 +119,7 @@ def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> Stu
 
 
 def _run(
-    config: StudyConfig, run: RunDir, samples: Samples, progress: "Progress", resumed: bool,
+    config: StudyConfig, run: RunDir, samples: Samples, progress: "Progress", invocation: int,
     start: float,
 ) -> StudyResult:  # fmt: skip
     stages = [s for s in Stage if s in config.stages]
@@ -131,7 +130,7 @@ def _run(
     results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         for model in config.models:
-            results[model] = _run_model(config, run, model, stages, samples, progress)
+            results[model] = _run_model(config, run, model, stages, samples, progress, invocation)
     finally:
         progress.stop()
     for stage in stages:
@@ -139,8 +138,8 @@ def _run(
         if tables:  # none when the stage was undefined for every model (its JSON says why)
             run.write_records(stage.value, merged(tables), SORT_KEYS[stage])
     seconds = time.perf_counter() - start
-    write_json(run.root / "manifest.json", _manifest(config, results, seconds))
-    return StudyResult(root=run.root, results=results, resumed=resumed, seconds=seconds)
+    write_json(run.root / "manifest.json", manifest(run.root, config, results, seconds))
+    return StudyResult(root=run.root, results=results, resumed=invocation > 0, seconds=seconds)
 
 
 def _stage_size(stage: Stage, samples: Samples) -> int:
@@ -149,7 +148,7 @@ def _stage_size(stage: Stage, samples: Samples) -> int:
 
 def _run_model(
     config: StudyConfig, run: RunDir, model: str, stages: list[Stage], samples: Samples,
-    progress: "Progress",
+    progress: "Progress", invocation: int,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
     todo = [s for s in stages if not run.stage_done(s.value, model)]
@@ -166,6 +165,7 @@ def _run_model(
         result = {**STAGES[stage](ctx), "seconds": round(time.perf_counter() - began, 3)}
         result["model"] = model
         result["model_sha256"] = digest
+        result["invocation"] = invocation  # its line in invocations.jsonl
         run.write_result(stage.value, model, result)
         out[stage.value] = result
     return out
@@ -207,48 +207,6 @@ def weights_hash(vlm: VLM) -> str:
         digest.update(f"{name}:{value.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    names = ("vrp", "torch", "transformers", "nnsight", "numpy", "scipy", "scikit-learn", "pyarrow")
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _machine(config: StudyConfig) -> dict[str, Any]:
-    device = torch.device(config.device)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "gpu": gpu,
-    }
-
-
-def _manifest(config: StudyConfig, results: dict, seconds: float) -> dict[str, Any]:
-    return {
-        "format": "vrp-study-run",
-        "version": 1,
-        "config": config.to_json(),
-        "seeds": {"data": config.seed, "sampling": config.seed, "folds": config.seed},
-        "versions": _versions(),
-        "machine": _machine(config),
-        "models": {
-            m: {"sha256": next(iter(r.values()))["model_sha256"]} for m, r in results.items()
-        },
-        "timings": {m: {s: r[s]["seconds"] for s in r} for m, r in results.items()},
-        "last_invocation_seconds": round(seconds, 3),
-    }
 
 
 class Progress:
