@@ -8,4 +8,4 @@ from . import _inspect, _run  # noqa: F401,E402
 from ._organisms import organisms_app  # noqa: E402
 
 app.add_typer(organisms_app, name="organisms")
-from . import _serve  # noqa: F401,E402
+from . import _report, _serve  # noqa: F401,E402
