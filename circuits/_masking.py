@@ -57,13 +57,20 @@ class MaskingConfig:
 
 
 def paint_patches(
-    image: Image.Image, grid: tuple[int, int], patches: Sequence[int], grey: int = 128
+    image: Image.Image,
+    grid: tuple[int, int],
+    patches: Sequence[int],
+    grey: int = 128,
+    *,
+    region: tuple[float, float, float, float] | None = None,
 ) -> Image.Image:
     """A copy of `image` with the grid cells `patches` (row-major) painted uniform grey.
 
-    The grid is laid over the whole image, as the processors of the three families see a square
-    image (they resize it whole), so cell (r, c) covers rows r*H/gh..(r+1)*H/gh of the picture.
-    The copy is made with `vrp.to_rgb` (transparency composited onto white), as every vrp path does.
+    The grid is laid over `region`, the box (left, top, right, bottom) of the image the vision
+    tower sees (`VLM.image_region`): the whole image for processors that resize it whole, its
+    central crop for LLaVA-1.5's centre-cropping processor. Without `region` the grid covers the
+    whole image, which is right for square images and warned about for others. The copy is made
+    with `vrp.to_rgb` (transparency composited onto white), as every vrp path does.
 
     Raises:
       DataError: `image` is empty or cannot be decoded.
@@ -72,18 +79,19 @@ def paint_patches(
     draw = ImageDraw.Draw(out)
     rows, cols = grid
     width, height = out.size
-    if width != height:
+    if region is None and width != height:
         warnings.warn(
             f"paint_patches lays the {rows}x{cols} grid over the whole {width}x{height} image, but "
             "processors that resize the short side and centre-crop (LLaVA-1.5's CLIP processor) "
-            "see only its central square, so the painted cells miss the patches they name. Crop "
-            "or pad the images to squares before pixel-level masking.",
+            "see only its central square. Pass region=vlm.image_region(image.size).",
             UserWarning,
             stacklevel=2,
         )
+    left, top, right, bottom = region or (0.0, 0.0, float(width), float(height))
+    cell_w, cell_h = (right - left) / cols, (bottom - top) / rows
     for patch in patches:
         r, c = divmod(int(patch), cols)
-        box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
+        box = (left + c * cell_w, top + r * cell_h, left + (c + 1) * cell_w, top + (r + 1) * cell_h)
         draw.rectangle(
             (round(box[0]), round(box[1]), round(box[2]) - 1, round(box[3]) - 1),
             fill=(grey, grey, grey),

@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from vrp import AllTokens, Component, ConfigError, Positions, Site
+from vrp import AllTokens, Component, ConfigError, Positions, Site, to_rgb
 from vrp.core import TidyRecords
 from vrp.data import Question, Sample
 from vrp.interventions import (
@@ -358,6 +358,7 @@ def _arm_run(
     patches = masked_patches(arm, order, samples)
     if arm.masking.level == "token":
         return inputs, (ImagePatchMask(patches=tuple(patches), fill=arm.masking.fill),)
-    painted = [paint_patches(s.image, grid, p, arm.masking.grey)
-               for s, grid, p in zip(samples, inputs.grids, patches, strict=True)]  # fmt: skip
+    images = [to_rgb(s.image) for s in samples]
+    painted = [paint_patches(image, grid, p, arm.masking.grey, region=vlm.image_region(image.size))
+               for image, grid, p in zip(images, inputs.grids, patches, strict=True)]  # fmt: skip
     return vlm.encode(painted, [s.question for s in samples]), ()

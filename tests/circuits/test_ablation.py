@@ -177,5 +177,50 @@ def test_paint_patches_warns_that_a_centre_crop_would_misplace_cells_on_non_squa
 
     from circuits import paint_patches
 
-    with pytest.warns(UserWarning, match=r"64x48 image.*centre-crop.*Crop or pad the images"):
+    with pytest.warns(UserWarning, match=r"64x48 image.*centre-crop.*region=vlm.image_region"):
         paint_patches(Image.new("RGB", (64, 48)), (4, 4), [1])
+
+
+@pytest.mark.parametrize("family", ["llava", "paligemma", "qwen2_vl"])
+@pytest.mark.parametrize("size", [(96, 48), (40, 90), (50, 50)])
+def test_a_painted_cell_is_the_patch_the_vision_tower_sees(load_model, family, size) -> None:
+    """Through the real processor: painting cell k within `image_region` changes the processed
+    pixels of patch k (its centre becomes the grey level) and leaves the centres of the other
+    patches as they were, for wide, tall and square images. LLaVA's processor centre-crops: on a
+    2:1 image the grid's first column lies wholly outside the crop when laid over the whole image."""
+    from PIL import Image
+
+    from circuits import paint_patches
+
+    vlm = load_model(f"tiny/{family}")
+    noise = np.random.default_rng(0).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(noise)
+    region = vlm.image_region(image.size)
+    if family != "llava":
+        assert region == (0.0, 0.0, float(size[0]), float(size[1]))
+        return  # resized whole: the grid covers the image (Qwen2-VL's pixels are pre-patched)
+    side = vlm.processor.image_processor.crop_size.height
+    grid = vlm.encode([image], ["q"]).grids[0]
+    cell = side // grid[1]
+
+    def seen(picture: Image.Image) -> np.ndarray:
+        return vlm.processor.image_processor(picture, return_tensors="pt")["pixel_values"][
+            0
+        ].numpy()
+
+    grey = seen(Image.new("RGB", image.size, (128, 128, 128)))[:, side // 2, side // 2]
+    before = seen(image)
+    for patch in (0, grid[0] * grid[1] - 1, grid[1] + 1):
+        after = seen(paint_patches(image, grid, [patch], grey=128, region=region))
+        centres = [(r * cell + cell // 2, c * cell + cell // 2)
+                   for r in range(grid[0]) for c in range(grid[1])]  # fmt: skip
+        for k, (y, x) in enumerate(centres):
+            if k == patch:
+                np.testing.assert_allclose(after[:, y, x], grey, atol=0.05)
+            else:
+                np.testing.assert_allclose(after[:, y, x], before[:, y, x], atol=0.05)
+    if size[0] == 2 * size[1]:  # the whole-image grid's first column lies outside the crop
+        with pytest.warns(UserWarning):
+            whole = seen(paint_patches(image, grid, [0]))
+        np.testing.assert_allclose(whole[:, :, 2:], before[:, :, 2:], atol=1e-6)  # resampling
+        # blurs the crop's first two columns; nothing of the painted cell is inside it

@@ -285,6 +285,32 @@ class BaseAdapter:
     def _processor_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def image_region(
+        self, processor: Any, size: tuple[int, int]
+    ) -> tuple[float, float, float, float]:
+        """The part of an image of `size` (width, height) that the vision tower sees, as
+        (left, top, right, bottom) in the image's pixels: the patch grid covers exactly this box.
+
+        The whole image for processors that resize it whole (SigLIP's, Qwen2-VL's); the central
+        crop for processors that resize the short side and centre-crop (CLIP's, as LLaVA-1.5's
+        processor does), following their arithmetic: the short side becomes `shortest_edge`,
+        the long side `int(shortest_edge * long / short)`, and the crop starts at
+        `(resized - crop) // 2`.
+        """
+        width, height = size
+        images = getattr(processor, "image_processor", processor)
+        crop = getattr(images, "crop_size", None)
+        short = getattr(getattr(images, "size", None), "shortest_edge", None)
+        if not getattr(images, "do_center_crop", False) or crop is None or short is None:
+            return (0.0, 0.0, float(width), float(height))
+        if width <= height:
+            new_w, new_h = int(short), int(int(short) * height / width)
+        else:
+            new_w, new_h = int(int(short) * width / height), int(short)
+        left, top = (new_w - int(crop.width)) // 2, (new_h - int(crop.height)) // 2
+        sx, sy = width / new_w, height / new_h
+        return (left * sx, top * sy, (left + int(crop.width)) * sx, (top + int(crop.height)) * sy)
+
     def encode(self, processor: Any, images: Sequence[Image], prompts: Sequence[str]) -> VlmInputs:
         """Encodes (image, prompt) rows, left-padded; each image goes through `vrp.to_rgb` first.
 

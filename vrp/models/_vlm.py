@@ -87,6 +87,12 @@ class VLM:
         """Encodes (image, full prompt) rows; each prompt holds the family's image placeholder."""
         return self.adapter.encode(self.processor, images, prompts).to(self.device)
 
+    def image_region(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The box (left, top, right, bottom) of an image of `size` (width, height) that the
+        vision tower sees and the patch grid covers: the whole image, or its central crop for a
+        centre-cropping processor (LLaVA-1.5's)."""
+        return self.adapter.image_region(self.processor, size)
+
     @torch.no_grad()
     def logits(self, inputs: VlmInputs) -> Logits:
         """Plain forward pass (no trace): logits at every position."""
