@@ -29,6 +29,14 @@ class Table:
     data: tuple[dict[str, Any], ...] = ()
     note: str = ""
 
+    def __post_init__(self) -> None:
+        ragged = [i for i, row in enumerate(self.rows) if len(row) != len(self.columns)]
+        if ragged:  # a bug in a section builder, not bad input: say which table and row
+            raise ValueError(
+                f"table {self.key!r}: rows {ragged[:5]} do not have one cell per column "
+                f"({len(self.columns)} columns: {self.columns})."
+            )
+
 
 @dataclass(frozen=True, kw_only=True)
 class Figure:

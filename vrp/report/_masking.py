@@ -125,7 +125,7 @@ def neurons_section(run: RunData) -> Section:
         where = f"L{neurons.get('layer')} k={neurons.get('k')}"
         if "change" not in neurons:
             reason = neurons.get("undefined", "no neuron result in the run")
-            rows.append((model, where, "undefined", "", "", "", "", "", reason))
+            rows.append((model, where, "top-k", "", "undefined", "", "", "", "", reason))
             data.append({"model": model, "layer": neurons.get("layer"), "undefined": reason})
             continue
         drawn[model] = neurons

@@ -68,7 +68,7 @@ def interval(estimate: dict[str, Any] | None) -> tuple[float, float, float] | No
 Series = tuple[list[float], list[float], list[float], list[float]]
 
 
-def series(points: Iterable[tuple[float, dict[str, Any] | None]]) -> Series:
+def series(points: Iterable[tuple[int | float, dict[str, Any] | None]]) -> Series:
     """(xs, values, lows, highs) of (x, estimate dict) points, undefined ones left out."""
     out: Series = ([], [], [], [])
     for x, estimate in points:

@@ -2,6 +2,7 @@
 PNG files, from the run's files alone."""
 
 from pathlib import Path
+from typing import Any
 
 from ._ablation import bypass_section, dims_section
 from ._accuracy import accuracy_section
@@ -45,7 +46,19 @@ def run_facts(run: RunData) -> tuple[tuple[str, str], ...]:
         ("machine", f"{machine.get('device', '?')}, {machine.get('cpus', '?')} CPUs, "
                     f"{machine.get('gpu') or 'no GPU'}"),
         ("stage time (all models)", f"{seconds:.0f} s"),
+        ("invocations", _invocations(manifest)),
     )  # fmt: skip
+
+
+def _invocations(manifest: dict[str, Any]) -> str:
+    """How many `vrp run` invocations made the run, and whether their versions agreed."""
+    found = manifest.get("invocations")
+    if not isinstance(found, list):
+        return "not recorded"
+    resumed = sum(bool(i.get("resumed")) for i in found if isinstance(i, dict))
+    same = manifest.get("same_versions")
+    tail = "" if same is not False else "; WARNING: invocations ran under different versions"
+    return f"{len(found)} ({resumed} resumed){tail}"
 
 
 def build_document(run: RunData) -> Document:

@@ -82,8 +82,9 @@ class RunData:
 
     @property
     def n_samples(self) -> int | None:
-        """Self-consistency samples K per question (None when the config does not say)."""
-        value = self.config.get("samples")
+        """Self-consistency samples K per question (None when the run does not say)."""
+        settings = (self.manifest.get("settings") or {}).get("signals") or {}
+        value = settings.get("samples", self.config.get("samples"))
         return int(value) if isinstance(value, int) else None
 
 
