@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
@@ -38,10 +39,34 @@ def keyed(rows: Sequence[dict[str, Any]], column: str) -> dict[Key, Any]:
 def matched(
     rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str, Any]], column: str
 ) -> tuple[list[Key], list[Any], list[Any]]:
-    """The shared questions (sorted) and `column` in run A and in run B, aligned."""
+    """The shared questions (sorted) and `column` in run A and in run B, aligned.
+
+    Raises:
+      DataError: a shared (split, question_id) has another label or category in each run: the
+        runs asked different questions under one id (synthetic data with another seed).
+    """
     a, b = keyed(rows_a, column), keyed(rows_b, column)
     shared = sorted(a.keys() & b.keys(), key=lambda k: (k[0], str(k[1])))
+    _check_same_questions(rows_a, rows_b, shared)
     return shared, [a[k] for k in shared], [b[k] for k in shared]
+
+
+def _check_same_questions(
+    rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str, Any]], shared: list[Key]
+) -> None:
+    for column in ("label", "category"):
+        if not (rows_a and column in rows_a[0] and rows_b and column in rows_b[0]):
+            continue
+        a, b = keyed(rows_a, column), keyed(rows_b, column)
+        differ = [k for k in shared if a[k] != b[k]]
+        if differ:
+            split, qid = differ[0]
+            raise DataError(
+                f"{len(differ)} of {len(shared)} shared questions differ between the runs: "
+                f"{split!r} question {qid} has {column} {a[differ[0]]!r} in run A and "
+                f"{b[differ[0]]!r} in run B. Expected the same benchmark in both runs (the same "
+                "POPE file, or synthetic data with the same seed and n); compare such runs."
+            )
 
 
 def _aurocs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -57,8 +82,7 @@ def _aurocs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def auroc_difference(
-    scores_a: Sequence[float], labels_a: Sequence[int], scores_b: Sequence[float],
-    labels_b: Sequence[int], *, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95,
+    scores_a: ArrayLike, labels_a: ArrayLike, scores_b: ArrayLike, labels_b: ArrayLike, *, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95,
 ) -> Estimate:  # fmt: skip
     """AUROC(B) - AUROC(A) on the same questions, with a paired bootstrap CI and p-value.
 
