@@ -7,6 +7,7 @@ import base64
 import io
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -91,6 +92,8 @@ def _start(folder: Path) -> tuple[subprocess.Popen, str]:
 
 @pytest.fixture(scope="module")
 def page(tiny_report: ReportFiles, tmp_path_factory: pytest.TempPathFactory):
+    if not Path(CHROMIUM).is_file() and os.environ.get("VRP_REQUIRE_CHROMIUM"):
+        pytest.fail(f"VRP_REQUIRE_CHROMIUM is set (CI) but there is no Chromium at {CHROMIUM}")
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: install it (apt-get install chromium) to "
                     "check the report in a browser; .ci/run installs it in CI")  # fmt: skip
