@@ -36,6 +36,7 @@ API_MODULES = (
     "vrp.pipeline",
     "vrp.organisms",
     "vrp.study",
+    "vrp.report",
     "vrp.serve",
     "circuits",
 )
