@@ -97,3 +97,28 @@ def test_warnings_name_undefined_small_n_and_off_chance_controls(tmp_path: Path)
     (small,) = [r for r in rows if r["kind"] == "small n"]
     assert small["where"] == "probes" and "4 estimates rest on fewer than 30" in small["detail"]
     assert "smallest: n = 12" in small["detail"]
+
+
+def test_patching_shows_every_per_layer_score_a_cell_records(tmp_path: Path) -> None:
+    def layers(values: list[float]) -> list[dict]:
+        return [estimate(v, v - 0.1, v + 0.1, 40, 0.01) for v in values]
+
+    cell = {"n": 40, "per_layer": layers([0.1, 0.8]), "pooled": layers([0.2, 0.7]),
+            "localisation": {"verdict": "late bottleneck", "concentration": 0.6,
+                             "concentration_ci": [0.5, 0.7], "late_share": 0.8,
+                             "late_share_ci": [0.7, 0.9], "peak": 1}}  # fmt: skip
+    circuits = {"layers": 2, "corruptions": {"object": {"pairs": 50, "valid": 40,
+                                                        "cells": {"mlp_out": {"answer": cell}}}},
+                "headline": {"corruption": "object", "component": "mlp_out",
+                             "positions": "answer", "localisation": cell["localisation"]}}  # fmt: skip
+    files = build_report(planted_run(tmp_path / "run", {"m/llava": {"circuits": circuits}}))
+    found = tables(files.markdown)
+    rows = found["Mean normalised patching score per layer"]
+    assert [(r["layer"], r["mean score [95% CI]"], r["pooled [95% CI]"]) for r in rows] == [
+        ("L0", "0.100 [0.000, 0.200]", "0.200 [0.100, 0.300]"),
+        ("L1", "0.800 [0.700, 0.900]", "0.700 [0.600, 0.800]"),
+    ]
+    (verdict,) = found["Localisation verdict per profile"]
+    assert verdict["verdict"] == "late bottleneck"
+    assert verdict["late share [95% CI]"] == "0.800 [0.700, 0.900]"
+    assert {f.name for f in files.figures} == {"patching_object.png", "localisation.png"}

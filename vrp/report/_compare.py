@@ -124,7 +124,11 @@ def causal_table(a: RunData, b: RunData, models: list[str]) -> Table:
     rows, data = [], []
     for model in models:
         rows_a, rows_b = a.rows("causal", model), b.rows("causal", model)
-        for family, condition, level in CAUSAL_CONDITIONS:
+        layers = sorted({str(r.get("level")) for r in rows_a if r.get("family") == "neurons"})
+        for family, condition, level in (
+            *CAUSAL_CONDITIONS,
+            *(("neurons", "top", lv) for lv in layers),
+        ):
             want = (family, condition, level)
             shared, ca, cb = matched(_condition(rows_a, want), _condition(rows_b, want), "correct")
             if not shared:

@@ -97,24 +97,38 @@ def _ci(value: Any, bounds: Any) -> dict[str, Any]:
     return {"estimate": value, "ci_low": low, "ci_high": high}
 
 
+def _profiles(cell: dict[str, Any]) -> list[str]:
+    """The keys of a cell holding one estimate per layer: ``per_layer`` (the mean over pairs)
+    first, then any other per-layer score the run writes (e.g. a pooled ratio of means)."""
+    found = [k for k, v in cell.items()
+             if isinstance(v, list) and v and all(isinstance(e, dict) and "n" in e for e in v)]  # fmt: skip
+    return sorted(found, key=lambda k: (k != "per_layer", k))
+
+
 def _scores_table(run: RunData, kinds: list[str]) -> Table:
+    every = [(m, k, c, g, cell) for m in run.models for k in kinds
+             for c, g, cell in cells(run.result(m, "circuits") or {}, k)]  # fmt: skip
+    extra = sorted({p for *_, cell in every for p in _profiles(cell)} - {"per_layer"})
     rows, data = [], []
-    for model in run.models:
-        circuits = run.result(model, "circuits") or {}
-        for kind in kinds:
-            for component, group, cell in cells(circuits, kind):
-                for layer, e in enumerate(cell.get("per_layer") or []):
-                    rows.append((model, kind, component, group, f"L{layer}", est(e),
-                                 pval(e.get("p_value")), count(e.get("n"))))  # fmt: skip
-                    data.append({"model": model, "corruption": kind, "component": component,
-                                 "positions": group, "layer": layer, **est_fields("score", e),
-                                 "undefined": e.get("undefined")})  # fmt: skip
+    for model, kind, component, group, cell in every:
+        for layer, e in enumerate(cell.get("per_layer") or []):
+            others = [(cell.get(p) or [{}] * (layer + 1))[layer] for p in extra]
+            rows.append((model, kind, component, group, f"L{layer}", est(e),
+                         pval(e.get("p_value")), count(e.get("n")), *(est(o) for o in others)))  # fmt: skip
+            row = {"model": model, "corruption": kind, "component": component,
+                   "positions": group, "layer": layer, **est_fields("score", e),
+                   "undefined": e.get("undefined")}  # fmt: skip
+            for name, other in zip(extra, others, strict=True):
+                row.update(est_fields(name, other))
+            data.append(row)
     return Table(key="patching", title="Mean normalised patching score per layer",
                  columns=("model", "corruption", "component", "positions", "layer",
-                          "mean score [95% CI]", "p (vs 0)", "n"),
+                          "mean score [95% CI]", "p (vs 0)", "n",
+                          *(f"{p.replace('_', ' ')} [95% CI]" for p in extra)),
                  rows=tuple(rows), data=tuple(data),
                  note="Mean over usable pairs of the normalised score; bootstrap CI, paired "
-                 "permutation p against 0.")  # fmt: skip
+                 "permutation p against 0. Further columns: other per-layer scores the run "
+                 "records for the cell.")  # fmt: skip
 
 
 def _grid(circuits: dict[str, Any], kind: str) -> tuple[list[str], np.ndarray] | None:
