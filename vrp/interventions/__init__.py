@@ -3,7 +3,8 @@
 Activation patching, residual captures, zero / mean / resample ablations, steering, scaling,
 attention-edge knockouts and image-token masking are nodes on typed sites; a `Graph` composes them
 over named runs, validates them against a model, round-trips through JSON and runs as one nnsight
-trace per batch chunk (`run_graph`), locally or through nnsight's remote protocol.
+trace per batch chunk (`run_graph`), locally or through nnsight's remote protocol. `run_gradients`
+returns site values with the gradient of a metric of the answer logits (attribution patching).
 """
 
 from ._execute import (
@@ -13,6 +14,11 @@ from ._execute import (
     Point as Point,
     compile_points as compile_points,
     run_graph as run_graph,
+)
+from ._gradients import (
+    Gradients as Gradients,
+    GradMetric as GradMetric,
+    run_gradients as run_gradients,
 )
 from ._graph import Graph as Graph, graph as graph
 from ._json import node_from_dict as node_from_dict

@@ -1,0 +1,167 @@
+"""Gradients of a metric of the answer logits with respect to site values, through nnsight.
+
+Attribution patching needs, at every site of interest, the site's value and the gradient of a
+metric (e.g. the yes-minus-no margin) with respect to it, from one forward and one backward pass.
+The trace reads each site, writes back a copy of it (so that the copy is what the model computes
+with and the gradient reaches it), and after the forward pass runs the metric's backward inside
+nnsight's backward context, reading the gradients in reverse forward order as nnsight requires.
+
+The weights are frozen for the pass (their `requires_grad` is restored afterwards): no weight
+gradient is computed or left behind. The earliest site's copy is detached and made to require a
+gradient, which is what lets the backward pass run with frozen weights; everything the metric
+reads comes after it in the forward pass, so every later site's gradient is complete.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import nnsight
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..core import AllTokens, Component, ConfigError, Site
+from ..models import VLM, VlmInputs
+from ._execute import ExecutionConfig, compile_points
+from ._graph import Graph
+from ._nodes import Capture
+
+GradMetric = Callable[[Float[Tensor, "batch vocab"]], Float[Tensor, " batch"]]
+"""Maps answer-position logits to one number per row; its sum over rows is differentiated."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gradients:
+    """Site values and the gradient of the summed metric with respect to them.
+
+    Attributes:
+      sites: the sites, in the order they were asked for.
+      values: each site's whole value in its canonical layout (e.g. `(batch, seq, d_model)`,
+        `(batch, seq, head, d_head)` for head outputs).
+      grads: d(sum over rows of the metric) / d(value), same shapes; row i's gradient is that of
+        row i's metric alone (rows do not interact).
+      metric: the metric per row.
+      answer_logits: the answer-position logits.
+    """
+
+    sites: tuple[Site, ...]
+    values: tuple[Tensor, ...]
+    grads: tuple[Tensor, ...]
+    metric: Float[Tensor, " batch"]
+    answer_logits: Float[Tensor, "batch vocab"]
+
+    def value(self, site: Site) -> Tensor:
+        """The value at `site` (one of `sites`)."""
+        return self.values[self.sites.index(site)]
+
+    def grad(self, site: Site) -> Tensor:
+        """The gradient at `site` (one of `sites`)."""
+        return self.grads[self.sites.index(site)]
+
+
+def _check_sites(vlm: VLM, sites: Sequence[Site]) -> list[Site]:
+    if not sites:
+        raise ConfigError("run_gradients needs at least one site; got none.")
+    for site in sites:
+        if not isinstance(site, Site):
+            raise ConfigError(f"run_gradients needs Site values; got {type(site).__name__}.")
+        vlm.validate(site)
+        if site.heads is not None or site.neurons is not None or site.positions != AllTokens():
+            raise ConfigError(
+                f"{site}: run_gradients returns whole site values; pass sites without heads, "
+                "neurons or positions and select from the result."
+            )
+        if site.component is Component.ATTN_PATTERN:
+            raise ConfigError(
+                f"{site}: attention patterns are read-only outputs; take gradients at the "
+                "attention or head outputs instead."
+            )
+    if len(set(sites)) != len(sites):
+        raise ConfigError("run_gradients: a site is listed twice; list each site once.")
+    return list(sites)
+
+
+@contextmanager
+def _frozen_weights(module: torch.nn.Module) -> Iterator[None]:
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def run_gradients(
+    vlm: VLM,
+    inputs: VlmInputs,
+    sites: Sequence[Site],
+    metric: GradMetric,
+    config: ExecutionConfig | None = None,
+) -> Gradients:
+    """One forward and one backward pass: each site's value and the metric's gradient there.
+
+    Args:
+      vlm: the model.
+      inputs: one batch.
+      sites: whole sites (no heads, neurons or positions selectors), any order.
+      metric: maps answer-position logits to one value per row (e.g. `vlm.yes_no_margin`).
+      config: extra trace arguments; the backend must be "local" (nnsight 0.8.1 cannot send
+        a backward context through its serialiser), and the memory budget and kept logits do
+        not apply (one trace per call).
+
+    Raises:
+      ConfigError: no sites, a site with selectors, an attention-pattern site, a duplicate, or
+        a backend other than "local".
+      SiteError: a site does not exist in the model.
+    """
+    config = config or ExecutionConfig()
+    if config.backend != "local":
+        raise ConfigError(
+            f"run_gradients runs locally only; got backend {config.backend!r}. nnsight 0.8.1's "
+            "serialiser cannot carry a backward pass to a server: run attribution on a local "
+            "model, or use exact patching (run_graph) remotely."
+        )
+    wanted = _check_sites(vlm, sites)
+    order = [p.site for p in compile_points(Graph(nodes=tuple(
+        Capture(site=s, name=f"g{i}") for i, s in enumerate(wanted))))]  # fmt: skip
+    values, grads, total, logits = _trace(vlm, inputs, order, metric, config)
+    index = {site: i for i, site in enumerate(order)}
+    return Gradients(
+        sites=tuple(wanted),
+        values=tuple(values[index[s]] for s in wanted),
+        grads=tuple(grads[index[s]] for s in wanted),
+        metric=total,
+        answer_logits=logits,
+    )
+
+
+def _trace(
+    vlm: VLM, inputs: VlmInputs, order: list[Any], metric: GradMetric, config: ExecutionConfig
+) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
+    model, adapter = vlm.nnsight, vlm.adapter
+    with (
+        _frozen_weights(vlm.hf),
+        torch.enable_grad(),
+        model.trace(inputs.data, **config.extra),
+    ):
+        held = []
+        for i, site in enumerate(order):
+            value = adapter.read(model, site, inputs, checked=True)
+            value = value.detach().requires_grad_(True) if i == 0 else value.clone()
+            adapter.write(model, site, inputs, value, checked=True)
+            held.append(value)
+        logits = model.output.logits[:, -1]
+        per_row = metric(logits)
+        store = nnsight.save({})
+        store["values"] = [v.detach() for v in held]
+        store["metric"] = per_row.detach()
+        store["logits"] = logits.detach()
+        grads: dict[int, Tensor] = nnsight.save({})
+        with per_row.sum().backward():
+            for i in reversed(range(len(held))):  # nnsight serves gradients in reverse order
+                grads[i] = cast(Tensor, held[i].grad).detach().clone()
+    return store["values"], [grads[i] for i in range(len(order))], store["metric"], store["logits"]
