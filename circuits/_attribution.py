@@ -1,0 +1,192 @@
+"""Attribution patching (AtP): every node's patching effect estimated from one backward pass.
+
+Exact activation patching costs one forward pass per patched cell. Attribution patching replaces
+it with a first-order estimate: patching site value `a` from the clean run into the corrupted run
+changes the metric by about ``(a_clean - a_corrupt) . dM/da`` at the corrupted run. One forward
+pass of the clean run (its values), one forward and one backward pass of the corrupted run
+(values and gradients, `vrp.interventions.run_gradients`) give the estimate for every site,
+position, head and neuron at once.
+
+Granularity follows the component: a residual, attention or MLP output gets one score per
+position (the dot product over the model width), a head output one per position and head (over
+the head width), an MLP neuron one per position and neuron (no sum). The estimate is exact for a
+metric linear in the site and degrades where the model is strongly non-linear between the site
+and the metric (saturated attention, the final norm of a large patch), so `agreement` compares it
+with exact patching of the same cells.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from numpy.typing import ArrayLike
+from scipy import stats
+from torch import Tensor
+
+from vrp import Component, ConfigError, Site
+from vrp.core import TidyRecords
+from vrp.interventions import Capture, ExecutionConfig, Graph, run_gradients, run_graph
+from vrp.models import VLM, VlmInputs
+
+from ._sweep import Metric
+
+_PER_UNIT = {Component.HEAD_OUT: "head", Component.MLP_NEURONS: "neuron"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attribution(TidyRecords):
+    """Attribution-patching estimates of patching clean values into the corrupted run.
+
+    Attributes:
+      sites: the whole sites attributed, in the order asked.
+      scores: per site, the estimated metric change per row and position: `(batch, seq)`; head
+        outputs `(batch, seq, head)`; MLP neurons `(batch, seq, neuron)`. Zero at padding.
+      clean_metric: the metric of each row's clean run.
+      corrupt_metric: the metric of each row's corrupted run.
+      image_mask: which positions hold image tokens.
+      attention_mask: which positions are real (not padding).
+    """
+
+    sites: tuple[Site, ...]
+    scores: tuple[Tensor, ...] = field(repr=False)
+    clean_metric: Float[Tensor, " batch"]
+    corrupt_metric: Float[Tensor, " batch"]
+    image_mask: Bool[Tensor, "batch seq"] = field(repr=False)
+    attention_mask: Tensor = field(repr=False)
+
+    def score(self, site: Site) -> Tensor:
+        """The scores of `site` (one of `sites`).
+
+        Raises:
+          ConfigError: `site` was not attributed.
+        """
+        if site not in self.sites:
+            raise ConfigError(f"{site} was not attributed; sites: {[str(s) for s in self.sites]}.")
+        return self.scores[self.sites.index(site)]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One row per site, batch row, real position (and head or neuron): layer, component,
+        position, whether it is an image token, unit (head or neuron index, else None) and the
+        estimate; the row's clean and corrupted metric."""
+        rows: list[dict[str, Any]] = []
+        clean, corrupt = self.clean_metric.tolist(), self.corrupt_metric.tolist()
+        real = self.attention_mask.bool().cpu()
+        image = self.image_mask.cpu()
+        for site, score in zip(self.sites, self.scores, strict=True):
+            values = score.float().cpu()
+            for row, pos in real.nonzero().tolist():
+                units = values[row, pos].reshape(-1).tolist()
+                for unit, value in enumerate(units):
+                    rows.append({"layer": site.layer, "component": site.component.value,
+                                 "row": row, "position": pos, "image": bool(image[row, pos]),
+                                 "unit": unit if site.component in _PER_UNIT else None,
+                                 "estimate": value, "clean": clean[row],
+                                 "corrupt": corrupt[row]})  # fmt: skip
+        return rows
+
+
+def _check_pair(clean: VlmInputs, corrupt: VlmInputs) -> None:
+    same = (
+        clean.batch_size == corrupt.batch_size
+        and clean.seq_len == corrupt.seq_len
+        and bool(torch.equal(clean.image_mask.cpu(), corrupt.image_mask.cpu()))
+        and bool(torch.equal(clean.attention_mask.cpu(), corrupt.attention_mask.cpu()))
+    )
+    if not same:
+        raise ConfigError(
+            f"attribution patching pairs rows position by position: clean has "
+            f"{clean.batch_size} rows of {clean.seq_len} tokens, corrupt {corrupt.batch_size} of "
+            f"{corrupt.seq_len}, and their image and padding layouts must be equal. Pair prompts "
+            "whose tokens line up (circuits.patch_pairs reports which pairs are aligned)."
+        )
+
+
+def attribution_patching(
+    vlm: VLM,
+    clean: VlmInputs,
+    corrupt: VlmInputs,
+    sites: Sequence[Site],
+    metric: Metric,
+    *,
+    config: ExecutionConfig | None = None,
+) -> Attribution:
+    """Estimates the effect of patching every position (and head or neuron) of `sites` from the
+    clean run into the corrupted one: 2 forward passes and 1 backward pass in all.
+
+    Args:
+      vlm: the model.
+      clean: source rows.
+      corrupt: target rows, aligned with `clean` position by position.
+      sites: whole sites (no selectors), e.g. every layer's attention and MLP outputs.
+      metric: maps answer-position logits to one number per row (`vlm.yes_no_margin`).
+      config: extra trace arguments (local backend only, see `run_gradients`).
+
+    Raises:
+      ConfigError: misaligned rows, no sites, or sites with selectors.
+      SiteError: a site does not exist in the model.
+    """
+    _check_pair(clean, corrupt)
+    grads = run_gradients(vlm, corrupt, sites, metric, config)
+    capture = Graph(nodes=tuple(Capture(site=s, name=f"s{i}") for i, s in enumerate(sites)))
+    values = run_graph(vlm, capture, clean)
+    real = corrupt.attention_mask.bool()
+    scores = []
+    for i, site in enumerate(grads.sites):
+        product = (values[f"s{i}"] - grads.values[i]) * grads.grads[i]
+        per = product if site.component is Component.MLP_NEURONS else product.sum(dim=-1)
+        mask = real.reshape(*real.shape, *([1] * (per.dim() - 2)))
+        scores.append(torch.where(mask, per, torch.zeros_like(per)).detach())
+    return Attribution(
+        sites=grads.sites,
+        scores=tuple(scores),
+        clean_metric=metric(values.answer_logits["main"]).detach(),
+        corrupt_metric=grads.metric,
+        image_mask=corrupt.image_mask,
+        attention_mask=corrupt.attention_mask,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Agreement:
+    """How well attribution estimates rank cells as exact patching does.
+
+    Attributes:
+      spearman: rank correlation over the cells (with its two-sided p-value).
+      spearman_p: its p-value.
+      top_k_recall: share of exact patching's top-k cells (by |effect|) that attribution also
+        puts in its top k.
+      k: the k of the recall.
+      n: number of cells.
+    """
+
+    spearman: float
+    spearman_p: float
+    top_k_recall: float
+    k: int
+    n: int
+
+
+def agreement(estimates: ArrayLike, exact: ArrayLike, *, k: int = 10) -> Agreement:
+    """Spearman correlation and top-k recall (by absolute effect) between attribution estimates
+    and exact patching effects of the same cells.
+
+    Raises:
+      ConfigError: the inputs differ in length, hold non-finite values, have fewer than 3 cells,
+        or `k` is not in 1..n.
+    """
+    a, b = np.asarray(estimates, dtype=float).ravel(), np.asarray(exact, dtype=float).ravel()
+    if a.shape != b.shape or a.size < 3 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ConfigError(
+            f"agreement needs two finite vectors of one length >= 3; got {a.size} and {b.size} "
+            "values. Pass the estimate and the exact effect of each cell."
+        )
+    if not 1 <= k <= a.size:
+        raise ConfigError(f"agreement: k must lie in 1..{a.size}; got {k}.")
+    rho = stats.spearmanr(a, b)
+    top_exact = set(np.argsort(-np.abs(b), kind="stable")[:k].tolist())
+    top_estimate = set(np.argsort(-np.abs(a), kind="stable")[:k].tolist())
+    return Agreement(spearman=float(rho.statistic), spearman_p=float(rho.pvalue),
+                     top_k_recall=len(top_exact & top_estimate) / k, k=k, n=int(a.size))  # fmt: skip
