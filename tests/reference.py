@@ -16,12 +16,16 @@ _VISION = {
     "llava": ("model.vision_tower.encoder.layers.{i}", "self_attn", "out_proj", "fc2"),
     "paligemma": ("model.vision_tower.encoder.layers.{i}", "self_attn", "out_proj", "fc2"),
     "qwen2_vl": ("model.visual.blocks.{i}", "attn", "proj", "fc2"),
+    "qwen2_5_vl": ("model.visual.blocks.{i}", "attn", "proj", "down_proj"),
 }
 _PROJECTOR = {
     "llava": "model.multi_modal_projector",
     "paligemma": "model.multi_modal_projector",
     "qwen2_vl": "model.visual.merger",
+    "qwen2_5_vl": "model.visual.merger",
 }
+_WINDOWED = {"qwen2_5_vl"}
+"""Families whose vision tower runs its flat sequence in window order (Qwen2.5-VL)."""
 
 
 def reference_path(family: str, site: Site) -> tuple[str, str]:
@@ -33,7 +37,7 @@ def reference_path(family: str, site: Site) -> tuple[str, str]:
     else:
         template, attn, proj, fc2 = _VISION[family]
         base = template.format(i=site.layer)
-    tuple_attn = not (family == "qwen2_vl" and site.tower is Tower.VISION)
+    tuple_attn = not (family in ("qwen2_vl", "qwen2_5_vl") and site.tower is Tower.VISION)
     table = {
         Component.RESID_PRE: (base, "input"),
         Component.HEAD_OUT: (f"{base}.{attn}.{proj}", "input"),
@@ -46,6 +50,31 @@ def reference_path(family: str, site: Site) -> tuple[str, str]:
     return table[site.component]
 
 
+def processor_order(
+    vlm: models.VLM, inputs: models.VlmInputs, site: Site, raw: torch.Tensor, *, back: bool = False
+) -> torch.Tensor:
+    """`raw` (a module's flat vision value) in the processor's order (`back`: from it to the
+    module's order). Qwen2.5-VL's tower runs in window order, undone here with transformers' own
+    window index, not the adapter's."""
+    if vlm.family not in _WINDOWED or site.tower is Tower.LANGUAGE:
+        return raw
+    from transformers.vision_utils import get_vision_window_index
+
+    vision = vlm.hf.config.vision_config
+    merge = int(vision.spatial_merge_size)
+    window, _ = get_vision_window_index(
+        inputs.data["image_grid_thw"],
+        spatial_merge_size=merge,
+        window_size=int(vision.window_size),
+        patch_size=int(vision.patch_size),
+    )
+    window = window.to(raw.device)
+    merged = site.tower is Tower.PROJECTOR and site.component is Component.RESID_POST
+    unit = 1 if merged else merge * merge
+    units = raw.reshape(raw.shape[0] // unit, unit, *raw.shape[1:])
+    return units[window if back else torch.argsort(window)].reshape(raw.shape)
+
+
 Edit = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -54,8 +83,9 @@ def hooked_logits(
 ) -> torch.Tensor:
     """Answer logits of a plain forward in which each (site, edit) replaces the raw module value."""
     handles = []
-    for site, edit in edits:
+    for site, plain in edits:
         path, what = reference_path(vlm.family, site)
+        edit = _in_processor_order(vlm, inputs, site, plain)
         module = vlm.hf.get_submodule(path)
         if what == "input":
             handles.append(module.register_forward_pre_hook(_pre(edit)))
@@ -67,6 +97,16 @@ def hooked_logits(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _in_processor_order(vlm: models.VLM, inputs: models.VlmInputs, site: Site, edit: Edit) -> Edit:
+    """`edit` applied to the value in the processor's order (see `processor_order`)."""
+
+    def wrapped(raw: torch.Tensor) -> torch.Tensor:
+        ordered = processor_order(vlm, inputs, site, raw)
+        return processor_order(vlm, inputs, site, edit(ordered), back=True)
+
+    return wrapped
 
 
 def _pre(edit: Edit) -> Any:

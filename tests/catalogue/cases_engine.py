@@ -1116,7 +1116,7 @@ LOAD: tuple[Case, ...] = (
         says=(
             r"attn_implementation must be one of \('eager', 'sdpa'",
             r"got 'foo'",
-            r"Use 'eager'",
+            r"Use 'sdpa' for speed or 'eager'",
         ),
     ),
     Case(

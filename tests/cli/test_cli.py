@@ -9,6 +9,7 @@ from vrp.cli import (
     app,
 )
 from vrp.cli._app import main  # noqa: F401  (imports register the commands)
+from vrp.models import families
 
 runner = CliRunner()
 
@@ -29,7 +30,7 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert "Usage" in result.output
 
 
-@pytest.mark.parametrize("family", ["llava", "paligemma", "qwen2_vl"])
+@pytest.mark.parametrize("family", families())
 def test_inspect_prints_sites_grid_and_an_answer(family: str) -> None:
     result = runner.invoke(app, ["inspect", f"tiny/{family}", "--image-size", "32"])
     assert result.exit_code == 0, result.output

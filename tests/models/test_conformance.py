@@ -13,7 +13,7 @@ import torch
 
 import vrp.models as models
 from tests.conftest import QUESTIONS, random_images
-from tests.reference import reference_path as _reference_path
+from tests.reference import processor_order, reference_path as _reference_path
 from vrp.core import Component, Site, Tower
 
 
@@ -35,7 +35,8 @@ def _hook_reference(vlm: models.VLM, sites: list[Site], inputs: models.VlmInputs
     finally:
         for handle in handles:
             handle.remove()
-    return [captured[i].detach().clone() for i in range(len(sites))]
+    raw = [captured[i].detach().clone() for i in range(len(sites))]
+    return [processor_order(vlm, inputs, s, r) for s, r in zip(sites, raw, strict=True)]
 
 
 def _all_sites(vlm: models.VLM) -> list[Site]:

@@ -94,12 +94,6 @@ def test_component_the_family_does_not_have(tiny_vlms: dict[str, models.VLM]) ->
         tiny_vlms["qwen2_vl"].validate(site)
 
 
-def test_attention_pattern_needs_eager() -> None:
-    sdpa = vrp.load("tiny/llava", attn_implementation="sdpa")
-    with pytest.raises(vrp.SiteError, match=r"need eager attention.*attn_implementation='eager'"):
-        sdpa.validate(Site(layer=0, component=Component.ATTN_PATTERN))
-
-
 def test_pattern_is_read_only(vlm: models.VLM) -> None:
     inputs = vlm.encode(random_images(1), ["is there a circle ?"])
     site = Site(layer=0, component=Component.ATTN_PATTERN)

@@ -138,7 +138,7 @@ def _spec(**fields: object) -> models.ModelSpec:
 @pytest.mark.parametrize(
     ("family", "fields", "message"),
     [
-        ("llava", {"mrope_section": (1, 1, 2)}, "only Qwen2-VL has M-RoPE"),
+        ("llava", {"mrope_section": (1, 1, 2)}, r"only families with M-RoPE .*\(Qwen2-VL"),
         ("qwen2_vl", {"mrope_section": (1, 1, 1)}, r"summing to the head's 4 .*\(1, 1, 1\)"),
         ("qwen2_vl", {"mrope_section": (-1, 2, 3)}, "three whole counts >= 0"),
         ("qwen2_vl", {"mrope_section": (2, 2)}, r"got \(2, 2\)"),

@@ -13,10 +13,9 @@ import torch
 import vrp
 from vrp.data import SyntheticConfig, generate
 from vrp.models import builtin_names
+from vrp.organisms._card import FAMILIES  # the families with an organism recipe
 from vrp.pipeline import SignalConfig, batch_signals
 from vrp.signals import best_spelling, yes_no_margin
-
-FAMILIES = ("llava", "paligemma", "qwen2_vl")
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ import pytest
 import vrp
 from vrp.data import SyntheticConfig, generate
 from vrp.models import builtin_names
+from vrp.organisms._card import FAMILIES  # the families with an organism recipe
 from vrp.pipeline import SignalConfig, dataset_signals
-
-FAMILIES = ("llava", "paligemma", "qwen2_vl")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

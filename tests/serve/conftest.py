@@ -14,6 +14,8 @@ from pathlib import Path
 import nnsight
 import pytest
 
+import vrp.models
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 180
 
@@ -60,9 +62,10 @@ def stop_server(server: ServerProcess) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """An open loopback server hosting the three tiny families (a 4 s job limit, 1 MB requests)."""
+    """An open loopback server hosting every registered family's tiny model (a 4 s job limit,
+    1 MB requests)."""
     log = tmp_path_factory.mktemp("serve") / "tiny.log"
-    models = ["--model", "tiny/llava", "--model", "tiny/paligemma", "--model", "tiny/qwen2_vl"]
+    models = [arg for f in vrp.models.families() for arg in ("--model", f"tiny/{f}")]
     server = start_server([*models, "--job-timeout", "4", "--max-request-mb", "1"], log)
     yield server
     stop_server(server)

@@ -5,6 +5,7 @@ import torch
 from nnsight.intervention.backends.remote import RemoteError
 
 import vrp
+import vrp.models
 from circuits import patch_sweep, yes_no_metric
 from tests.conftest import QUESTIONS, random_images
 from tests.interventions.test_properties import _rich_graph
@@ -14,7 +15,7 @@ from vrp.interventions import Capture, ExecutionConfig, graph, run_graph
 from .conftest import ServerProcess
 
 
-@pytest.mark.parametrize("family", ["llava", "paligemma", "qwen2_vl"])
+@pytest.mark.parametrize("family", vrp.models.families())
 def test_a_rich_graph_runs_remotely_as_locally(tiny_server: ServerProcess, family: str) -> None:
     vlm = vrp.load(f"tiny/{family}")
     clean = vlm.encode(random_images(2, seed=1), QUESTIONS[:2])

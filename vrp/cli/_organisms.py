@@ -12,9 +12,12 @@ from ..data._files import check_output_folder
 from ._app import check_min, fail
 
 organisms_app = typer.Typer(
-    help="Model organisms: small trained LLaVA / PaliGemma / Qwen2-VL shipped with VRP.",
+    help="Model organisms: small trained VLMs of the registered families, shipped with VRP.",
     no_args_is_help=True,
 )
+
+
+_FAMILY_HELP = "A family with an organism recipe (vrp.organisms.RECIPES; others are refused)."
 
 
 def _model_name(name: str) -> str:
@@ -26,7 +29,7 @@ def _model_name(name: str) -> str:
 
 @organisms_app.command()
 def train(  # noqa: PLR0913  (each option of a CLI command is one argument)
-    family: Annotated[str, typer.Option(help="llava, paligemma or qwen2_vl.")],
+    family: Annotated[str, typer.Option(help=_FAMILY_HELP)],
     seed: Annotated[int, typer.Option(help="Seeds the initial weights and the training data.")] = 0,
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default runs/<family>-seed<seed>).")
@@ -133,7 +136,7 @@ def _print_report(report: object, console: Console) -> None:
 
 @organisms_app.command()
 def card(
-    name: Annotated[str, typer.Argument(help="An organism: llava, paligemma or qwen2_vl.")],
+    name: Annotated[str, typer.Argument(help=_FAMILY_HELP)],
     write: Annotated[
         bool, typer.Option(help="Re-evaluate and rewrite the card (else print the shipped one).")
     ] = False,
@@ -163,7 +166,7 @@ def card(
 @organisms_app.command()
 def ship(
     model_dir: Annotated[Path, typer.Argument(help="The model/ folder of a training run.")],
-    family: Annotated[str, typer.Option(help="llava, paligemma or qwen2_vl.")],
+    family: Annotated[str, typer.Option(help=_FAMILY_HELP)],
 ) -> None:
     """Copy a trained model into the package, where vrp.load("organism/<family>") finds it."""
     from ..organisms import ship as copy_in

@@ -28,8 +28,9 @@ class Component(Enum):
     Canonical shapes (axis names from `vrp.core.types`):
 
     - ``RESID_PRE``: the layer's input residual stream, ``batch seq d_model``.
+    - ``ATTN_PATTERN``: attention weights, ``batch head seq key`` (read-only; recomputed from the
+      attention block's queries, keys and mask, so any attention implementation serves it).
     - ``HEAD_OUT``: per-head attention outputs before the output projection, ``batch seq head d_head``.
-    - ``ATTN_PATTERN``: attention weights, ``batch head seq key`` (read-only; needs eager attention).
     - ``ATTN_OUT``: the attention block's output added to the residual stream, ``batch seq d_model``.
     - ``MLP_NEURONS``: the MLP's hidden units feeding its down projection, ``batch seq d_mlp``.
     - ``MLP_OUT``: the MLP block's output added to the residual stream, ``batch seq d_model``.
@@ -40,8 +41,8 @@ class Component(Enum):
     """
 
     RESID_PRE = "resid_pre"
-    HEAD_OUT = "head_out"
     ATTN_PATTERN = "attn_pattern"
+    HEAD_OUT = "head_out"
     ATTN_OUT = "attn_out"
     MLP_NEURONS = "mlp_neurons"
     MLP_OUT = "mlp_out"

@@ -28,7 +28,7 @@ from ..core import (
     merge,
     select,
 )
-from ..models import VLM, VlmInputs, concat_inputs
+from ..models import VLM, Adapter, VlmInputs, concat_inputs
 from ._checks import check_units, tower_positions
 from ._graph import Graph
 from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
@@ -87,7 +87,7 @@ class Point:
 
 
 _COMPONENT_RANK = {c: float(i) for i, c in enumerate(Component)}
-_KNOCKOUT_RANK = 0.5  # the attention block's input mask: after RESID_PRE, before HEAD_OUT
+_KNOCKOUT_RANK = 0.5  # the attention block's input mask: after RESID_PRE, before ATTN_PATTERN
 _TOWER_RANK = {t: i for i, t in enumerate(Tower)}
 
 
@@ -203,7 +203,7 @@ def _check_open_keys(node: AttentionKnockout, mask: Tensor, real: Tensor, blocke
         )
 
 
-def execute_points(model: Any, vlm_adapter: Any, points: list[Point], ctx: _RunContext) -> None:
+def execute_points(model: Any, vlm_adapter: Adapter, points: list[Point], ctx: _RunContext) -> None:
     """Inside a trace: visits every point in forward order, applying its nodes."""
     n_heads = vlm_adapter.shape(Tower.LANGUAGE).n_heads
     for point in points:

@@ -20,7 +20,6 @@ from ..core import (
 from ..models import VLM, VlmInputs
 from ._json import node_from_dict
 from ._nodes import (
-    AttentionKnockout,
     Capture,
     ImagePatchMask,
     Node,
@@ -111,10 +110,6 @@ class Graph:
             )
         for site in node.sites:
             vlm.validate(site)
-        if isinstance(node, AttentionKnockout) and not vlm.adapter.eager:
-            raise GraphError(
-                "attention knockouts need eager attention (attn_implementation='eager')"
-            )
         if isinstance(node, SiteNode):
             if node.site.component is Component.ATTN_PATTERN and node.writes:
                 raise GraphError(

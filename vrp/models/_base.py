@@ -5,8 +5,10 @@ The three families share the decoder layout of transformers 5 (``model.language_
 sets the per-tower module names (`LayerPaths`) and the family's prompt, grid and processor quirks.
 """
 
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -15,8 +17,11 @@ from PIL.Image import Image
 from torch import Tensor
 
 from ..core import AdapterError, Component, DataError, PromptError, Site, SiteError, Tower, to_rgb
+from ._attention import edit_mask, read_pattern
 from ._inputs import VlmInputs
-from ._protocol import AnswerTokens, TowerShape
+from ._protocol import AnswerTokens, MaskEdit, TowerShape
+from ._registry import adapter_class, families
+from ._spec import FAMILY_OPTIONS, ModelSpec, check_options
 
 ALL_COMPONENTS = frozenset(Component)
 PROJECTOR_COMPONENTS = frozenset({Component.RESID_PRE, Component.RESID_POST})
@@ -24,15 +29,25 @@ PROJECTOR_COMPONENTS = frozenset({Component.RESID_PRE, Component.RESID_POST})
 
 @dataclass(frozen=True, kw_only=True)
 class LayerPaths:
-    """Attribute names inside one transformer layer of a tower."""
+    """Attribute names inside one transformer layer of a tower.
 
-    attn: str  # the attention block
-    head_proj: (
-        str  # the attention output projection inside `attn` (its input holds per-head outputs)
-    )
-    mlp: str  # the MLP block
-    neuron_proj: str  # the MLP down projection inside `mlp` (its input holds the neurons)
-    attn_returns_weights: bool  # the attention block returns (output, weights)
+    Attributes:
+      attn: the attention block.
+      head_proj: the attention output projection inside `attn` (its input holds per-head outputs).
+      mlp: the MLP block.
+      neuron_proj: the MLP down projection inside `mlp` (its input holds the neurons).
+      attn_returns_weights: the attention block returns (output, weights).
+      query: the query projection inside `attn` (attention patterns are computed from it).
+      key: the key projection inside `attn`.
+    """
+
+    attn: str
+    head_proj: str
+    mlp: str
+    neuron_proj: str
+    attn_returns_weights: bool
+    query: str = "q_proj"
+    key: str = "k_proj"
 
 
 LANGUAGE_PATHS = LayerPaths(
@@ -58,19 +73,32 @@ def _get(envoy: Any, dotted: str) -> Any:
     return envoy
 
 
-class BaseAdapter:
-    """Implements the `Adapter` protocol for decoder VLMs; families override the marked hooks."""
+class BaseAdapter(ABC):
+    """Implements most of the `Adapter` protocol for decoder VLMs; a family file sets the class
+    attributes, implements the abstract methods and overrides what differs (see `Adapter` for
+    what each attribute means).
+
+    Attributes:
+      vision_paths: attribute names inside one vision layer.
+    """
 
     family: ClassVar[str] = ""
-    model_class: ClassVar[
-        type[Any]
-    ]  # the transformers class `vrp.load` instantiates for this family
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    model_class: ClassVar[type[Any]]
     image_placeholder: ClassVar[str] = "<image>"
+    processor_files: ClassVar[tuple[str, ...]] = (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+    )
+    spec_options: ClassVar[frozenset[str]] = frozenset()
+    published: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     vision_paths: ClassVar[LayerPaths]
 
     def __init__(self, config: Any) -> None:
         self.config = config
-        self.eager = getattr(config, "_attn_implementation", None) == "eager"
         self._shapes = {
             Tower.LANGUAGE: self._language_shape(config.text_config),
             Tower.VISION: self._vision_shape(config.vision_config),
@@ -139,12 +167,6 @@ class BaseAdapter:
         self._validate_units("heads", site.heads, shape.n_heads, site)
         self._validate_units("neurons", site.neurons, shape.d_mlp, site)
         self._validate_units("dims", site.dims, shape.d_model, site)
-        if site.component is Component.ATTN_PATTERN and not self.eager:
-            raise SiteError(
-                f"{site}: attention patterns need eager attention, but this model runs "
-                f"{getattr(self.config, '_attn_implementation', None)!r}. "
-                "Load it with vrp.load(..., attn_implementation='eager')."
-            )
 
     def _validate_units(self, name: str, units: Any, size: int, site: Site) -> None:
         if units is None:
@@ -162,8 +184,9 @@ class BaseAdapter:
             return model.model.language_model.layers[site.layer]
         return self._vision_layer(model, site.layer)
 
+    @abstractmethod
     def _vision_layer(self, model: Any, layer: int) -> Any:
-        raise NotImplementedError
+        """The envoy of vision layer `layer`."""
 
     def _projector(self, model: Any) -> Any:
         return model.model.multi_modal_projector
@@ -197,9 +220,11 @@ class BaseAdapter:
     def read(self, model: Any, site: Site, inputs: VlmInputs, *, checked: bool = False) -> Tensor:
         """Inside a trace: the full canonical value at `site` (`checked` skips re-validation)."""
         envoy = self._envoy(model, site) if checked else self.envoy(model, site)
+        if site.component is Component.ATTN_PATTERN:  # recomputed: any attention implementation
+            paths = self._paths(site.tower)
+            query, key = _get(envoy, paths.query), _get(envoy, paths.key)
+            return read_pattern(envoy, query, key, site, self._shapes[site.tower])
         raw = envoy.input if self._reads_input(site) else envoy.output
-        if site.component is Component.ATTN_PATTERN:
-            return raw[1]
         if site.component is Component.ATTN_OUT and self._paths(site.tower).attn_returns_weights:
             raw = raw[0]
         return self._to_canonical(site, raw, inputs)
@@ -268,13 +293,22 @@ class BaseAdapter:
         self.validate(Site(layer=layer, component=Component.HEAD_OUT))
         return hf.model.language_model.layers[layer].self_attn.o_proj.weight
 
-    def edit_attention_mask(self, model: Any, layer: int, edit: Any) -> None:
-        """Inside a trace: see `edit_attention_mask`."""
-        edit_attention_mask(self, model, layer, edit)
+    def edit_attention_mask(self, model: Any, layer: int, edit: MaskEdit) -> None:
+        """Inside a trace: replaces the mask language layer `layer` attends with by `edit(mask)`.
+
+        `edit` maps the mask the model built (additive float ``batch 1 seq key``, or boolean) to a
+        new one, which may carry a head axis (``batch head seq key``).
+
+        Raises:
+          SiteError: the layer's attention takes no 4-D mask (flash attention).
+        """
+        block = self._envoy(model, Site(layer=layer, component=Component.ATTN_OUT))
+        edit_mask(block, edit, f"Language layer {layer} of {self.family}")
 
     # ----- prompts and encoding ------------------------------------------------------------------
+    @abstractmethod
     def prompt(self, question: str) -> str:
-        raise NotImplementedError
+        """The family's official prompt around `question`."""
 
     def _grids(self, data: dict[str, Tensor]) -> tuple[tuple[int, int], ...]:
         """Patch grid per row; by default the square grid of a fixed-resolution vision tower."""
@@ -386,6 +420,41 @@ class BaseAdapter:
     def answer_tokens(self, tokenizer: Any) -> AnswerTokens:
         return AnswerTokens(yes=_first_tokens(tokenizer, "yes"), no=_first_tokens(tokenizer, "no"))
 
+    # ----- the family: building, loading and saving ----------------------------------------------
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        """Refuses family options this family does not take, and a bad rotary base."""
+        check_options(cls.family, spec, cls.spec_options, _takers())
+
+    @classmethod
+    @abstractmethod
+    def build_tiny(cls, spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
+        """A randomly initialised (model, processor) of `spec`'s sizes around `tokenizer`."""
+
+    @classmethod
+    @abstractmethod
+    def build_config(cls, values: Mapping[str, Any], tokenizer: Any) -> Any:
+        """A transformers config from published `values`, its token ids taken from `tokenizer`."""
+
+    @classmethod
+    @abstractmethod
+    def build_processor(cls, config: Any, tokenizer: Any) -> Any:
+        """The family's processor for a model of `config`, around an offline `tokenizer`."""
+
+    @classmethod
+    def load_processor(cls, source: str | Path, *, local_only: bool) -> Any:
+        """The processor saved with the checkpoint (``processor_config.json`` names its class)."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(source, local_files_only=local_only)
+
+    @classmethod
+    def save_processor(cls, processor: Any, directory: Path) -> None:
+        """Writes the tokenizer, image processor and processor files."""
+        processor.tokenizer.save_pretrained(directory)
+        processor.image_processor.save_pretrained(directory)
+        processor.save_pretrained(directory)
+
 
 def _first_tokens(tokenizer: Any, word: str) -> tuple[int, ...]:
     """Ids of the first token of each casing / spacing variant of `word` that decodes to it."""
@@ -406,21 +475,11 @@ def _first_tokens(tokenizer: Any, word: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def edit_attention_mask(adapter: BaseAdapter, model: Any, layer: int, edit: Any) -> None:
-    """Inside a trace: replaces the attention mask language layer `layer` attends with.
-
-    `edit` maps the mask the model built (additive float ``batch 1 seq key``, or boolean) to a new
-    mask, which may carry a head axis (``batch head seq key``).
-
-    Raises:
-      SiteError: the layer received no mask tensor (non-eager attention without padding).
-    """
-    block = adapter._envoy(model, Site(layer=layer, component=Component.ATTN_OUT))
-    args, kwargs = block.inputs
-    mask = kwargs.get("attention_mask")
-    if not isinstance(mask, Tensor):
-        raise SiteError(
-            f"Language layer {layer} of {adapter.family} received no attention mask tensor; "
-            "attention knockouts need eager attention: vrp.load(..., attn_implementation='eager')."
+def _takers() -> dict[str, str]:
+    """Per family-specific `ModelSpec` option, the titles of the registered families taking it."""
+    return {
+        option: ", ".join(
+            adapter_class(f).title for f in families() if option in adapter_class(f).spec_options
         )
-    block.inputs = (args, {**kwargs, "attention_mask": edit(mask)})
+        for option in FAMILY_OPTIONS
+    }

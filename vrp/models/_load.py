@@ -8,14 +8,13 @@ from typing import Any
 import torch
 from PIL import Image
 from safetensors import SafetensorError
-from transformers import AutoProcessor, AutoTokenizer
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from ..core import AdapterError, ConfigError, ModelNotFoundError, VrpError
 from ._build import build_vlm
 from ._checkpoint_files import check_files, read_json
-from ._processors import QWEN2_VL_CHAT_TEMPLATE, qwen2_vl_from_parts
+from ._protocol import Adapter
 from ._registry import adapter_class, families
+from ._spec import ModelSpec
 from ._vlm import VLM
 
 ORGANISM_DIR = Path(__file__).resolve().parent.parent / "organisms" / "assets"
@@ -49,8 +48,9 @@ def load(
       device: where the weights go ("cpu", "cuda", "cuda:1", "mps").
       dtype: weight dtype, a floating torch dtype or its name ("bfloat16"); None keeps the
         checkpoint's.
-      attn_implementation: "eager" (needed for attention patterns and knockouts), "sdpa", or
-        "flash_attention_2" (needs the flash-attn package and a CUDA device).
+      attn_implementation: "eager", "sdpa" (faster and smaller; attention patterns and
+        knockouts work under both: patterns are recomputed at the layers read), or
+        "flash_attention_2" (needs the flash-attn package and a CUDA device; no knockouts).
 
     Raises:
       ConfigError: `device`, `dtype` or `attn_implementation` is invalid or unavailable here.
@@ -64,10 +64,9 @@ def load(
     attn = _check_attn(attn_implementation, place)
     text = _check_name(name_or_path)
     if text.startswith("tiny/"):
-        vlm = build_vlm(text.removeprefix("tiny/") if text[5:] in families() else _unknown(text))
-        vlm.hf.set_attn_implementation(attn)
-        vlm.adapter.eager = attn == "eager"
-        return _place(vlm, place, weights)
+        family = text.removeprefix("tiny/") if text[5:] in families() else _unknown(text)
+        spec = ModelSpec(attn_implementation=attn)
+        return build_vlm(family, spec, device=place, dtype=weights or torch.float32)
     if text.startswith("organism/"):
         directory = ORGANISM_DIR / text.removeprefix("organism/")
         if not (directory / "config.json").exists():
@@ -125,14 +124,15 @@ def _check_dtype(dtype: object) -> torch.dtype | None:
 
 
 ATTENTION = ("eager", "sdpa", "flash_attention_2")
-"""Attention implementations `load` accepts ("eager" is the one that exposes patterns)."""
+"""Attention implementations `load` accepts."""
 
 
 def _check_attn(attn: object, device: torch.device) -> str:
     if not isinstance(attn, str) or attn not in ATTENTION:
         raise ConfigError(
-            f"attn_implementation must be one of {ATTENTION}; got {attn!r}. Use 'eager' to read "
-            "attention patterns or knock out attention, 'sdpa' for speed."
+            f"attn_implementation must be one of {ATTENTION}; got {attn!r}. Use 'sdpa' for speed "
+            "or 'eager' for transformers' reference arithmetic; both serve attention patterns "
+            "and knockouts."
         )
     flash_missing = importlib.util.find_spec("flash_attn") is None
     if attn == "flash_attention_2" and (flash_missing or device.type != "cuda"):
@@ -149,13 +149,6 @@ def _unknown(name: str) -> Any:
         f"Unknown model {name!r}. Expected a built-in name ({', '.join(builtin_names())}), a local "
         "checkpoint directory holding config.json, or a Hub repo id 'owner/name'."
     )
-
-
-def _place(vlm: VLM, device: str | torch.device, dtype: torch.dtype | None) -> VLM:
-    vlm.hf.to(device=torch.device(device), dtype=dtype) if dtype else vlm.hf.to(
-        torch.device(device)
-    )
-    return vlm
 
 
 def _model_type(directory: Path) -> str:
@@ -244,14 +237,26 @@ def _from_pretrained(
     """Model, processor and adapter of `family` from a directory or (online) a Hub repo id."""
     local_only = isinstance(source, Path)
     kwargs: dict[str, Any] = {"local_files_only": local_only, "attn_implementation": attn}
+    kwargs.update(_placement(torch.device(device)))
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = _load_model(family, source, kwargs)
-    model = model.to(torch.device(device))
+    model = _load_model(family, source, kwargs).to(torch.device(device))  # a no-op when placed
     processor = _load_processor(family, source, local_only=local_only)
     adapter = adapter_class(family)(model.config)
     _check_processor(family, source, adapter, processor)
     return VLM(model=model, processor=processor, adapter=adapter, name=name)
+
+
+def _placement(device: torch.device) -> dict[str, Any]:
+    """`from_pretrained` arguments reading the weights straight onto `device`.
+
+    transformers reads safetensors onto the CPU by default; with a ``device_map`` it reads each
+    tensor onto the device, so a GPU checkpoint never takes a CPU copy. That path needs the
+    accelerate package: without it (or for the CPU itself) the weights come through the CPU.
+    """
+    if device.type == "cpu" or importlib.util.find_spec("accelerate") is None:
+        return {}
+    return {"device_map": device}
 
 
 def _load_model(family: str, source: str | Path, kwargs: dict[str, Any]) -> Any:
@@ -281,40 +286,26 @@ def _load_model(family: str, source: str | Path, kwargs: dict[str, Any]) -> Any:
     return model
 
 
-def _processor_files(family: str) -> tuple[str, ...]:
-    """The files `_load_processor` reads (what `save` writes for the processor)."""
-    shared = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json")
-    return shared if family == "qwen2_vl" else (*shared, "processor_config.json")
-
-
 def _load_processor(family: str, source: str | Path, *, local_only: bool) -> Any:
     try:
-        if family != "qwen2_vl":
-            return AutoProcessor.from_pretrained(source, local_files_only=local_only)
-        images = Qwen2VLImageProcessorPil.from_pretrained(source, local_files_only=local_only)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        return adapter_class(family).load_processor(source, local_only=local_only)
     except _LOAD_ERRORS as err:
         raise _processor_error(family, source, err) from None
-    template = getattr(tokenizer, "chat_template", None) or QWEN2_VL_CHAT_TEMPLATE
-    return qwen2_vl_from_parts(images, tokenizer, template)
 
 
 def _processor_error(family: str, source: str | Path, err: Exception) -> AdapterError:
-    missing = (
-        [f for f in _processor_files(family) if not (source / f).is_file()]
-        if isinstance(source, Path)
-        else []
-    )
+    files = adapter_class(family).processor_files
+    missing = [f for f in files if not (source / f).is_file()] if isinstance(source, Path) else []
     absent = f" Missing there: {', '.join(missing)}." if missing else ""
     return AdapterError(
         f"the tokenizer / processor files of {source} do not build a working {family} processor "
         f"({type(err).__name__}: {' '.join(str(err).split())[:300]}).{absent} Copy "
-        f"{', '.join(_processor_files(family))} from the original checkpoint, or re-save the "
+        f"{', '.join(files)} from the original checkpoint, or re-save the "
         "model with vrp.save."
     )
 
 
-def _check_processor(family: str, source: str | Path, adapter: Any, processor: Any) -> None:
+def _check_processor(family: str, source: str | Path, adapter: Adapter, processor: Any) -> None:
     """Encodes one prompt and finds the yes/no tokens, so that a broken processor or tokenizer
     fails at load, naming its files, rather than later in `encode` or a signal."""
     vision = getattr(adapter.config, "vision_config", None)
@@ -368,10 +359,7 @@ def save(vlm: VLM, directory: str | Path) -> Path:
             "path under a folder you can write to."
         ) from None
     vlm.hf.save_pretrained(directory)
-    vlm.tokenizer.save_pretrained(directory)
-    vlm.processor.image_processor.save_pretrained(directory)
-    if vlm.family != "qwen2_vl":
-        vlm.processor.save_pretrained(directory)
+    vlm.adapter.save_processor(vlm.processor, directory)
     return directory
 
 

@@ -1,7 +1,7 @@
 """Builders of each family's real processor class around a given tokenizer.
 
-Used for tiny models and organisms (whose processors are built, not downloaded) and, for Qwen2-VL, for
-real checkpoints too: in transformers 5.x `Qwen2VLProcessor.__init__` insists on a video processor,
+Used for tiny models and organisms (whose processors are built, not downloaded) and, for the Qwen-VL
+families, for real checkpoints too: in transformers 5.x `Qwen2VLProcessor.__init__` insists on a video processor,
 whose class needs torchvision even when only images are processed. Where torchvision is absent we
 assemble the same processor class without the video part (`_image_only_qwen2_vl_processor`).
 """
@@ -14,7 +14,6 @@ from transformers import (
     Qwen2VLProcessor,
 )
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -48,35 +47,27 @@ def paligemma_processor(tokenizer: Any, *, image_size: int, patch_size: int) -> 
     return PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)
 
 
-def qwen2_vl_processor(tokenizer: Any, *, image_size: int, patch_size: int) -> Qwen2VLProcessor:
-    """Qwen2-VL's processor fixed to one resolution (min = max pixels), 2x2 merge."""
-    images = Qwen2VLImageProcessorPil(
-        min_pixels=image_size * image_size,
-        max_pixels=image_size * image_size,
-        patch_size=patch_size,
-        merge_size=2,
-        temporal_patch_size=2,
-    )
-    return qwen2_vl_from_parts(images, tokenizer, QWEN2_VL_CHAT_TEMPLATE)
-
-
 def qwen2_vl_from_parts(
-    image_processor: Any, tokenizer: Any, chat_template: Any
-) -> Qwen2VLProcessor:
-    """A `Qwen2VLProcessor` from its image processor and tokenizer, with or without torchvision."""
+    image_processor: Any,
+    tokenizer: Any,
+    chat_template: Any,
+    processor_class: type[Any] = Qwen2VLProcessor,
+) -> Any:
+    """A Qwen-VL processor (`processor_class`: Qwen2-VL's or Qwen2.5-VL's, which share their
+    constructor) from its image processor and tokenizer, with or without torchvision."""
     try:
-        return Qwen2VLProcessor(
+        return processor_class(
             image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
         )
     except (AttributeError, TypeError, ValueError, ImportError):
-        return _image_only_qwen2_vl_processor(image_processor, tokenizer, chat_template)
+        return _image_only(processor_class, image_processor, tokenizer, chat_template)
 
 
-def _image_only_qwen2_vl_processor(
-    image_processor: Any, tokenizer: Any, chat_template: Any
-) -> Qwen2VLProcessor:
-    # Same attributes Qwen2VLProcessor.__init__ sets, minus the video processor it cannot build here.
-    processor = Qwen2VLProcessor.__new__(Qwen2VLProcessor)
+def _image_only(
+    processor_class: type[Any], image_processor: Any, tokenizer: Any, chat_template: Any
+) -> Any:
+    # Same attributes the processor's __init__ sets, minus the video processor it cannot build here.
+    processor: Any = object.__new__(processor_class)
     processor.chat_template = chat_template
     processor.image_processor = image_processor
     processor.tokenizer = tokenizer

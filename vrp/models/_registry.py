@@ -1,34 +1,55 @@
-"""The family registry: which adapter serves which transformers model type."""
+"""The family registry: which adapter serves which transformers model type.
 
-from typing import Any
+Families join it with the `register` class decorator in their own file; every list of families in
+VRP (built-in names, CLI help, the serve sandbox, test parametrisations) is read from here.
+"""
+
+from typing import Any, TypeVar
 
 from ..core import AdapterError
-from ._base import BaseAdapter
-from .llava import LlavaAdapter
-from .paligemma import PaliGemmaAdapter
-from .qwen2_vl import Qwen2VLAdapter
+from ._protocol import Adapter, AdapterClass
 
-_ADAPTERS: dict[str, type[BaseAdapter]] = {
-    LlavaAdapter.family: LlavaAdapter,
-    PaliGemmaAdapter.family: PaliGemmaAdapter,
-    Qwen2VLAdapter.family: Qwen2VLAdapter,
-}
+A = TypeVar("A", bound=AdapterClass)
+
+_ADAPTERS: dict[str, AdapterClass] = {}
 
 
 def families() -> tuple[str, ...]:
-    """Names of the registered model families."""
+    """Names of the registered model families, in registration order."""
     return tuple(_ADAPTERS)
 
 
-def register(adapter: type[BaseAdapter]) -> type[BaseAdapter]:
-    """Registers an adapter class under its `family` name (usable as a class decorator)."""
-    if not adapter.family:
-        raise AdapterError(f"{adapter.__name__} must set a non-empty `family` class attribute.")
-    _ADAPTERS[adapter.family] = adapter
+def register(adapter: A) -> A:
+    """Registers an adapter class under its `family` name; a class decorator.
+
+    The parameter's type makes mypy check the class against the `Adapter` Protocol.
+
+    Raises:
+      AdapterError: the class has no non-empty `family`, or another class holds that name.
+    """
+    family = getattr(adapter, "family", "")
+    if not isinstance(family, str) or not family:
+        raise AdapterError(
+            f"{adapter.__name__} must set a non-empty string `family` class attribute (the "
+            f"transformers config's model_type); got {family!r}."
+        )
+    held = _ADAPTERS.get(family)
+    if held is not None and held.__qualname__ != adapter.__qualname__:
+        raise AdapterError(
+            f"family {family!r} is already registered by {held.__module__}.{held.__qualname__}; "
+            f"{adapter.__module__}.{adapter.__qualname__} cannot take it. Give the new adapter "
+            "another family name, or unregister the old one first."
+        )
+    _ADAPTERS[family] = adapter
     return adapter
 
 
-def adapter_class(family: str) -> type[BaseAdapter]:
+def unregister(family: str) -> None:
+    """Removes `family` from the registry (a no-op if it is not registered)."""
+    _ADAPTERS.pop(family, None)
+
+
+def adapter_class(family: str) -> AdapterClass:
     """The adapter class of `family`.
 
     Raises:
@@ -36,12 +57,13 @@ def adapter_class(family: str) -> type[BaseAdapter]:
     """
     if family not in _ADAPTERS:
         raise AdapterError(
-            f"Unknown model family {family!r}. Registered families: {', '.join(_ADAPTERS)}."
+            f"Unknown model family {family!r}. Registered families: {', '.join(_ADAPTERS)}. "
+            "Pass one of those, or register an adapter with @vrp.models.register."
         )
     return _ADAPTERS[family]
 
 
-def adapter_for_config(config: Any) -> BaseAdapter:
+def adapter_for_config(config: Any) -> Adapter:
     """Builds the adapter for a transformers config by its `model_type`.
 
     Raises:

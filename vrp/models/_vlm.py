@@ -12,9 +12,8 @@ from torch import Tensor
 
 from ..core import Component, Site, SiteError, Tower
 from ..core.types import AnswerLogits, Logits
-from ._base import BaseAdapter
 from ._inputs import VlmInputs
-from ._protocol import AnswerTokens
+from ._protocol import Adapter, AnswerTokens
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,13 +41,13 @@ class VLM:
       name: how the model was named when loaded.
     """
 
-    def __init__(self, *, model: Any, processor: Any, adapter: BaseAdapter, name: str) -> None:
+    def __init__(self, *, model: Any, processor: Any, adapter: Adapter, name: str) -> None:
         # importing nnsight patches globals: do it lazily
         from ._remote import NamedTransformersModel
 
         self.hf = model.eval()
         self.processor = processor
-        self.adapter = adapter
+        self.adapter: Adapter = adapter
         self.name = name
         self.nnsight = NamedTransformersModel(  # remote traces name the model by `name`
             model,
@@ -169,8 +168,6 @@ class VLM:
         """Every (layer, component) site of `tower`, in forward order."""
         shape = self.adapter.shape(tower)
         comps = [c for c in Component if c in shape.components]
-        if not self.adapter.eager:
-            comps = [c for c in comps if c is not Component.ATTN_PATTERN]
         return [
             Site(tower=tower, layer=i, component=c) for i in range(shape.n_layers) for c in comps
         ]

@@ -6,38 +6,101 @@ window order; canonical vision reads split it per image (all images of a batch s
 The patch grid of the language model's image tokens is ``image_grid_thw`` after the 2x2 merge.
 """
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import Tensor
-from transformers import Qwen2VLForConditionalGeneration
+from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from ..core import Component, ShapeError, Site, Tower
+from . import _processors
 from ._base import ALL_COMPONENTS, BaseAdapter, LayerPaths, TowerShape
 from ._inputs import VlmInputs
+from ._registry import register
+from ._spec import ModelSpec, mrope_section, text_config
+
+_TOKEN_IDS = {
+    "image_token_id": "<|image_pad|>",
+    "video_token_id": "<|video_pad|>",
+    "vision_start_token_id": "<|vision_start|>",
+    "vision_end_token_id": "<|vision_end|>",
+}
 
 
+@register
 class Qwen2VLAdapter(BaseAdapter):
     """Adapter for `Qwen2VLForConditionalGeneration`."""
 
     model_class: ClassVar[type[Any]] = Qwen2VLForConditionalGeneration
     family: ClassVar[str] = "qwen2_vl"
+    title: ClassVar[str] = "Qwen2-VL"
+    description: ClassVar[str] = (
+        "Early fusion, as Qwen2-VL: a native-resolution ViT with 2-D rotary positions over 8 px "
+        "patches, a 2x2 patch merger (an MLP over each 2x2 block), and a Qwen2 decoder whose M-RoPE "
+        "positions (time, height, width) come from the real image grid (image_grid_thw)."
+    )
     image_placeholder: ClassVar[str] = "<|vision_start|><|image_pad|><|vision_end|>"
     vision_paths: ClassVar[LayerPaths] = LayerPaths(
         attn="attn", head_proj="proj", mlp="mlp", neuron_proj="fc2", attn_returns_weights=False
     )
+    # the processor's class is rebuilt from its parts (`_processors.qwen2_vl_from_parts`)
+    processor_files: ClassVar[tuple[str, ...]] = (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    )
+    spec_options: ClassVar[frozenset[str]] = frozenset({"mrope_section"})
+    processor_class: ClassVar[type[Any]] = _processors.Qwen2VLProcessor
+    published: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        # Qwen/Qwen2-VL-2B-Instruct's config.json, its text fields under text_config
+        "qwen2-vl-2b": {
+            "text_config": {
+                "model_type": "qwen2_vl_text",
+                "vocab_size": 151936,
+                "hidden_size": 1536,
+                "intermediate_size": 8960,
+                "num_hidden_layers": 28,
+                "num_attention_heads": 12,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 32768,
+                "rms_norm_eps": 1e-6,
+                "rope_theta": 1e6,
+                "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+                "tie_word_embeddings": True,
+            },
+            "vision_config": {
+                "depth": 32,
+                "embed_dim": 1280,
+                "hidden_size": 1536,
+                "mlp_ratio": 4,
+                "num_heads": 16,
+                "in_chans": 3,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+            },
+            "tie_word_embeddings": True,
+        },
+    }
 
     def _vision_shape(self, cfg: Any) -> TowerShape:
         heads = int(cfg.num_heads)
-        d_model = int(cfg.embed_dim)
+        d_model, d_mlp = self._vision_widths(cfg)
         return TowerShape(
             n_layers=int(cfg.depth),
             n_heads=heads,
             d_model=d_model,
             d_head=d_model // heads,
-            d_mlp=int(d_model * cfg.mlp_ratio),
-            components=ALL_COMPONENTS
-            - {Component.ATTN_PATTERN},  # its attention returns no weights
+            d_mlp=d_mlp,
+            components=ALL_COMPONENTS - {Component.ATTN_PATTERN},  # it returns no weights
         )
+
+    @staticmethod
+    def _vision_widths(cfg: Any) -> tuple[int, int]:
+        """The vision tower's (d_model, d_mlp)."""
+        return int(cfg.embed_dim), int(int(cfg.embed_dim) * cfg.mlp_ratio)
 
     def _vision_layer(self, model: Any, layer: int) -> Any:
         return model.model.visual.blocks[layer]
@@ -78,3 +141,70 @@ class Qwen2VLAdapter(BaseAdapter):
     def _from_canonical(self, site: Site, value: Tensor, inputs: VlmInputs) -> Tensor:
         value = super()._from_canonical(site, value, inputs)
         return value.flatten(0, 1) if self._flat(site) else value
+
+    # ----- the family: building, loading and saving ----------------------------------------------
+    @classmethod
+    def _tiny_vision(cls, spec: ModelSpec) -> dict[str, Any]:
+        return {
+            "depth": spec.vision_layers,
+            "embed_dim": spec.vision_width,
+            "hidden_size": spec.text_width,
+            "num_heads": spec.vision_heads,
+            "mlp_ratio": spec.vision_mlp // spec.vision_width,  # Qwen2-VL only takes whole ratios
+            "patch_size": spec.patch_size // 2,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "in_chans": 3,
+        }
+
+    @classmethod
+    def build_tiny(cls, spec: ModelSpec, tokenizer: Any) -> tuple[Any, Any]:
+        text = text_config(spec, len(tokenizer), f"{cls.family}_text")
+        section = mrope_section(spec)
+        text["rope_scaling"] = {"type": "mrope", "mrope_section": section}
+        values = {"text_config": text, "vision_config": cls._tiny_vision(spec)}
+        config = cls.build_config(values, tokenizer)
+        # fixed to one resolution (min = max pixels)
+        processor = cls._processor(tokenizer, patch=spec.patch_size // 2, pixels=spec.image_size**2)
+        return cls.model_class(config), processor
+
+    @classmethod
+    def build_config(cls, values: Mapping[str, Any], tokenizer: Any) -> Any:
+        specials = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+        text = {**values["text_config"], **specials}
+        ids = {key: tokenizer.convert_tokens_to_ids(token) for key, token in _TOKEN_IDS.items()}
+        config_class = cls.model_class.config_class
+        return config_class(
+            **{**values, "text_config": text, **ids, **specials},
+            pad_token_id=tokenizer.pad_token_id,
+        )
+
+    @classmethod
+    def build_processor(cls, config: Any, tokenizer: Any) -> Any:
+        return cls._processor(tokenizer, patch=int(config.vision_config.patch_size))
+
+    @classmethod
+    def _processor(cls, tokenizer: Any, *, patch: int, pixels: int | None = None) -> Any:
+        """The family's processor: its image processor's default resolutions, or only `pixels`."""
+        size = None if pixels is None else {"shortest_edge": pixels, "longest_edge": pixels}
+        images = Qwen2VLImageProcessorPil(
+            size=size, patch_size=patch, merge_size=2, temporal_patch_size=2
+        )
+        return _processors.qwen2_vl_from_parts(
+            images, tokenizer, _processors.QWEN2_VL_CHAT_TEMPLATE, cls.processor_class
+        )
+
+    @classmethod
+    def load_processor(cls, source: str | Path, *, local_only: bool) -> Any:
+        """The image processor and tokenizer saved with the checkpoint, assembled (no video part
+        where torchvision is missing: see `_processors`)."""
+        images = Qwen2VLImageProcessorPil.from_pretrained(source, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        template = getattr(tokenizer, "chat_template", None) or _processors.QWEN2_VL_CHAT_TEMPLATE
+        return _processors.qwen2_vl_from_parts(images, tokenizer, template, cls.processor_class)
+
+    @classmethod
+    def save_processor(cls, processor: Any, directory: Path) -> None:
+        """Writes the tokenizer and image processor (`load_processor` rebuilds the rest)."""
+        processor.tokenizer.save_pretrained(directory)
+        processor.image_processor.save_pretrained(directory)

@@ -12,34 +12,17 @@ from typing import Any
 
 from ..core import ConfigError, Tower
 from ..data import BinaryMetrics, CountMetrics
-from ..models import VLM
+from ..models import VLM, adapter_class
 from ..stats import Estimate
 from ._checkpoint import install_model, read_training
 from ._evaluate import EVAL_SEED, Method, OrganismReport, evaluate_organism, evaluation_set
+from ._recipe import RECIPES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSET_DIR = PACKAGE_DIR / "assets"
 CARD_DIR = PACKAGE_DIR / "cards"
-FAMILIES = ("llava", "paligemma", "qwen2_vl")
-
-_TITLES = {"llava": "LLaVA", "paligemma": "PaliGemma", "qwen2_vl": "Qwen2-VL"}
-_DESIGN = {
-    "llava": (
-        "Late fusion, as LLaVA-1.5: a CLIP vision tower (CLS token dropped, features of the "
-        "second-to-last layer), a 2-layer MLP projector (GELU), and a causal Llama decoder. The image "
-        "tokens come before the question, and text reads them only through causal attention."
-    ),
-    "paligemma": (
-        "Early fusion, as PaliGemma: a SigLIP vision tower, a linear projector, and a Gemma decoder. "
-        "Image tokens, <bos>, the prompt and its newline form one prefix that attends "
-        "bidirectionally (token_type_ids = 0); the answer is a causal suffix (token_type_ids = 1)."
-    ),
-    "qwen2_vl": (
-        "Early fusion, as Qwen2-VL: a native-resolution ViT with 2-D rotary positions over 8 px "
-        "patches, a 2x2 patch merger (an MLP over each 2x2 block), and a Qwen2 decoder whose M-RoPE "
-        "positions (time, height, width) come from the real image grid (image_grid_thw)."
-    ),
-}
+FAMILIES = tuple(RECIPES)
+"""The families with an organism recipe (titles and design notes come from their adapters)."""
 
 
 def _check_family(family: str) -> None:
@@ -69,7 +52,7 @@ def _architecture(vlm: VLM, asset_bytes: int | None) -> list[str]:
     lines = [
         "## Architecture",
         "",
-        _DESIGN[vlm.family],
+        adapter_class(vlm.family).description,
         "",
         f"- Classes: `{type(vlm.hf).__name__}`, `{type(vlm.processor).__name__}`, a local "
         f"word-level `{type(vlm.tokenizer).__name__}` ({len(vlm.tokenizer):,} tokens).",
@@ -291,7 +274,7 @@ def card_markdown(
     Returns:
       The card: architecture and size, training recipe and time, metrics per split with CIs.
     """
-    title = _TITLES.get(vlm.family, vlm.family)
+    title = adapter_class(vlm.family).title or vlm.family
     seed = f"seed {report.seed:,}" if report.seed is not None else "a fixed seed"
     method = (
         "greedy decoding, answers parsed with POPE's rule"

@@ -34,12 +34,20 @@ _PRIVATE_ALLOWED = frozenset(
        "_class_setstate", "_enum_setstate", "_make_cell", "_make_empty_cell", "_make_dict_keys",
        "_make_dict_values", "_make_dict_items")}
 )  # fmt: skip
-_VRP_MODULES = (
+_VRP_CORE_MODULES = (
     "vrp.core", "vrp.interventions", "vrp.signals", "vrp.models._inputs", "vrp.models._protocol",
-    "vrp.models._vlm", "vrp.models._base", "vrp.models._remote", "vrp.models.llava",
-    "vrp.models.paligemma", "vrp.models.qwen2_vl",
+    "vrp.models._vlm", "vrp.models._base", "vrp.models._attention", "vrp.models._remote",
 )  # fmt: skip
-"""VRP modules a payload may name: vocabulary, graphs, adapters; none of them reads files."""
+
+
+def _vrp_modules() -> tuple[str, ...]:
+    """VRP modules a payload may name: vocabulary, graphs, and the modules of the registered
+    families' adapters (read from the registry when asked); none of them reads files."""
+    from ..models import adapter_class, families
+
+    return (*_VRP_CORE_MODULES, *(adapter_class(f).__module__ for f in families()))
+
+
 _NNSIGHT_MODULES = ("nnsight.intervention", "nnsight.modeling", "nnsight.tracing")
 _NNSIGHT_REFUSED = (
     "nnsight.intervention.backends", "nnsight.intervention.serialization",
@@ -79,7 +87,7 @@ def payload_policy(module: str, name: str) -> str | None:
         return (
             "it reaches nnsight's transport or caches" if under(module, _NNSIGHT_REFUSED) else None
         )
-    if under(module, _VRP_MODULES):
+    if under(module, _vrp_modules()):
         return None
     if module.startswith("transformers."):
         return None  # checked once resolved: configuration and output classes only
@@ -97,7 +105,7 @@ def check_resolved(module: str, name: str, obj: Any) -> None:
         if not (isinstance(obj, type) and issubclass(obj, kinds)):
             raise refusal(module, name, "only configuration, encoding and output classes load")
     home = getattr(obj, "__module__", None)
-    for prefixes in (_VRP_MODULES, _NNSIGHT_MODULES):
+    for prefixes in (_vrp_modules(), _NNSIGHT_MODULES):
         if not under(module, prefixes):
             continue
         # a name imported into an allowed module (`ctypes` helpers, `linecache`) stays refused
