@@ -29,9 +29,7 @@ def dims_section(run: RunData) -> Section:
                          "n_dims": p.get("n_dims"), "draws": p.get("draws"),
                          **est_fields("accuracy", p.get("accuracy")),
                          **est_fields("change", change)})  # fmt: skip
-    notes = tuple(f"{m}: layer {((run.result(m, 'causal') or {}).get('dims') or {}).get('layer')} "
-                  f"chosen as the {((run.result(m, 'causal') or {}).get('dims') or {}).get('chosen_by', '?')}."
-                  for m in curves)  # fmt: skip
+    notes = tuple(_layer_note(m, (run.result(m, "causal") or {}).get("dims") or {}) for m in curves)
     table = Table(
         key="dims", title="Accuracy with a random share of one layer's residual dimensions zeroed",
         columns=("model", "layer", "fraction zeroed", "dimensions", "draws", "accuracy [95% CI]",
@@ -43,6 +41,10 @@ def dims_section(run: RunData) -> Section:
     figures = (_dims_figure(curves),) if curves else ()
     return Section(key=key, title=title, tables=(table,), figures=figures, notes=notes,
                    intro="A distributed code degrades gracefully; a bottleneck falls off early.")  # fmt: skip
+
+
+def _layer_note(model: str, dims: dict[str, Any]) -> str:
+    return f"{model}: layer {dims.get('layer')} chosen as the {dims.get('chosen_by', '?')}."
 
 
 def _dims_figure(curves: dict[str, list[dict[str, Any]]]) -> Figure:
