@@ -29,9 +29,28 @@ from ._corrupt import (
     CorruptPair as CorruptPair,
     corrupt_pairs as corrupt_pairs,
 )
+from ._discovery import (
+    Discovery as Discovery,
+    DiscoveryConfig as DiscoveryConfig,
+    discover_circuit as discover_circuit,
+    node_attribution as node_attribution,
+)
+from ._hypothesis import (
+    Claim as Claim,
+    HypothesisConfig as HypothesisConfig,
+    HypothesisTest as HypothesisTest,
+    check_hypothesis as check_hypothesis,
+    random_like as random_like,
+)
 from ._localise import Localisation as Localisation, localise as localise
 from ._masking import MaskingConfig as MaskingConfig, paint_patches as paint_patches
 from ._neurons import ProbeNeuronRanking as ProbeNeuronRanking, rank_neurons as rank_neurons
+from ._nodes import (
+    Circuit as Circuit,
+    Node as Node,
+    universe as universe,
+    variant_metrics as variant_metrics,
+)
 from ._outcomes import (
     FAMILIES as FAMILIES,
     Arm as Arm,
@@ -56,6 +75,7 @@ from ._pairs import (
     PairPatching as PairPatching,
     PositionGroup as PositionGroup,
     patch_pairs as patch_pairs,
+    usable_pairs as usable_pairs,
 )
 from ._sweep import (
     Metric as Metric,
@@ -75,16 +95,23 @@ __all__ = [
     "Attribution",
     "BatchNodes",
     "COMPONENTS",
+    "Circuit",
+    "Claim",
     "CorruptPair",
     "CorruptionKind",
     "DimensionAblationPoint",
+    "Discovery",
+    "DiscoveryConfig",
     "FAMILIES",
     "Family",
+    "HypothesisConfig",
+    "HypothesisTest",
     "KINDS",
     "Localisation",
     "MaskingConfig",
     "Metric",
     "NeuronAblationConfig",
+    "Node",
     "Outcomes",
     "POSITION_GROUPS",
     "PairPatching",
@@ -98,16 +125,19 @@ __all__ = [
     "attribution_patching",
     "baseline_arm",
     "bypass_arms",
+    "check_hypothesis",
     "condition_outcomes",
     "control_sets",
     "corrupt_pairs",
     "dims_arms",
+    "discover_circuit",
     "localise",
     "masked_patches",
     "masking_arms",
     "mlp_bypass",
     "neuron_ablation",
     "neuron_arms",
+    "node_attribution",
     "paint_patches",
     "patch_attn_by_layer",
     "patch_heads",
@@ -116,6 +146,7 @@ __all__ = [
     "patch_resid_by_layer",
     "patch_sweep",
     "question_key",
+    "random_like",
     "rank_neurons",
     "scaled_random_ablation",
     "seeded_rng",
@@ -123,5 +154,8 @@ __all__ = [
     "summarise_dimension_point",
     "summarise_study",
     "unit_means",
+    "universe",
+    "usable_pairs",
+    "variant_metrics",
     "yes_no_metric",
 ]

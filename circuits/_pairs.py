@@ -198,16 +198,9 @@ def patch_pairs(
             f"patch_pairs needs pairs, components and groups from {POSITION_GROUPS}; got "
             f"{len(pairs)} pairs, {len(components)} components and groups {list(groups)}."
         )
-    clean = vlm.encode([p.clean.image for p in pairs], [p.clean.question for p in pairs])
-    corrupt = vlm.encode([p.corrupt.image for p in pairs], [p.corrupt.question for p in pairs])
-    logits = run_graph(vlm, Graph(nodes=(), runs=("clean", "corrupt")),
-                       {"clean": clean, "corrupt": corrupt}).answer_logits  # fmt: skip
-    margin = {run: vlm.yes_no_margin(logits[run]).float().cpu().numpy() for run in logits}
-    truth = np.array([p.clean.answer == "yes" for p in pairs])
-    layouts = [_layout(clean, i) for i in range(len(pairs))]
-    clean_correct = (margin["clean"] > 0) == truth
-    flipped = (margin["clean"] > 0) != (margin["corrupt"] > 0)
-    aligned = np.array([layouts[i] == _layout(corrupt, i) for i in range(len(pairs))])
+    check = _check_pairs(vlm, pairs)
+    clean, corrupt, margin, layouts = check.clean, check.corrupt, check.margin, check.layouts
+    clean_correct, flipped, aligned = check.clean_correct, check.flipped, check.aligned
     axes = (tuple(components), tuple(groups), tuple(range(vlm.adapter.n_layers)))
     metric = np.full((len(pairs), *map(len, axes)), np.nan)
     scores = metric.copy()
@@ -225,6 +218,57 @@ def patch_pairs(
         clean_correct=clean_correct, flipped=flipped, aligned=aligned, metric=metric,
         scores=scores,
     )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PairCheck:
+    clean: VlmInputs
+    corrupt: VlmInputs
+    margin: dict[str, np.ndarray]
+    layouts: list[tuple[bool, ...]]
+    clean_correct: np.ndarray
+    flipped: np.ndarray
+    aligned: np.ndarray
+
+
+def _check_pairs(vlm: VLM, pairs: Sequence[CorruptPair]) -> _PairCheck:
+    """Encodes the pairs and runs them once: margins, layouts and each pair's validity."""
+    clean = vlm.encode([p.clean.image for p in pairs], [p.clean.question for p in pairs])
+    corrupt = vlm.encode([p.corrupt.image for p in pairs], [p.corrupt.question for p in pairs])
+    logits = run_graph(vlm, Graph(nodes=(), runs=("clean", "corrupt")),
+                       {"clean": clean, "corrupt": corrupt}).answer_logits  # fmt: skip
+    margin = {run: vlm.yes_no_margin(logits[run]).float().cpu().numpy() for run in logits}
+    truth = np.array([p.clean.answer == "yes" for p in pairs])
+    layouts = [_layout(clean, i) for i in range(len(pairs))]
+    return _PairCheck(
+        clean=clean, corrupt=corrupt, margin=margin, layouts=layouts,
+        clean_correct=(margin["clean"] > 0) == truth,
+        flipped=(margin["clean"] > 0) != (margin["corrupt"] > 0),
+        aligned=np.array([layouts[i] == _layout(corrupt, i) for i in range(len(pairs))]),
+    )  # fmt: skip
+
+
+def usable_pairs(
+    vlm: VLM, pairs: Sequence[CorruptPair]
+) -> tuple[tuple[CorruptPair, ...], VlmInputs, VlmInputs]:
+    """The pairs a node-level study can use together, encoded: valid pairs (clean answer right,
+    corrupted answer different, aligned; see `patch_pairs`) of the most common token layout.
+
+    Raises:
+      ConfigError: no pairs, or none of them is usable.
+    """
+    if not pairs:
+        raise ConfigError("usable_pairs needs pairs (circuits.corrupt_pairs); got none.")
+    check = _check_pairs(vlm, pairs)
+    groups = _same_layout(check.clean_correct & check.flipped & check.aligned, check.layouts)
+    if not groups:
+        raise ConfigError(
+            f"none of the {len(pairs)} pairs is usable (clean answer right, corrupted answer "
+            "different, same token layout); pass more pairs or a stronger corruption."
+        )
+    rows = max(groups, key=len)
+    return (tuple(pairs[i] for i in rows), check.clean.rows(rows),
+            check.corrupt.rows(rows))  # fmt: skip
 
 
 def _layout(inputs: VlmInputs, row: int) -> tuple[bool, ...]:
