@@ -134,3 +134,17 @@ def test_resume_recomputes_the_missing_batch(finished: Path, tmp_path: Path) -> 
         assert (out / "records" / name).read_bytes() == (finished / "records" / name).read_bytes()
     mine, theirs = _result(out), _result(finished)
     assert mine["corruptions"] == theirs["corruptions"] and mine["headline"] == theirs["headline"]
+
+
+def test_q_values_are_benjamini_hochberg_over_every_cell(finished: Path) -> None:
+    from scipy import stats
+
+    for kind, summary in _result(finished)["corruptions"].items():
+        entries = [e for groups in summary.get("cells", {}).values() for cell in groups.values()
+                   for e in cell.get("per_layer", []) if e.get("p_value") is not None]  # fmt: skip
+        if not entries:
+            continue
+        expected = stats.false_discovery_control([e["p_value"] for e in entries], method="bh")
+        np.testing.assert_allclose([e["q_value"] for e in entries], expected)
+        assert summary["fdr"]["n"] == len(entries), kind
+        assert summary["fdr"]["discoveries"] == sum(e["discovery"] for e in entries)

@@ -17,7 +17,8 @@ component and position group. Pooled, not a mean of the per-pair scores: a pair 
 barely flip has a clean-corrupt gap near zero, and its per-pair score (a margin divided by that
 gap) can reach any size and dominate a mean. The pooled score is the restored margin summed over
 pairs over their gap summed (each pair oriented towards its clean answer; `vrp.stats.
-ratio_of_means`: bootstrap CI over pairs, sign-flip permutation p against 0, n), and the
+ratio_of_means`: bootstrap CI over pairs, sign-flip permutation p against 0, n), with
+Benjamini-Hochberg q-values over every cell and layer of a corruption (FDR 0.05), and the
 localisation reads each pair's restored margin in units of the mean gap (`PairPatching.profile`).
 """
 
@@ -41,11 +42,12 @@ from circuits import (
 
 from ..core import ConfigError, DataError
 from ..data import Sample
-from ..stats import proportion, ratio_of_means
+from ..stats import benjamini_hochberg, proportion, ratio_of_means
 from ._stages import StageContext, _stream, estimate_json, yes_no_samples
 
 NOISE_STD = 128.0  # pixel noise of the "noise" corruption, grey levels (64 rarely flips answers)
 RESAMPLES = 1999  # permutation and bootstrap resamples per layer score
+FDR = 0.05  # false discovery rate across the cells of one corruption
 HEADLINE = ("object", "mlp_out", "answer")  # the profile the run's summary reports
 CELL_KEYS = ("layer", "component", "positions", "metric", "score")
 
@@ -112,7 +114,22 @@ def _corruption_json(rows: list[dict[str, Any]], n_layers: int, seed: int) -> di
         }
         for component in COMPONENTS
     }  # fmt: skip
+    out["fdr"] = _fdr(out["cells"])
     return out
+
+
+def _fdr(cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Benjamini-Hochberg over every defined (component, group, layer) p-value of one corruption:
+    each such per-layer entry gains its q-value and whether it is a discovery at FDR 0.05."""
+    entries = [entry for groups in cells.values() for cell in groups.values()
+               for entry in cell.get("per_layer", []) if entry.get("p_value") is not None]  # fmt: skip
+    if not entries:
+        return {"n": 0, "undefined": "no defined p-value"}
+    result = benjamini_hochberg([e["p_value"] for e in entries], alpha=FDR)
+    for entry, q, hit in zip(entries, result.q_values, result.rejected, strict=True):
+        entry["q_value"], entry["discovery"] = float(q), bool(hit)
+    return {"n": result.n, "alpha": FDR, "discoveries": result.n_rejected,
+            "method": "Benjamini-Hochberg over every cell and layer of this corruption"}  # fmt: skip
 
 
 def _cell_json(by_item: dict[int, tuple[list[float], float]], seed: int) -> dict[str, Any]:
