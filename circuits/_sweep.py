@@ -6,6 +6,7 @@ many cells share one trace (the clean run is computed once per trace), in chunks
 raw and normalised so that 0 is the corrupted run and 1 the clean run.
 """
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from vrp import Component, ConfigError, LastToken, Positions, Site, Tower
 from vrp.core import TidyRecords
-from vrp.interventions import ExecutionConfig, Graph, Patch, run_graph
+from vrp.interventions import ExecutionConfig, Graph, Node, Patch, run_graph
 from vrp.models import VLM, VlmInputs
 
 Metric = Callable[[Float[Tensor, "batch vocab"]], Float[Tensor, " batch"]]
@@ -95,7 +96,7 @@ def _units(units: tuple[int, ...] | None) -> str:
     return "" if units is None else ",".join(map(str, units))
 
 
-def patch_sweep(
+def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data arguments)
     vlm: VLM,
     clean: VlmInputs,
     corrupt: VlmInputs,
@@ -104,6 +105,7 @@ def patch_sweep(
     *,
     cells_per_trace: int = 32,
     config: ExecutionConfig | None = None,
+    base: Sequence[Node] = (),
 ) -> PatchResult:
     """Patches each site from `clean` into `corrupt` (row by row) and scores the result.
 
@@ -115,6 +117,9 @@ def patch_sweep(
       metric: scores answer-position logits per row.
       cells_per_trace: cells run together in one trace (bounds memory).
       config: execution settings passed to `run_graph`.
+      base: nodes that define the model variant studied (e.g. attention knockouts or an
+        ablation), applied to every run, the clean and corrupted baselines included; their
+        `run` is ignored.
 
     Raises:
       ConfigError: the batches differ in size, or no sites are given.
@@ -134,7 +139,9 @@ def patch_sweep(
         nodes = tuple(
             Patch(site=s, source="clean", run=n) for s, n in zip(chunk, names, strict=True)
         )
-        graph = Graph(nodes=nodes, runs=("clean", "corrupt", *names))
+        variant = tuple(dataclasses.replace(n, run=r) for r in ("clean", "corrupt", *names)
+                        for n in base)  # fmt: skip
+        graph = Graph(nodes=variant + nodes, runs=("clean", "corrupt", *names))
         inputs = {"clean": clean, "corrupt": corrupt, **{n: corrupt for n in names}}
         logits = run_graph(vlm, graph, inputs, config).answer_logits
         baseline = baseline or {k: metric(logits[k]) for k in ("clean", "corrupt")}
