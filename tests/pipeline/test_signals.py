@@ -9,7 +9,7 @@ import torch
 
 import vrp
 from vrp.data import SyntheticConfig, generate
-from vrp.pipeline import SignalConfig, capture_batch, dataset_signals
+from vrp.pipeline import LayerSignals, SignalConfig, capture_batch, dataset_signals
 from vrp.signals import truth_margin
 
 
@@ -54,6 +54,24 @@ def test_every_signal_is_finite(vlm, yes_no_samples) -> None:
         vlm.adapter.n_layers,
         vlm.adapter.shape(vrp.Tower.LANGUAGE).d_model,
     )
+
+
+def test_the_per_layer_curves_end_in_the_scalar_signals(vlm, yes_no_samples) -> None:
+    """`BatchSignals.per_layer`: one value per layer read, the last truth and visual margins
+    equal to the scalars, the MLP share equal to its share of the per-layer direct effects."""
+    (batch,) = dataset_signals(vlm, yes_no_samples[:4], SignalConfig(batch_size=4, samples=0))
+    curves = batch.per_layer
+    for name in LayerSignals.NAMES:
+        assert getattr(curves, name).shape == (4, len(batch.layers)), name
+    records = batch.per_layer_records()
+    for i, row in enumerate(batch.samples):
+        assert curves.truth_margin[i, -1] == pytest.approx(row.truth_margin, abs=1e-12)
+        assert curves.visual_attribution[i, -1] == pytest.approx(row.visual_attribution, abs=1e-12)
+        mlp, attn = np.abs(curves.mlp_direct[i]).sum(), np.abs(curves.attn_direct[i]).sum()
+        assert row.mlp_share == pytest.approx(mlp / (mlp + attn), rel=1e-5)
+        assert records[i]["truth_margin_by_layer"] == list(curves.truth_margin[i])
+        assert {k: v for k, v in records[i].items() if not k.endswith("_by_layer")} == row.as_dict()
+    assert batch.to_records() == [row.as_dict() for row in batch.samples]  # unchanged
 
 
 def test_last_layer_lens_equals_the_model_logits(vlm, yes_no_samples) -> None:

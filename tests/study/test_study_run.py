@@ -12,12 +12,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
 import vrp
 from vrp.data import evaluate
-from vrp.pipeline import SignalConfig, batch_signals
+from vrp.pipeline import LayerSignals, SignalConfig, batch_signals
 from vrp.probes import SweepConfig, probe_sweep
 from vrp.store import ActivationStore
 from vrp.study import Stage, StudyConfig, run_study
@@ -53,6 +55,7 @@ def test_a_run_leaves_records_results_store_and_manifest(finished: Path) -> None
     assert manifest["config"]["seed"] == 3 and manifest["versions"]["nnsight"] == "0.8.1"
     assert set(manifest["timings"]["tiny/llava"]) == set(STAGES)
     assert len(manifest["models"]["tiny/llava"]["sha256"]) == 64
+    assert manifest["models"]["tiny/llava"]["family"] == vrp.load("tiny/llava").family == "llava"
     assert manifest["settings"]["causal"]["n_masks"] == CAUSAL.n_masks
     assert manifest["settings"]["circuits"]["noise_std"] == NOISE_STD
     assert manifest["settings"]["signals"]["samples"] == 2  # the config's K, beside the defaults
@@ -93,12 +96,32 @@ def test_the_runs_numbers_equal_the_library_calls(finished: Path) -> None:
             "self_consistency",
         ):
             assert theirs[key] == getattr(mine, key), key
+        for name in LayerSignals.NAMES:  # the per-layer curves, one value per layer
+            expected = getattr(direct.per_layer, name)[direct.samples.index(mine)]
+            assert theirs[f"{name}_by_layer"] == pytest.approx(expected, abs=1e-12, nan_ok=True)
+            assert len(theirs[f"{name}_by_layer"]) == len(direct.layers) == 2
+        assert theirs["truth_margin_by_layer"][-1] == theirs["truth_margin"]
+        assert theirs["visual_attribution_by_layer"][-1] == theirs["visual_attribution"]
     store = ActivationStore.open(finished / "store" / "tiny--llava")
     labels = np.array([int(rows[int(i)]["correct"]) for i in store.sample_ids])
     sweep = probe_sweep(store, labels, SweepConfig(n_splits=5, seed=3, refit=False))
     probes = json.loads((finished / "results" / "tiny--llava" / "probes.json").read_text())
     for layer, est in zip(sweep.layers, sweep.auroc, strict=True):
         assert probes["per_layer"][str(layer)]["estimate"] == pytest.approx(est.estimate, abs=1e-12)
+
+
+def test_the_per_layer_curves_are_list_columns_and_json_text_in_the_csv(finished: Path) -> None:
+    table = pq.read_table(finished / "records" / "signals.parquet")
+    csv = pa_csv.read_csv(finished / "records" / "signals.csv")
+    for name in LayerSignals.NAMES:
+        column = f"{name}_by_layer"
+        assert pa.types.is_list(table.schema.field(column).type), column
+        from_csv = np.array([json.loads(t) for t in csv[column].to_pylist()], dtype=float)
+        np.testing.assert_array_equal(from_csv, np.array(table[column].to_pylist(), dtype=float))
+    rows = table.to_pylist()
+    for row in rows:  # mlp_share is the MLP's share of the stored per-layer direct effects
+        attn, mlp = np.abs(row["attn_direct_by_layer"]), np.abs(row["mlp_direct_by_layer"])
+        assert row["mlp_share"] == pytest.approx(mlp.sum() / (mlp.sum() + attn.sum()), rel=1e-5)
 
 
 _RUN = """

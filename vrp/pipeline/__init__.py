@@ -12,6 +12,7 @@ from ._capture import (
 )
 from ._signals import (
     BatchSignals as BatchSignals,
+    LayerSignals as LayerSignals,
     SampleSignals as SampleSignals,
     SignalConfig as SignalConfig,
     batch_signals as batch_signals,

@@ -19,6 +19,7 @@ from ..core import ConfigError, DataError, TidyRecords, UndefinedSignalWarning
 from ..data import Sample, parse_pope_answer
 from ..models import VLM
 from ..signals import (
+    ComponentAttribution,
     Dbscan,
     MassComponents,
     attention_structure,
@@ -131,16 +132,62 @@ class SampleSignals:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LayerSignals:
+    """The per-layer curves behind the scalar mechanistic signals, one row per question.
+
+    Column ``j`` is layer ``layers[j]`` of `BatchSignals`. The truth and visual margins are
+    label-dependent (they use the correct answer's token), like their last-layer values.
+
+    Attributes:
+      truth_margin: logit-lens truth margin (correct token vs the best other) after each layer;
+        its last column is `SampleSignals.truth_margin`.
+      visual_attribution: the truth margin with the image minus with a blank image; its last
+        column is `SampleSignals.visual_attribution`.
+      attn_direct: each layer's attention output . the correct-minus-wrong answer direction,
+        through the final norm linearised as for `SampleSignals.mlp_share`.
+      mlp_direct: the same for each layer's MLP output; ``mlp_share`` is
+        ``sum|mlp_direct| / (sum|mlp_direct| + sum|attn_direct|)``.
+    """
+
+    NAMES: ClassVar[tuple[str, ...]] = (
+        "truth_margin",
+        "visual_attribution",
+        "attn_direct",
+        "mlp_direct",
+    )
+
+    truth_margin: Float[np.ndarray, "batch layer"]
+    visual_attribution: Float[np.ndarray, "batch layer"]
+    attn_direct: Float[np.ndarray, "batch layer"]
+    mlp_direct: Float[np.ndarray, "batch layer"]
+
+    def row(self, i: int) -> dict[str, list[float]]:
+        """Question `i`'s curves as ``{name: [value per layer]}`` (plain floats)."""
+        return {name: [float(v) for v in getattr(self, name)[i]] for name in self.NAMES}
+
+
+@dataclass(frozen=True, kw_only=True)
 class BatchSignals(TidyRecords):
-    """Signals of one batch plus the answer-position hidden states (for probes)."""
+    """Signals of one batch, their per-layer curves, and the answer-position hidden states (for
+    probes)."""
 
     samples: tuple[SampleSignals, ...]
     hidden: Float[np.ndarray, "batch layer d_model"]
     layers: tuple[int, ...]
+    per_layer: LayerSignals
 
     def to_records(self) -> list[dict[str, object]]:
-        """One row per question: every field of its `SampleSignals` (hidden states excluded)."""
+        """One row per question: every field of its `SampleSignals` (hidden states and per-layer
+        curves excluded; see `per_layer_records`)."""
         return [s.as_dict() for s in self.samples]
+
+    def per_layer_records(self) -> list[dict[str, object]]:
+        """One row per question: its scalar signals plus each `LayerSignals` curve as a list
+        column named ``<name>_by_layer`` (value ``j`` at layer ``layers[j]``)."""
+        return [
+            {**s.as_dict(), **{f"{k}_by_layer": v for k, v in self.per_layer.row(i).items()}}
+            for i, s in enumerate(self.samples)
+        ]
 
 
 def require_yes_no(samples: Sequence[Sample], purpose: str = "Reliability signals") -> list[str]:
@@ -204,27 +251,31 @@ def _targets(vlm: VLM, logits: Tensor, labels: list[str]) -> tuple[Tensor, Tenso
     return vlm.answer_token(logits, truth), vlm.answer_token(logits, ~truth)
 
 
-def _lens(vlm: VLM, cap: BatchCapture, target: Tensor) -> dict:
+def _lens(
+    vlm: VLM, cap: BatchCapture, target: Tensor
+) -> tuple[dict, Float[Tensor, "batch layer"], Float[Tensor, "batch layer"]]:
+    """The scalar logit-lens signals, and the truth and visual margins at every layer read."""
     norm, w_u = vlm.adapter.final_norm(vlm.hf), vlm.adapter.unembedding(vlm.hf)
     kwargs = {"target": target, "norm": norm, "layers": cap.layers}
     real = logit_lens(cap.resid, w_u, **kwargs)
     blank = logit_lens(cap.blank_resid, w_u, **kwargs)
     visual = real.margin - blank.margin
-    return {
+    scalars = {
         "truth_margin": real.margin[:, -1],
         "truth_peak_layer": real.peak_layer,
         "visual_attribution": visual[:, -1],
         "visual_peak_layer": peak_integration_layer(visual, layers=cap.layers),
     }
+    return scalars, real.margin, visual
 
 
-def _mlp_share(vlm: VLM, cap: BatchCapture, direction: Tensor) -> Tensor:
-    """MLP share of the direct logit attribution, through the final norm frozen at the final
-    residual (when the last layer is read; else the plain projection)."""
+def _components(vlm: VLM, cap: BatchCapture, direction: Tensor) -> ComponentAttribution:
+    """Direct logit attribution of each layer's attention and MLP, through the final norm
+    frozen at the final residual (when the last layer is read; else the plain projection)."""
     if cap.layers[-1] != vlm.adapter.n_layers - 1:
-        return component_attribution(cap.attn, cap.mlp, direction).mlp_share
+        return component_attribution(cap.attn, cap.mlp, direction)
     gain, divisor = vlm.adapter.final_norm_linearisation(vlm.hf, cap.resid[:, -1])
-    return component_attribution(cap.attn, cap.mlp, direction, gamma=gain, scale=divisor).mlp_share
+    return component_attribution(cap.attn, cap.mlp, direction, gamma=gain, scale=divisor)
 
 
 def _behaviour(vlm: VLM, cap: BatchCapture, labels: list[str]) -> dict:
@@ -278,11 +329,13 @@ def batch_signals(
     w_u = vlm.adapter.unembedding(vlm.hf)
     with torch.no_grad():
         direction = unembed_direction(w_u, target, foil)
+        lens, truth_curve, visual_curve = _lens(vlm, cap, target)
+        parts = _components(vlm, cap, direction)
         values = {
             **_behaviour(vlm, cap, labels),
             **_attention(vlm, cap, config, direction),
-            **_lens(vlm, cap, target),
-            "mlp_share": _mlp_share(vlm, cap, direction),
+            **lens,
+            "mlp_share": parts.mlp_share,
             **_consistency(vlm, cap, config, index),
         }
     _undefine_layer_locations(values, layers)
@@ -292,7 +345,15 @@ def batch_signals(
         rows.append(SampleSignals(question_id=sample.question_id, split=sample.split,
                                   category=sample.category, label=labels[i], **row))  # fmt: skip
     hidden = cap.resid.detach().float().cpu().numpy()
-    return BatchSignals(samples=tuple(rows), hidden=hidden, layers=layers)
+    per_layer = LayerSignals(truth_margin=_numpy(truth_curve),
+                             visual_attribution=_numpy(visual_curve),
+                             attn_direct=_numpy(parts.attn), mlp_direct=_numpy(parts.mlp))  # fmt: skip
+    return BatchSignals(samples=tuple(rows), hidden=hidden, layers=layers, per_layer=per_layer)
+
+
+def _numpy(values: Float[Tensor, "batch layer"]) -> Float[np.ndarray, "batch layer"]:
+    """A per-layer curve as float64 NumPy (the precision the scalar signals are stored in)."""
+    return values.detach().double().cpu().numpy()
 
 
 _LAYER_LOCATIONS = ("early_locking_layer", "truth_peak_layer", "visual_peak_layer")

@@ -123,8 +123,8 @@ def manifest(
     root: Path, config: StudyConfig, results: dict[str, dict[str, dict[str, Any]]], seconds: float
 ) -> dict[str, Any]:
     """The run's manifest: config, seeds, settings, every invocation (the last one's versions
-    and machine also at the top), model hashes, per-stage timings and the invocation that
-    computed each stage."""
+    and machine also at the top), model hashes and adapter families, per-stage timings and the
+    invocation that computed each stage."""
     invocations = read_invocations(root)
     last = invocations[-1] if invocations else {"versions": versions(), "machine": machine(config)}
     return {
@@ -137,10 +137,16 @@ def manifest(
         "machine": last["machine"],
         "invocations": invocations,
         "same_versions": all(i["versions"] == last["versions"] for i in invocations),
-        "models": {
-            m: {"sha256": next(iter(r.values()))["model_sha256"]} for m, r in results.items()
-        },
+        "models": {m: _model_facts(r) for m, r in results.items()},
         "timings": {m: {s: r[s]["seconds"] for s in r} for m, r in results.items()},
         "computed_by": {m: {s: r[s].get("invocation") for s in r} for m, r in results.items()},
         "last_invocation_seconds": round(seconds, 3),
     }
+
+
+def _model_facts(by_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A model's weight hash and adapter family, as its stage results record them (a stage
+    finished by a version of `vrp run` that did not record the family gives None)."""
+    first = next(iter(by_stage.values()))
+    family = next((r["family"] for r in by_stage.values() if r.get("family")), None)
+    return {"sha256": first["model_sha256"], "family": family}

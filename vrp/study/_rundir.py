@@ -10,7 +10,8 @@ Layout (``<model>`` is the model name with "/" replaced by "--"):
 - ``parts/<stage>/<model>/part-00012.parquet``: one table per batch as it finishes, and
   ``parts/<stage>/<model>/hidden-00012.npy`` beside it where the stage keeps hidden states.
 - ``records/<stage>.parquet`` and ``.csv``: the stage's tidy table over every model (one row per
-  question per condition), merged from the parts when the stage ends.
+  question per condition), merged from the parts when the stage ends; a list column (the
+  per-layer curves of the signals stage) is written to the CSV as JSON text.
 - ``results/<model>/<stage>.json``: the stage's summary statistics, each with its n and CI. Its
   presence marks the stage done for that model.
 - ``store/<model>/``: the answer-position hidden states of every layer (`ActivationStore`).
@@ -171,7 +172,7 @@ class RunDir:
         with atomic_path(self.records_path(stage)) as tmp:
             pq.write_table(table, tmp)
         with atomic_path(self.records_path(stage).with_suffix(".csv")) as tmp:
-            pa_csv.write_csv(table, tmp)
+            pa_csv.write_csv(_csv_ready(table), tmp)
 
     def read_records(self, stage: str) -> pa.Table:
         path = self.records_path(stage)
@@ -193,6 +194,16 @@ class RunDir:
 
     def store_path(self, model: str) -> Path:
         return self.root / "store" / model_slug(model)
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """`table` with each list column as JSON text ("[0.5, 1.25]"), which CSV can hold."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            text = [None if v is None else json.dumps(_jsonable(v))
+                    for v in table.column(i).to_pylist()]  # fmt: skip
+            table = table.set_column(i, column.name, pa.array(text, pa.string()))
+    return table
 
 
 def merged(tables: Sequence[pa.Table]) -> pa.Table:

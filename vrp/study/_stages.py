@@ -165,8 +165,10 @@ def yes_no_samples(samples: Samples) -> Samples:
 
 
 def run_signals(ctx: StageContext) -> dict[str, Any]:
-    """Every per-question signal on the yes/no questions, the answer-position hidden states of
-    every layer into the activation store, and each predictor's association with correctness."""
+    """Every per-question signal on the yes/no questions (with the per-layer curves of
+    `LayerSignals` as list columns ``<name>_by_layer``, one value per language layer), the
+    answer-position hidden states of every layer into the activation store, and each
+    predictor's association with correctness."""
     config = SignalConfig(batch_size=ctx.config.batch_size, samples=ctx.config.samples,
                           seed=ctx.config.seed)  # fmt: skip
     samples = yes_no_samples(ctx.samples)
@@ -179,8 +181,8 @@ def run_signals(ctx: StageContext) -> dict[str, Any]:
             warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
         notes = sorted({str(w.message) for w in caught if w.category is UndefinedSignalWarning})
         items = samples.batch_items(index, ctx.config.batch_size)
-        rows = [{"model": ctx.model, "item": item, **r.as_dict(), "undefined": " | ".join(notes)}
-                for item, r in zip(items, result.samples, strict=True)]  # fmt: skip
+        rows = [{"model": ctx.model, "item": item, **r, "undefined": " | ".join(notes)}
+                for item, r in zip(items, result.per_layer_records(), strict=True)]  # fmt: skip
         return rows, result.hidden.astype(np.float32)
 
     table = _stream(ctx, "signals", samples, compute)

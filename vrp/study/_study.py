@@ -165,6 +165,7 @@ def _run_model(
         result = {**STAGES[stage](ctx), "seconds": round(time.perf_counter() - began, 3)}
         result["model"] = model
         result["model_sha256"] = digest
+        result["family"] = vlm.family  # the adapter's family, which the report compares by
         result["invocation"] = invocation  # its line in invocations.jsonl
         run.write_result(stage.value, model, result)
         out[stage.value] = result
