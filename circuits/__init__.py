@@ -35,6 +35,7 @@ from ._discovery import (
     discover_circuit as discover_circuit,
     node_attribution as node_attribution,
 )
+from ._edges import EdgeAttribution as EdgeAttribution, edge_attribution as edge_attribution
 from ._hypothesis import (
     Claim as Claim,
     HypothesisConfig as HypothesisConfig,
@@ -102,6 +103,7 @@ __all__ = [
     "DimensionAblationPoint",
     "Discovery",
     "DiscoveryConfig",
+    "EdgeAttribution",
     "FAMILIES",
     "Family",
     "HypothesisConfig",
@@ -131,6 +133,7 @@ __all__ = [
     "corrupt_pairs",
     "dims_arms",
     "discover_circuit",
+    "edge_attribution",
     "localise",
     "masked_patches",
     "masking_arms",

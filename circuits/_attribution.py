@@ -48,6 +48,7 @@ class Attribution(TidyRecords):
       corrupt_metric: the metric of each row's corrupted run.
       image_mask: which positions hold image tokens.
       attention_mask: which positions are real (not padding).
+      grids: each row's image patch grid (rows, columns), in image-token order.
     """
 
     sites: tuple[Site, ...]
@@ -56,6 +57,25 @@ class Attribution(TidyRecords):
     corrupt_metric: Float[Tensor, " batch"]
     image_mask: Bool[Tensor, "batch seq"] = field(repr=False)
     attention_mask: Tensor = field(repr=False)
+    grids: tuple[tuple[int, int], ...] = ()
+
+    def image_grid(self, site: Site, row: int) -> Float[np.ndarray, "grid_h grid_w"]:
+        """Row `row`'s scores at its image tokens laid out on the patch grid (a heatmap of
+        where in the image patching matters); head and neuron scores are summed over units.
+
+        Raises:
+          ConfigError: `site` was not attributed, or the row's image tokens do not fill its grid.
+        """
+        score = self.score(site)[row].float().cpu()
+        per_position = score.reshape(score.shape[0], -1).sum(dim=1)
+        values = per_position[self.image_mask[row].cpu()].numpy()
+        rows, cols = self.grids[row]
+        if values.size != rows * cols:
+            raise ConfigError(
+                f"row {row} has {values.size} image tokens, not the {rows}x{cols} grid; "
+                "a heatmap needs one token per grid cell."
+            )
+        return values.reshape(rows, cols)
 
     def score(self, site: Site) -> Tensor:
         """The scores of `site` (one of `sites`).
@@ -146,6 +166,7 @@ def attribution_patching(
         corrupt_metric=grads.metric,
         image_mask=corrupt.image_mask,
         attention_mask=corrupt.attention_mask,
+        grids=corrupt.grids,
     )
 
 

@@ -127,3 +127,37 @@ def test_misaligned_rows_are_refused(tiny_vlms) -> None:
     with pytest.raises(ConfigError, match="pairs rows position by position"):
         attribution_patching(vlm, clean, longer, [Site(layer=0, component=Component.MLP_OUT)],
                              vlm.yes_no_margin)  # fmt: skip
+
+
+def test_edges_sum_to_their_source_nodes_attribution(vlm) -> None:
+    """The residual stream's gradients telescope: one source's edge scores add up to its node
+    attribution (and the embeddings' to the layer-0 input's), on every family."""
+    from circuits import edge_attribution
+
+    clean, corrupt = _pair(vlm, 2)
+    edges = edge_attribution(vlm, clean, corrupt, vlm.yes_no_margin)
+    n = vlm.adapter.n_layers
+    assert edges.upstream[0] == "embed" and edges.downstream[-1] == "logits"
+    assert len(edges.upstream) == 1 + 2 * n and len(edges.downstream) == 2 * n + 1
+    comps = {"attn": Component.ATTN_OUT, "mlp": Component.MLP_OUT}
+    sites = [Site(layer=0, component=Component.RESID_PRE)]
+    sites += [Site(layer=int(u[-1]), component=comps[u[:-1]]) for u in edges.upstream[1:]]
+    nodes = attribution_patching(vlm, clean, corrupt, sites, vlm.yes_no_margin)
+    for i, site in enumerate(sites):
+        total = torch.nansum(edges.scores[:, i, :], dim=1)
+        torch.testing.assert_close(total, nodes.score(site).sum(dim=1).float(), atol=1e-4,
+                                   rtol=1e-3)  # fmt: skip
+    # an edge exists only towards a later block: mlp0 cannot feed attn0
+    assert torch.isnan(edges.scores[:, edges.upstream.index("mlp0"), 0]).all()
+    assert len(edges.to_records()) == 2 * int((~torch.isnan(edges.scores[0])).sum())
+    assert len(edges.top(3)) == 3
+
+
+def test_image_heatmap_is_the_image_positions_on_the_grid(tiny_vlms) -> None:
+    vlm = tiny_vlms["llava"]
+    clean, corrupt = _pair(vlm, 2)
+    site = Site(layer=0, component=Component.RESID_POST)
+    atp = attribution_patching(vlm, clean, corrupt, [site], vlm.yes_no_margin)
+    grid = atp.image_grid(site, 1)
+    assert grid.shape == corrupt.grids[1]
+    np.testing.assert_array_equal(grid.ravel(), atp.score(site)[1][corrupt.image_mask[1]].numpy())
