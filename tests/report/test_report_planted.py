@@ -1,10 +1,12 @@
 """Reports of hand-written runs whose answers are known: absent stages say why, the method
-table ranks planted AUROCs, the published comparison judges planted effects, and the warnings
-name planted problems."""
+table ranks planted AUROCs, the published comparison judges planted effects (by the recorded
+family, else the name's), the margin by layer averages planted curves, and the warnings name
+planted problems."""
 
+import json
 from pathlib import Path
 
-from vrp.report import build_report, family_of
+from vrp.report import build_report, family_of, published_family, read_run
 
 from .markdown import tables
 from .planted import accuracy_result, estimate, planted_run
@@ -80,6 +82,79 @@ def test_family_of_reads_the_three_families_from_names() -> None:
     assert family_of("llava-hf/llava-1.5-7b-hf") == "llava"
     assert family_of("google/paligemma-3b-mix-224") == "paligemma"
     assert family_of("my/model") is None
+
+
+def _record_families(run: Path, families: dict[str, str]) -> None:
+    """Writes `families` into the planted run's manifest, as `vrp run` records them."""
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for model, family in families.items():
+        manifest["models"][model]["family"] = family
+    path.write_text(json.dumps(manifest))
+
+
+def test_the_published_family_is_the_recorded_adapter_family(tmp_path: Path) -> None:
+    run = planted_run(tmp_path / "run", {
+        "org/llava": {"causal": _causal(-0.10, 0.001)},  # named llava, recorded paligemma
+        "my/model": {"causal": _causal(-0.10, 0.001)},  # a name that guesses nothing
+        "org/qwen2.5": {"causal": _causal(-0.10, 0.001)},  # a family the study did not publish
+    })  # fmt: skip
+    _record_families(run, {"org/llava": "paligemma", "my/model": "llava",
+                           "org/qwen2.5": "qwen2_5_vl"})  # fmt: skip
+    data = read_run(run)
+    assert [published_family(data, m) for m in data.models] == ["paligemma", "llava", None]
+    files = build_report(run)
+    rows = tables(files.markdown)["Published study vs this run"]
+    masking = {r["model"]: r["published"] for r in rows if r["finding"].startswith("masking")}
+    assert masking == {"org/llava": "-11.3 pp, p < 0.001", "my/model": "-8.2 pp, p < 0.001",
+                       "org/qwen2.5": "not reported for this family"}  # fmt: skip
+    text = files.markdown.read_text()
+    assert "No published family for org/qwen2.5 (its recorded adapter family" in text
+    assert "guessed from the model's name" not in text
+
+
+def test_an_older_run_without_families_guesses_them_from_names(tmp_path: Path) -> None:
+    run = planted_run(tmp_path / "run", {"org/paligemma": {"causal": _causal(-0.10, 0.001)}})
+    assert published_family(read_run(run), "org/paligemma") == "paligemma"
+    text = build_report(run).markdown.read_text()
+    assert "-11.3 pp, p < 0.001" in text
+    assert "does not record the adapter family of org/paligemma" in text
+
+
+def _lens_record(model: str, correct: bool, curve: list[float] | None) -> dict:
+    row = {"model": model, "item": 0, "correct": correct, "truth_margin": 0.0,
+           "truth_peak_layer": 1.0, "visual_peak_layer": 1.0, "mlp_share": 0.5}  # fmt: skip
+    return row if curve is None else {**row, "truth_margin_by_layer": curve}
+
+
+def test_the_margin_by_layer_is_the_mean_per_layer_of_each_group(tmp_path: Path) -> None:
+    records = [_lens_record("m/llava", True, [0.0, 1.0, 3.0]),
+               _lens_record("m/llava", True, [0.0, 3.0, 5.0]),
+               _lens_record("m/llava", False, [1.0, -1.0, -2.0])]  # fmt: skip
+    run = planted_run(tmp_path / "run", {"m/llava": {"signals": _signals({})}},
+                      {"signals": records})  # fmt: skip
+    files = build_report(run)
+    rows = tables(files.markdown)["Logit-lens truth margin by layer, correct vs wrong answers"]
+    assert [(r["layer"], r["correct answers: mean margin [95% CI]"], r["n correct"],
+             r["wrong answers: mean margin [95% CI]"], r["n wrong"]) for r in rows] == [
+        ("L0", "0.000", "2", "1.000", "1"),  # no spread, one wrong answer: no interval
+        ("L1", "2.000 [-10.706, 14.706]", "2", "-1.000", "1"),
+        ("L2", "4.000 [-8.706, 16.706]", "2", "-2.000", "1"),
+    ]  # fmt: skip
+    assert "lens_by_layer.png" in {f.name for f in files.figures}
+    assert "no per-layer truth margin" not in files.markdown.read_text()
+
+
+def test_records_without_the_margin_by_layer_say_so(tmp_path: Path) -> None:
+    records = [_lens_record("m/llava", True, None), _lens_record("m/llava", False, None)]
+    run = planted_run(tmp_path / "run", {"m/llava": {"signals": _signals({})}},
+                      {"signals": records})  # fmt: skip
+    files = build_report(run)
+    assert "Logit-lens truth margin by layer, correct vs wrong answers" not in tables(
+        files.markdown
+    )
+    assert "records have no per-layer truth margin" in files.markdown.read_text()
+    assert "lens_by_layer.png" not in {f.name for f in files.figures}
 
 
 def test_warnings_name_undefined_small_n_and_off_chance_controls(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def _leaves(value: Any) -> list[float]:
 
 def _recomputed(run: Path) -> list[float]:
     """The record-derived numbers, recomputed here: medians of the peak layers, means (t CI)
-    of the MLP share and of the truth margin of right and wrong answers, per model."""
+    of the MLP share and of the truth margin of right and wrong answers (at the last layer and
+    at every layer), per model."""
     table = pq.read_table(run / "records" / "signals.parquet").to_pylist()
     out: list[float] = []
     for model in {r["model"] for r in table}:
@@ -50,10 +51,20 @@ def _recomputed(run: Path) -> list[float]:
         for column, keep in (("mlp_share", lambda r: True), ("truth_margin", lambda r: r["correct"]),
                              ("truth_margin", lambda r: not r["correct"])):  # fmt: skip
             x = np.array([r[column] for r in rows if keep(r)], dtype=float)
-            if x.size:
-                half = stats.t.ppf(0.975, x.size - 1) * stats.sem(x) if x.size > 1 else 0.0
-                out += [x.mean(), x.mean() - half, x.mean() + half, 1 - x.mean(), float(x.size)]
+            out += _mean_ci(x)
+        for right in (True, False):  # the truth margin by layer, correct and wrong answers
+            curves = np.array([r["truth_margin_by_layer"] for r in rows if r["correct"] is right])
+            for j in range(curves.shape[1] if curves.size else 0):
+                out += _mean_ci(curves[:, j]) + [float(j)]
     return out
+
+
+def _mean_ci(x: np.ndarray) -> list[float]:
+    """Mean, t interval ends, 1 - mean and n of `x` (nothing when it is empty)."""
+    if not x.size:
+        return []
+    half = stats.t.ppf(0.975, x.size - 1) * stats.sem(x) if x.size > 1 else 0.0
+    return [x.mean(), x.mean() - half, x.mean() + half, 1 - x.mean(), float(x.size)]
 
 
 def _forms(value: float) -> set[str]:
@@ -119,6 +130,28 @@ def test_method_table_rows_equal_the_signals_json(tiny_run: Path, tiny_report: R
         assert mine[-1]["signal"] == "fused"
         cost = {r["signal"]: r["passes / question"] for r in mine}
         assert cost["self_consistency"] == "2" and cost["answer_logprob"] == "1"  # K = 2
+
+
+def test_margin_by_layer_rows_equal_a_recomputation_from_the_records(
+    tiny_run: Path, tiny_report: ReportFiles
+) -> None:
+    rows = tables(tiny_report.markdown)[
+        "Logit-lens truth margin by layer, correct vs wrong answers"
+    ]
+    records = pq.read_table(tiny_run / "records" / "signals.parquet").to_pylist()
+    for model in ("tiny/llava", "tiny/qwen2_vl"):
+        mine = [r for r in rows if r["model"] == model]
+        assert [r["layer"] for r in mine] == ["L0", "L1"]  # the tiny models' 2 layers
+        for keep, column in ((True, "correct answers"), (False, "wrong answers")):
+            curves = np.array([r["truth_margin_by_layer"] for r in records
+                               if r["model"] == model and r["correct"] is keep])  # fmt: skip
+            n = "n correct" if keep else "n wrong"
+            for j, row in enumerate(mine):
+                assert row[n] == str(len(curves))
+                if len(curves) > 1:
+                    mean, low, high = _mean_ci(curves[:, j])[:3]
+                    expected = f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+                    assert row[f"{column}: mean margin [95% CI]"] == expected
 
 
 def test_probe_table_rows_equal_the_probes_json(tiny_run: Path, tiny_report: ReportFiles) -> None:

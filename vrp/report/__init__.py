@@ -14,7 +14,11 @@ from ._doc import (
     Section as Section,
     Table as Table,
 )
-from ._published import PUBLISHED as PUBLISHED, family_of as family_of
+from ._published import (
+    PUBLISHED as PUBLISHED,
+    family_of as family_of,
+    published_family as published_family,
+)
 from ._report import build_document as build_document, build_report as build_report
 from ._rundata import RunData as RunData, read_run as read_run
 from ._write import ReportFiles as ReportFiles
@@ -31,5 +35,6 @@ __all__ = [
     "build_report",
     "compare_runs",
     "family_of",
+    "published_family",
     "read_run",
 ]

@@ -1,35 +1,16 @@
-"""Section: logit lens (where the truth margin and the image's effect peak) and the attention vs
-MLP shares of the direct logit effect, from the per-question signal records."""
+"""Section: logit lens (the truth margin by layer, where it and the image's effect peak) and the
+attention vs MLP shares of the direct logit effect, from the per-question signal records."""
 
 from collections import Counter
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ._doc import Figure, Section, Table, absent_section, missing_stage
 from ._format import count, est, est_fields, finite, layer, num
+from ._lens_layers import NOT_STORED, curve_figure, curve_table, curves, mean_ci
 from ._plot import colour, integer_axis, new_figure, png, short_name
 from ._rundata import RunData
-
-NOT_STORED = (
-    "`vrp run` records, per question, the logit-lens truth margin at the last layer and the layer "
-    "of its largest increase, not the margin at every layer: the figure shows where the margins "
-    "peak. A per-layer margin curve needs the run to store the margin per layer."
-)
-
-
-def mean_ci(values: list[Any], confidence: float = 0.95) -> dict[str, Any]:
-    """The mean of the finite `values` with a t interval (as an estimate dict), n counted."""
-    x = np.asarray([v for v in values if finite(v) is not None], dtype=float)
-    if x.size == 0:
-        return {"estimate": None, "ci_low": None, "ci_high": None, "n": 0}
-    mean = float(x.mean())
-    if x.size < 2 or float(x.std()) == 0.0:
-        return {"estimate": mean, "ci_low": None, "ci_high": None, "n": int(x.size)}
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * stats.sem(x))
-    return {"estimate": mean, "ci_low": mean - half, "ci_high": mean + half, "n": int(x.size),
-            "method": "mean, t interval"}  # fmt: skip
 
 
 def median(values: list[Any]) -> float | None:
@@ -89,8 +70,13 @@ def lens_section(run: RunData) -> Section:
         "effect on the yes-minus-no direction, mean over questions (t interval); attention "
         "share = 1 - MLP share.",
     )  # fmt: skip
-    return Section(key=key, title=title, tables=(table,), figures=(_figure(found),),
-                   notes=(NOT_STORED,),
+    by_layer = curves(run)
+    tables: tuple[Table, ...] = (table,)
+    figures: tuple[Figure, ...] = (_figure(found),)
+    if by_layer:
+        tables, figures = (table, curve_table(by_layer)), (curve_figure(by_layer), *figures)
+    return Section(key=key, title=title, tables=tables, figures=figures,
+                   notes=() if by_layer else (NOT_STORED,),
                    intro="Where in depth the answer forms, and which component writes it.")  # fmt: skip
 
 

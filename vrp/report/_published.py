@@ -34,10 +34,32 @@ FAMILIES = ("paligemma", "qwen2_vl", "llava")
 
 
 def family_of(model: str) -> str | None:
-    """The published study's family a model name belongs to, from its name (the run files do
-    not record the adapter's family): "organism/qwen2_vl" -> "qwen2_vl"; None if unknown."""
+    """The published study's family a model name belongs to, guessed from its name (for runs
+    whose manifest does not record the adapter's family): "organism/qwen2_vl" -> "qwen2_vl";
+    None if unknown."""
     name = model.lower().replace("-", "_")
     return next((f for f in FAMILIES if f.replace("_", "") in name.replace("_", "")), None)
+
+
+def recorded_family(run: RunData, model: str) -> str | None:
+    """The adapter family the run recorded for `model` (``manifest.json`` ``models[m].family``,
+    else a stage result's ``family``), or None for a run written before families were recorded."""
+    entry = (run.manifest.get("models") or {}).get(model) or {}
+    found = entry.get("family") if isinstance(entry, dict) else None
+    if not found:
+        found = next((r.get("family") for r in run.results.get(model, {}).values()
+                      if r.get("family")), None)  # fmt: skip
+    return str(found) if found else None
+
+
+def published_family(run: RunData, model: str) -> str | None:
+    """The published study's family `model` belongs to: its recorded adapter family when the
+    run has one (None if the published study has no such family, e.g. "qwen2_5_vl"), else the
+    guess from its name (`family_of`)."""
+    recorded = recorded_family(run, model)
+    if recorded is not None:
+        return recorded if recorded in FAMILIES else None
+    return family_of(model)
 
 
 Row = tuple[str, str, str, str, str, str]
@@ -189,12 +211,19 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 
 def published_section(run: RunData) -> Section:
     """Each published headline finding next to this run's value, with a verdict in kind."""
+    families = {m: published_family(run, m) for m in run.models}
     rows = [row for stage, check in CHECKS for model in run.models
             if run.result(model, stage) is not None
-            for row in check(run, model, family_of(model) or "")]  # fmt: skip
-    unknown = [m for m in run.models if family_of(m) is None]
-    notes = [] if not unknown else [f"No published family for {', '.join(unknown)} (its name "
-                                    "names none of llava, paligemma, qwen2_vl)."]  # fmt: skip
+            for row in check(run, model, families[model] or "")]  # fmt: skip
+    unknown = [m for m in run.models if families[m] is None]
+    notes = [] if not unknown else [f"No published family for {', '.join(unknown)} (its "
+                                    "recorded adapter family, or for an older run its name, is "
+                                    "none of llava, paligemma, qwen2_vl)."]  # fmt: skip
+    guessed = [m for m in run.models if recorded_family(run, m) is None]
+    if guessed:
+        notes.append(f"The run does not record the adapter family of {', '.join(guessed)} (a "
+                     "run written before `vrp run` recorded it): the family was guessed from "
+                     "the model's name.")  # fmt: skip
     notes.append("The published MLP-bypass effect (+5.0 pp, early fusion) names no layer, so it "
                  "is not compared here; see the MLP bypass section.")  # fmt: skip
     table = Table(
