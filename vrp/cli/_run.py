@@ -39,6 +39,14 @@ def run(  # noqa: PLR0913  (each option of a CLI command is one argument)
         int | None, typer.Option(help="Seed of data, sampling, folds, controls.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars or summary.")] = False,
+    executor: Annotated[
+        str, typer.Option(help="Where batches run: 'local' or 'ray' (Ray actors).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: start a local one).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Ray workers (model replicas) per model.")] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs each Ray worker reserves.")] = 0.0,
 ) -> None:
     """Run the VRP study on the built-in organisms (default) or your models and data."""
     from ..study import RichProgress, config_from_mapping, read_config_file, run_study
@@ -52,11 +60,37 @@ def run(  # noqa: PLR0913  (each option of a CLI command is one argument)
         values = read_config_file(config_file) if config_file else {}
         values.update({k: v for k, v in flags.items() if v is not None})
         config = config_from_mapping(values)
-        result = run_study(config, progress=None if quiet else RichProgress())
+        pool = _executor(config, executor, address, workers, gpus_per_worker)
+        try:
+            result = run_study(config, progress=None if quiet else RichProgress(), executor=pool)
+        finally:
+            if pool is not None:
+                pool.close()
     except VrpError as error:
         fail(error)
     if not quiet:
         _print_summary(result)
+
+
+def _executor(
+    config: Any, name: str, address: str | None, workers: int, gpus: float
+) -> Any:  # fmt: skip
+    """None for local batches, or a `RayExecutor`.
+
+    Raises:
+      ConfigError: an unknown executor, Ray options without Ray, or bad Ray options.
+    """
+    from ..core import ConfigError
+    from ..study import RayExecutor, RayOptions
+
+    if name not in ("local", "ray"):
+        raise ConfigError(f"executor: expected 'local' or 'ray', got {name!r}.")
+    if name == "local":
+        if address is not None:
+            raise ConfigError("--address joins a Ray cluster: pass it with --executor ray.")
+        return None
+    return RayExecutor(config, RayOptions(address=address, workers=workers,
+                                          gpus_per_worker=gpus))  # fmt: skip
 
 
 def _print_summary(result: Any) -> None:

@@ -12,8 +12,13 @@ from ._config import (
     config_from_mapping as config_from_mapping,
     read_config_file as read_config_file,
 )
+from ._ray import RayExecutor as RayExecutor, RayOptions as RayOptions
 from ._rundir import RunDir as RunDir, model_slug as model_slug
-from ._stages import PREDICTORS as PREDICTORS, signal_summary as signal_summary
+from ._stages import (
+    PREDICTORS as PREDICTORS,
+    BatchExecutor as BatchExecutor,
+    signal_summary as signal_summary,
+)
 from ._study import (
     Progress as Progress,
     RichProgress as RichProgress,
@@ -26,7 +31,10 @@ from ._study import (
 __all__ = [
     "ALL_STAGES",
     "PREDICTORS",
+    "BatchExecutor",
     "Progress",
+    "RayExecutor",
+    "RayOptions",
     "RichProgress",
     "RunDir",
     "Stage",

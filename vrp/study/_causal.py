@@ -57,7 +57,7 @@ from ..data import Sample
 from ..stats import mcnemar_exact, proportion
 from ._rundir import model_slug, write_json
 from ._samples import Samples
-from ._stages import StageContext, _stream, estimate_json, yes_no_samples
+from ._stages import Batched, StageContext, estimate_json, run_batched, yes_no_samples
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +91,11 @@ PLAN_VERSION = 2  # 2: the neuron conditions run with their own baseline arm ("n
 
 def run_causal(ctx: StageContext) -> dict[str, Any]:
     """Streams every condition's per-question outcomes and summarises them (see module doc)."""
+    return run_batched(ctx, "causal", prepare_causal(ctx))
+
+
+def prepare_causal(ctx: StageContext) -> Batched:
+    """The causal stage's plan (read back, or made and written), batches and summary."""
     samples = yes_no_samples(ctx.samples)
     plan = causal_plan(ctx, samples)
     shared = shared_arms(ctx, plan)
@@ -109,8 +114,8 @@ def run_causal(ctx: StageContext) -> dict[str, Any]:
             rows += _rows(ctx.model, [items[i] for i in chosen], out.to_records())
         return rows, None
 
-    table = _stream(ctx, "causal", samples, compute)
-    return causal_summary(table, plan, seed=ctx.config.seed)
+    return Batched(items=samples, compute=compute,
+                   summarise=lambda table: causal_summary(table, plan, seed=ctx.config.seed))  # fmt: skip
 
 
 def _rows(model: str, items: Sequence[int], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

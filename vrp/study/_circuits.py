@@ -43,7 +43,7 @@ from circuits import (
 from ..core import ConfigError, DataError
 from ..data import Sample
 from ..stats import benjamini_hochberg, proportion, ratio_of_means
-from ._stages import StageContext, _stream, estimate_json, yes_no_samples
+from ._stages import Batched, StageContext, estimate_json, run_batched, yes_no_samples
 
 NOISE_STD = 128.0  # pixel noise of the "noise" corruption, grey levels (64 rarely flips answers)
 RESAMPLES = 1999  # permutation and bootstrap resamples per layer score
@@ -54,6 +54,11 @@ CELL_KEYS = ("layer", "component", "positions", "metric", "score")
 
 def run_circuits(ctx: StageContext) -> dict[str, Any]:
     """Streams every pair's patching rows and summarises them (see module doc)."""
+    return run_batched(ctx, "circuits", prepare_circuits(ctx))
+
+
+def prepare_circuits(ctx: StageContext) -> Batched:
+    """The circuits stage's batches and summary (see `run_circuits`)."""
     samples = yes_no_samples(ctx.samples)
     pool = ctx.samples.questions
     seed = ctx.config.seed
@@ -72,8 +77,9 @@ def run_circuits(ctx: StageContext) -> dict[str, Any]:
                      for r in records]  # fmt: skip
         return rows, None
 
-    table = _stream(ctx, "circuits", samples, compute)
-    return circuits_summary(table, n_layers=ctx.vlm.adapter.n_layers, seed=seed)
+    n_layers = ctx.vlm.adapter.n_layers
+    return Batched(items=samples, compute=compute,
+                   summarise=lambda table: circuits_summary(table, n_layers=n_layers, seed=seed))  # fmt: skip
 
 
 def circuits_summary(table: pa.Table, *, n_layers: int, seed: int = 0) -> dict[str, Any]:

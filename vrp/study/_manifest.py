@@ -52,15 +52,17 @@ def machine(config: StudyConfig) -> dict[str, Any]:
     }
 
 
-def log_invocation(root: Path, config: StudyConfig, *, resumed: bool) -> int:
+def log_invocation(root: Path, config: StudyConfig, *, resumed: bool, executor: Any = None) -> int:
     """Appends this invocation to the run's log and returns its index. Warns when a resumed run
     continues under other package versions than the invocation before it."""
     earlier = read_invocations(root)
+    describe = getattr(executor, "describe", None)
     entry: dict[str, Any] = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed": resumed,
         "versions": versions(),
         "machine": machine(config),
+        "executor": describe() if describe else {"executor": "local"},
     }
     if earlier and earlier[-1]["versions"] != entry["versions"]:
         changed = sorted(k for k in entry["versions"]

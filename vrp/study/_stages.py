@@ -8,9 +8,9 @@ uninterrupted one.
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -37,9 +37,29 @@ Advance = Callable[[int], None]
 """Reports progress: called with the number of questions just finished."""
 
 
+Rows = list[dict[str, Any]]
+Compute = Callable[[Sequence[Any], int], tuple[Rows, np.ndarray | None]]
+"""Computes one batch (its items and index): its records and, optionally, hidden states."""
+
+
+@runtime_checkable
+class BatchExecutor(Protocol):
+    """Computes a stage's missing batches somewhere else (e.g. on Ray actors)."""
+
+    def compute(
+        self, ctx: "StageContext", stage: str, indices: Sequence[int]
+    ) -> Iterator[tuple[int, Rows, np.ndarray | None]]:
+        """Yields (index, rows, hidden) for every batch index, in any order, once each."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class StageContext:
-    """What a stage needs for one model."""
+    """What a stage needs for one model.
+
+    Attributes:
+      executor: computes the batches elsewhere (None: here, one after the other).
+    """
 
     config: StudyConfig
     run: RunDir
@@ -47,6 +67,22 @@ class StageContext:
     vlm: VLM
     samples: Samples  # the run's questions, in a fixed order, images read per batch
     advance: Advance
+    executor: BatchExecutor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batched:
+    """A batched stage once prepared for one model: its items, how one batch is computed (a
+    function of the config and the batch index only), and how its rows are summarised."""
+
+    items: Sequence[Any]
+    compute: Compute
+    summarise: Callable[[pa.Table], dict[str, Any]]
+
+
+def run_batched(ctx: StageContext, stage: str, batched: Batched) -> dict[str, Any]:
+    """Streams the stage's missing batches to the run directory, then summarises its rows."""
+    return batched.summarise(_stream(ctx, stage, batched.items, batched.compute))
 
 
 def estimate_json(estimate: Estimate) -> dict[str, Any]:
@@ -59,20 +95,29 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _stream(
-    ctx: StageContext,
-    stage: str,
-    items: Sequence[Any],
-    compute: Callable[[Sequence[Any], int], tuple[list[dict[str, Any]], np.ndarray | None]],
-) -> pa.Table:
-    """Computes every batch of `items` not yet on disk, then returns all of the stage's rows."""
+def _stream(ctx: StageContext, stage: str, items: Sequence[Any], compute: Compute) -> pa.Table:
+    """Computes every batch of `items` not yet on disk (here, or on `ctx.executor`), then
+    returns all of the stage's rows."""
     done = ctx.run.done_batches(stage, ctx.model)
-    for index, (start, stop) in enumerate(_spans(len(items), ctx.config.batch_size)):
-        if index not in done:  # only now are the batch's images read (Samples slices lazily)
-            rows, hidden = compute(items[start:stop], index)
+    spans = _spans(len(items), ctx.config.batch_size)
+    ctx.advance(sum(stop - start for i, (start, stop) in enumerate(spans) if i in done))
+    todo = [i for i in range(len(spans)) if i not in done]
+    if ctx.executor is not None:
+        for index, rows, hidden in ctx.executor.compute(ctx, stage, todo):
             ctx.run.write_batch(stage, ctx.model, index, rows, hidden)
+            ctx.advance(spans[index][1] - spans[index][0])
+    for index in todo if ctx.executor is None else ():
+        start, stop = spans[index]  # only now are the batch's images read (lazy slices)
+        rows, hidden = compute(items[start:stop], index)
+        ctx.run.write_batch(stage, ctx.model, index, rows, hidden)
         ctx.advance(stop - start)
     return merged(ctx.run.batch_tables(stage, ctx.model))
+
+
+def compute_batch(batched: Batched, batch_size: int, index: int) -> tuple[Rows, np.ndarray | None]:
+    """Batch `index` of a prepared stage (what an executor's worker runs)."""
+    start, stop = _spans(len(batched.items), batch_size)[index]
+    return batched.compute(batched.items[start:stop], index)
 
 
 # ----- accuracy ------------------------------------------------------------------------------------
@@ -101,6 +146,11 @@ def _counts(vlm: VLM, inputs: Any) -> list[str]:
 def run_accuracy(ctx: StageContext) -> dict[str, Any]:
     """Answers every question; POPE metrics (accuracy, precision, recall, F1, yes-ratio) per
     split with Wilson / bootstrap intervals, and exact-match accuracy and MAE for counting."""
+    return run_batched(ctx, "accuracy", prepare_accuracy(ctx))
+
+
+def prepare_accuracy(ctx: StageContext) -> Batched:
+    """The accuracy stage's batches and summary (see `run_accuracy`)."""
 
     def compute(batch: Sequence[Sample], index: int) -> tuple[list[dict[str, Any]], None]:
         answers = _answers(ctx.vlm, batch)
@@ -109,14 +159,16 @@ def run_accuracy(ctx: StageContext) -> dict[str, Any]:
                 for item, s, a in zip(items, batch, answers, strict=True)]  # fmt: skip
         return rows, None
 
-    table = _stream(ctx, "accuracy", ctx.samples, compute)
-    by_item = dict(zip(table["item"].to_pylist(), table["answer"].to_pylist(), strict=True))
-    questions = ctx.samples.questions
-    report = evaluate_answers(questions, [by_item[i] for i in ctx.samples.indices])
-    return {
-        "n": len(questions),
-        "splits": {split: _metrics_json(m) for split, m in report.splits.items()},
-    }
+    def summarise(table: pa.Table) -> dict[str, Any]:
+        by_item = dict(zip(table["item"].to_pylist(), table["answer"].to_pylist(), strict=True))
+        questions = ctx.samples.questions
+        report = evaluate_answers(questions, [by_item[i] for i in ctx.samples.indices])
+        return {
+            "n": len(questions),
+            "splits": {split: _metrics_json(m) for split, m in report.splits.items()},
+        }
+
+    return Batched(items=ctx.samples, compute=compute, summarise=summarise)
 
 
 def _accuracy_row(sample: Sample, answer: str) -> dict[str, Any]:
@@ -169,6 +221,11 @@ def run_signals(ctx: StageContext) -> dict[str, Any]:
     `LayerSignals` as list columns ``<name>_by_layer``, one value per language layer), the
     answer-position hidden states of every layer into the activation store, and each
     predictor's association with correctness."""
+    return run_batched(ctx, "signals", prepare_signals(ctx))
+
+
+def prepare_signals(ctx: StageContext) -> Batched:
+    """The signals stage's batches and summary (see `run_signals`)."""
     config = SignalConfig(batch_size=ctx.config.batch_size, samples=ctx.config.samples,
                           seed=ctx.config.seed)  # fmt: skip
     samples = yes_no_samples(ctx.samples)
@@ -185,9 +242,11 @@ def run_signals(ctx: StageContext) -> dict[str, Any]:
                 for item, r in zip(items, result.per_layer_records(), strict=True)]  # fmt: skip
         return rows, result.hidden.astype(np.float32)
 
-    table = _stream(ctx, "signals", samples, compute)
-    _build_store(ctx, list(samples.indices))
-    return signal_summary(table, seed=ctx.config.seed)
+    def summarise(table: pa.Table) -> dict[str, Any]:
+        _build_store(ctx, list(samples.indices))
+        return signal_summary(table, seed=ctx.config.seed)
+
+    return Batched(items=samples, compute=compute, summarise=summarise)
 
 
 def _build_store(ctx: StageContext, ids: list[int]) -> None:

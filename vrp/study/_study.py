@@ -19,15 +19,32 @@ import torch
 from ..core import ConfigError, DataError
 from ..models import VLM
 from ..models._load import _check_device
-from ._causal import run_causal
-from ._circuits import run_circuits
+from ._causal import prepare_causal, run_causal
+from ._circuits import prepare_circuits, run_circuits
 from ._config import Stage, StudyConfig, check_models
 from ._manifest import log_invocation, manifest
 from ._rundir import RunDir, merged, model_slug, write_json
 from ._samples import Samples, study_samples, yes_no_samples_count
-from ._stages import StageContext, run_accuracy, run_probes, run_signals
+from ._stages import (
+    Batched,
+    BatchExecutor,
+    StageContext,
+    prepare_accuracy,
+    prepare_signals,
+    run_accuracy,
+    run_probes,
+    run_signals,
+)
 
 StageFn = Callable[[StageContext], dict[str, Any]]
+
+PREPARE: dict[str, Callable[[StageContext], Batched]] = {
+    Stage.ACCURACY.value: prepare_accuracy,
+    Stage.SIGNALS.value: prepare_signals,
+    Stage.CAUSAL.value: prepare_causal,
+    Stage.CIRCUITS.value: prepare_circuits,
+}
+"""The batched stages, prepared for one model (what an executor's workers run)."""
 
 STAGES: dict[Stage, StageFn] = {
     Stage.ACCURACY: run_accuracy,
@@ -93,12 +110,19 @@ def check_config(config: StudyConfig) -> Samples:
     return samples
 
 
-def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> StudyResult:
+def run_study(
+    config: StudyConfig,
+    *,
+    progress: "Progress | None" = None,
+    executor: BatchExecutor | None = None,
+) -> StudyResult:
     """Runs (or resumes) a study and returns its summaries.
 
     Args:
       config: the run.
       progress: reports progress (the CLI passes a rich display); None is silent.
+      executor: computes the batched stages' batches elsewhere (e.g. `RayExecutor`); None
+        computes them here. The records are the same either way.
 
     Raises:
       ConfigError / DataError: bad config or data, or `config.out` holds another run; nothing is
@@ -110,17 +134,17 @@ def run_study(config: StudyConfig, *, progress: "Progress | None" = None) -> Stu
     existed = run.root.exists()
     resumed = run.claim(config.to_json())
     try:
-        invocation = log_invocation(run.root, config, resumed=resumed)
-        return _run(config, run, samples, progress or Progress(), invocation, start)
+        invocation = log_invocation(run.root, config, resumed=resumed, executor=executor)
+        return _run(config, run, samples, progress or Progress(), invocation, start, executor)
     except BaseException:
         if not resumed:  # a first attempt that failed before writing any result: unclaim
             run.release(remove_folder=not existed)
         raise
 
 
-def _run(
+def _run(  # noqa: PLR0913  (the run's parts, passed down once)
     config: StudyConfig, run: RunDir, samples: Samples, progress: "Progress", invocation: int,
-    start: float,
+    start: float, executor: BatchExecutor | None,
 ) -> StudyResult:  # fmt: skip
     stages = [s for s in Stage if s in config.stages]
     totals = {s: _stage_size(s, samples) * len(config.models) for s in stages}
@@ -130,7 +154,8 @@ def _run(
     results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         for model in config.models:
-            results[model] = _run_model(config, run, model, stages, samples, progress, invocation)
+            results[model] = _run_model(config, run, model, stages, samples, progress,
+                                        (invocation, executor))  # fmt: skip
     finally:
         progress.stop()
     for stage in stages:
@@ -148,8 +173,9 @@ def _stage_size(stage: Stage, samples: Samples) -> int:
 
 def _run_model(
     config: StudyConfig, run: RunDir, model: str, stages: list[Stage], samples: Samples,
-    progress: "Progress", invocation: int,
+    progress: "Progress", how: tuple[int, BatchExecutor | None],
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    invocation, executor = how
     out: dict[str, dict[str, Any]] = {}
     todo = [s for s in stages if not run.stage_done(s.value, model)]
     vlm = _load(config, model) if todo else None
@@ -161,7 +187,7 @@ def _run_model(
         assert vlm is not None
         began = time.perf_counter()
         ctx = StageContext(config=config, run=run, model=model, vlm=vlm, samples=samples,
-                           advance=partial(progress.advance, stage))  # fmt: skip
+                           advance=partial(progress.advance, stage), executor=executor)  # fmt: skip
         result = {**STAGES[stage](ctx), "seconds": round(time.perf_counter() - began, 3)}
         result["model"] = model
         result["model_sha256"] = digest
