@@ -188,8 +188,8 @@ def test_patching_shows_every_per_layer_score_a_cell_records(tmp_path: Path) -> 
                              "positions": "answer", "localisation": cell["localisation"]}}  # fmt: skip
     files = build_report(planted_run(tmp_path / "run", {"m/llava": {"circuits": circuits}}))
     found = tables(files.markdown)
-    rows = found["Mean normalised patching score per layer"]
-    assert [(r["layer"], r["mean score [95% CI]"], r["pooled [95% CI]"]) for r in rows] == [
+    rows = found["Normalised patching score per layer, pooled over pairs"]
+    assert [(r["layer"], r["score [95% CI]"], r["pooled [95% CI]"]) for r in rows] == [
         ("L0", "0.100 [0.000, 0.200]", "0.200 [0.100, 0.300]"),
         ("L1", "0.800 [0.700, 0.900]", "0.700 [0.600, 0.800]"),
     ]

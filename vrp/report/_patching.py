@@ -98,8 +98,8 @@ def _ci(value: Any, bounds: Any) -> dict[str, Any]:
 
 
 def _profiles(cell: dict[str, Any]) -> list[str]:
-    """The keys of a cell holding one estimate per layer: ``per_layer`` (the mean over pairs)
-    first, then any other per-layer score the run writes (e.g. a pooled ratio of means)."""
+    """The keys of a cell holding one estimate per layer: ``per_layer`` (the pooled score) first,
+    then any other per-layer score the run writes."""
     found = [k for k, v in cell.items()
              if isinstance(v, list) and v and all(isinstance(e, dict) and "n" in e for e in v)]  # fmt: skip
     return sorted(found, key=lambda k: (k != "per_layer", k))
@@ -114,21 +114,25 @@ def _scores_table(run: RunData, kinds: list[str]) -> Table:
         for layer, e in enumerate(cell.get("per_layer") or []):
             others = [(cell.get(p) or [{}] * (layer + 1))[layer] for p in extra]
             rows.append((model, kind, component, group, f"L{layer}", est(e),
-                         pval(e.get("p_value")), count(e.get("n")), *(est(o) for o in others)))  # fmt: skip
+                         pval(e.get("p_value")), pval(e.get("q_value")), count(e.get("n")),
+                         *(est(o) for o in others)))  # fmt: skip
             row = {"model": model, "corruption": kind, "component": component,
                    "positions": group, "layer": layer, **est_fields("score", e),
-                   "undefined": e.get("undefined")}  # fmt: skip
+                   "q_value": e.get("q_value"), "undefined": e.get("undefined")}  # fmt: skip
             for name, other in zip(extra, others, strict=True):
                 row.update(est_fields(name, other))
             data.append(row)
-    return Table(key="patching", title="Mean normalised patching score per layer",
+    return Table(key="patching", title="Normalised patching score per layer, pooled over pairs",
                  columns=("model", "corruption", "component", "positions", "layer",
-                          "mean score [95% CI]", "p (vs 0)", "n",
+                          "score [95% CI]", "p (vs 0)", "q (BH)", "n",
                           *(f"{p.replace('_', ' ')} [95% CI]" for p in extra)),
                  rows=tuple(rows), data=tuple(data),
-                 note="Mean over usable pairs of the normalised score; bootstrap CI, paired "
-                 "permutation p against 0. Further columns: other per-layer scores the run "
-                 "records for the cell.")  # fmt: skip
+                 note="The restored margin summed over the usable pairs over their clean-corrupt "
+                 "gap summed (a ratio of means: 0 = corrupted run, 1 = clean run); bootstrap CI "
+                 "over pairs, sign-flip permutation p against 0, Benjamini-Hochberg q over every "
+                 "cell and layer of the corruption (runs before the pooled score: the mean of "
+                 "per-pair scores). Further columns: other per-layer scores the run records for "
+                 "the cell.")  # fmt: skip
 
 
 def _grid(circuits: dict[str, Any], kind: str) -> tuple[list[str], np.ndarray] | None:
@@ -155,9 +159,9 @@ def _heatmap(run: RunData, kind: str) -> Figure | None:
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xticks(range(grid.shape[1]), [f"L{i}" for i in range(grid.shape[1])], fontsize=7)
         ax.set_title(short_name(model), fontsize=10)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="mean normalised score")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="normalised score (pooled over pairs)")
     return Figure(key=f"patching_{kind}", title=f"Patching heatmaps, '{kind}' corruption",
-                  png=png(fig), alt=f"Per model, the mean normalised patching score of the "
+                  png=png(fig), alt=f"Per model, the pooled normalised patching score of the "
                   f"'{kind}' corruption for each component and position group (rows) and layer "
                   "(columns); 1 restores the clean answer.")  # fmt: skip
 
@@ -185,7 +189,7 @@ def _profile_figure(run: RunData) -> Figure | None:
         ax.set_title(f"{short_name(model)}: {verdict}", fontsize=10)
         ax.set_xlabel("layer")
         integer_axis(ax)
-        ax.set_ylabel("mean normalised score (95% CI)")
+        ax.set_ylabel("normalised score, pooled (95% CI)")
     head = next(iter(profiles.values()))[0]
     what = f"{head.get('corruption')}, {head.get('component')}, {head.get('positions')}"
     return Figure(key="localisation", title=f"Localisation profile per model ({what})",
