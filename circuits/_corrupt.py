@@ -11,6 +11,11 @@ Two corruptions:
   objects take as many tokens.
 - "noise": the question is unchanged and the image gets Gaussian pixel noise; the truth is the
   same, and the pair is informative only where the noise changes the model's answer.
+- "remove": the object a "yes" question asks about is removed from the image (synthetic scenes
+  only: its bounding box is painted with the median colour of the ring of pixels around it), so
+  the true answer flips to "no" while the prompt is unchanged, token for token. Questions whose
+  object is not alone in its box (several instances, an overlapping or occluded object) are
+  skipped, as are "no" questions and images without a scene graph.
 
 Which pairs a patching study can use is decided with the model (`patch_pairs`): the clean answer
 must be right, the corrupted answer must differ from it, and the two prompts must have the same
@@ -33,8 +38,8 @@ from vrp.pipeline import require_yes_no
 
 from ._outcomes import question_key, seeded_rng
 
-CorruptionKind: TypeAlias = Literal["object", "noise"]
-KINDS: tuple[CorruptionKind, ...] = ("object", "noise")
+CorruptionKind: TypeAlias = Literal["object", "noise", "remove"]
+KINDS: tuple[CorruptionKind, ...] = ("object", "noise", "remove")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +75,8 @@ def corrupt_pairs(
 
     Args:
       samples: yes/no questions.
-      kind: "object" (swap the asked object so the answer flips) or "noise" (noisy image).
+      kind: "object" (swap the asked object so the answer flips), "noise" (noisy image) or
+        "remove" (the asked object removed from a synthetic image, so "yes" becomes "no").
       seed: seeds the choice of replacement object and the noise.
       pool: every question known about the images (no pixels needed): where objects absent from
         a synthetic scene are drawn from, and what a POPE image contains. Default: `samples`.
@@ -88,6 +94,8 @@ def corrupt_pairs(
         )
     if kind == "noise":
         return tuple(_noisy(s, seed, noise_std) for s in samples)
+    if kind == "remove":
+        return tuple(p for p in map(_removed, samples) if p is not None)
     objects = _Objects(pool if pool is not None else samples)
     pairs = (_swapped(s, seed, objects) for s in samples)
     return tuple(p for p in pairs if p is not None)
@@ -100,6 +108,40 @@ def _noisy(sample: Sample, seed: int, std: float) -> CorruptPair:
     corrupt = dataclasses.replace(sample, image=Image.fromarray(noisy))
     return CorruptPair(clean=sample, corrupt=corrupt, kind="noise",
                        change=f"gaussian pixel noise, std {std:g}")  # fmt: skip
+
+
+_RING = 3  # pixels around a box whose median colour paints a removed object
+
+
+def _removed(sample: Sample) -> CorruptPair | None:
+    scene = sample.scene
+    if scene is None or sample.answer != "yes" or scene.count(sample.category) != 1:
+        return None
+    (target,) = [o for o in scene.objects if o.category == sample.category]
+    others = [o for o in scene.objects if o is not target]
+    if target.occluded or any(_overlap(target.bbox, o.bbox, _RING) for o in others):
+        return None
+    pixels = np.asarray(to_rgb(sample.image)).copy()
+    x0, y0, x1, y1 = target.bbox
+    h, w = pixels.shape[:2]
+    outer = pixels[
+        max(0, y0 - _RING) : min(h, y1 + 1 + _RING), max(0, x0 - _RING) : min(w, x1 + 1 + _RING)
+    ]
+    ring = np.ones(outer.shape[:2], dtype=bool)
+    ring[y0 - max(0, y0 - _RING) : y1 + 1 - max(0, y0 - _RING),
+         x0 - max(0, x0 - _RING) : x1 + 1 - max(0, x0 - _RING)] = False  # fmt: skip
+    if not ring.any():
+        return None
+    pixels[y0 : y1 + 1, x0 : x1 + 1] = np.median(outer[ring], axis=0).round().astype(np.uint8)
+    corrupt = dataclasses.replace(sample, image=Image.fromarray(pixels), answer="no")
+    return CorruptPair(clean=sample, corrupt=corrupt, kind="remove",
+                       change=f"{sample.category} removed from the image")  # fmt: skip
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int], margin: int) -> bool:
+    """Whether box `b` comes within `margin` pixels of box `a` (inclusive pixel boxes)."""
+    return not (b[2] < a[0] - margin or b[0] > a[2] + margin or b[3] < a[1] - margin
+                or b[1] > a[3] + margin)  # fmt: skip
 
 
 def _names(question: Question) -> bool:

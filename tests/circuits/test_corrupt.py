@@ -1,6 +1,8 @@
 """Corruption helper: object swaps flip the truth (by scene graph or by POPE's own questions),
 noise keeps the question, and every choice is seeded per question."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -70,9 +72,32 @@ def test_noise_keeps_question_and_truth(dataset) -> None:
     assert np.array_equal(np.asarray(silent.corrupt.image), np.asarray(silent.clean.image))
 
 
+def test_remove_paints_out_the_asked_object_only(dataset) -> None:
+    samples = [s for s in dataset if s.split in ("random", "popular", "adversarial")]
+    pairs = corrupt_pairs(samples, kind="remove")
+    eligible = [s for s in samples if s.answer == "yes" and s.scene.count(s.category) == 1]
+    assert 0 < len(pairs) <= len(eligible)
+    for pair in pairs:
+        clean, corrupt = pair.clean, pair.corrupt
+        assert clean.answer == "yes" and corrupt.answer == "no"
+        assert corrupt.question == clean.question  # the prompt lines up token for token
+        (target,) = [o for o in clean.scene.objects if o.category == clean.category]
+        x0, y0, x1, y1 = target.bbox
+        before, after = np.asarray(clean.image), np.asarray(corrupt.image)
+        changed = np.argwhere((before != after).any(axis=-1))
+        assert changed.size and changed[:, 0].min() >= y0 and changed[:, 0].max() <= y1
+        assert changed[:, 1].min() >= x0 and changed[:, 1].max() <= x1
+        box = after[y0 : y1 + 1, x0 : x1 + 1].reshape(-1, 3)
+        assert (box == box[0]).all()  # one flat colour: the surrounding background's median
+    no_scene = [dataclasses.replace(eligible[0], scene=None)]
+    assert corrupt_pairs(no_scene, kind="remove") == ()
+
+
 def test_corrupt_errors(dataset) -> None:
     samples = [s for s in dataset if s.split == "random"]
-    with pytest.raises(vrp.ConfigError, match=r"kind must be one of \('object', 'noise'\)"):
+    with pytest.raises(
+        vrp.ConfigError, match=r"kind must be one of \('object', 'noise', 'remove'\)"
+    ):
         corrupt_pairs(samples, kind="blur")  # type: ignore[arg-type]
     with pytest.raises(vrp.ConfigError, match=r"noise_std >= 0; got 'noise' and -1"):
         corrupt_pairs(samples, kind="noise", noise_std=-1)

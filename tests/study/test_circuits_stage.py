@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from circuits import KINDS, corrupt_pairs, localise, patch_pairs
+from circuits import corrupt_pairs, localise, patch_pairs
 from vrp.stats import ratio_of_means
 from vrp.study import Stage, StudyConfig, run_study
-from vrp.study._circuits import NOISE_STD, RESAMPLES
+from vrp.study._circuits import KINDS, NOISE_STD, RESAMPLES
 from vrp.study._samples import study_samples
 
 MODEL = "organism/llava"

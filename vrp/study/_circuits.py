@@ -32,8 +32,8 @@ import pyarrow as pa
 
 from circuits import (
     COMPONENTS,
-    KINDS,
     POSITION_GROUPS,
+    CorruptionKind,
     corrupt_pairs,
     localise,
     patch_pairs,
@@ -45,6 +45,7 @@ from ..data import Sample
 from ..stats import benjamini_hochberg, proportion, ratio_of_means
 from ._stages import Batched, StageContext, estimate_json, run_batched, yes_no_samples
 
+KINDS: tuple[CorruptionKind, ...] = ("object", "noise")  # "remove" needs scene graphs
 NOISE_STD = 128.0  # pixel noise of the "noise" corruption, grey levels (64 rarely flips answers)
 RESAMPLES = 1999  # permutation and bootstrap resamples per layer score
 FDR = 0.05  # false discovery rate across the cells of one corruption
