@@ -27,6 +27,7 @@ from jaxtyping import Float
 
 from vrp import Component, ConfigError, Site
 from vrp.core import TidyRecords
+from vrp.interventions import GraphPool
 from vrp.models import VLM, VlmInputs
 from vrp.stats import Estimate, ratio_of_means
 
@@ -141,6 +142,7 @@ def discover_circuit(
     config: DiscoveryConfig | None = None,
     *,
     metric: Metric | None = None,
+    pool: GraphPool | None = None,
 ) -> Discovery:
     """Ranks the nodes by attribution patching and verifies the top-k sets by exact patching.
 
@@ -150,6 +152,7 @@ def discover_circuit(
       corrupt: corrupted rows aligned with `clean` (whose answers differ from the clean ones).
       config: components, groups, sizes, threshold and seed.
       metric: the metric (default the yes-minus-no margin).
+      pool: runs the exact verification traces on replicas of the model (`RayGraphPool`).
 
     Raises:
       ConfigError: misaligned or mixed-layout rows, fewer than 2 pairs, a bad threshold or size,
@@ -173,7 +176,7 @@ def discover_circuit(
     chosen = _sizes(len(ranking), config.sizes)
     variants = {"none": ranking, **{f"k{k}": ranking[k:] for k in chosen}}
     metrics = {k: v.float().cpu().numpy() for k, v in
-               variant_metrics(vlm, clean, corrupt, variants, metric).items()}  # fmt: skip
+               variant_metrics(vlm, clean, corrupt, variants, metric, pool=pool).items()}  # fmt: skip
     curve = dict(zip(chosen, faithfulness_curve(metrics, chosen, seed), strict=True))
     reached = [k for k in chosen if curve[k].estimate >= threshold]
     circuit = None
@@ -181,7 +184,8 @@ def discover_circuit(
         below = max((k for k in chosen if k < reached[0]), default=0)
 
         def verify(k: int) -> Estimate:  # the top-k set, by exact patching
-            kept = variant_metrics(vlm, clean, corrupt, {"kept": ranking[k:]}, metric)["kept"]
+            kept = variant_metrics(vlm, clean, corrupt, {"kept": ranking[k:]}, metric,
+                                   pool=pool)["kept"]  # fmt: skip
             return kept_share(kept.float().cpu().numpy(), metrics["clean"], metrics["none"], seed)
 
         k = _bisect(below, reached[0], threshold, curve, verify)

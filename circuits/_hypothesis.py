@@ -23,6 +23,7 @@ import numpy as np
 
 from vrp import ConfigError
 from vrp.core import TidyRecords
+from vrp.interventions import GraphPool
 from vrp.models import VLM, VlmInputs
 from vrp.stats import Estimate, ratio_of_means
 
@@ -136,7 +137,7 @@ class HypothesisConfig:
     seed: int = 0
 
 
-def check_hypothesis(
+def check_hypothesis(  # noqa: PLR0913  (the data, the claim, and keyword-only knobs)
     vlm: VLM,
     clean: VlmInputs,
     corrupt: VlmInputs,
@@ -145,6 +146,7 @@ def check_hypothesis(
     *,
     pool: Sequence[Node] | None = None,
     metric: Metric | None = None,
+    replicas: GraphPool | None = None,
 ) -> HypothesisTest:
     """Tests whether `nodes` are necessary (ablating them loses at least `config.necessity` of
     the clean-corrupt gap) and sufficient (alone they keep at least `config.sufficiency` of the
@@ -158,6 +160,7 @@ def check_hypothesis(
       config: minimums, random sets, alpha, seed.
       pool: the universe (default: every attention and MLP output node at every group).
       metric: the metric (default the yes-minus-no margin).
+      replicas: runs the traces on replicas of the model (`RayGraphPool`).
 
     Raises:
       ConfigError: an empty set, nodes outside the pool, too few pairs or random sets, or a
@@ -180,7 +183,8 @@ def check_hypothesis(
         variants[f"ablate_{name}"] = chosen
         variants[f"keep_{name}"] = [n for n in pool if n not in set(chosen)]
     m = {k: v.float().cpu().numpy() for k, v in
-         variant_metrics(vlm, clean, corrupt, variants, metric or vlm.yes_no_margin).items()}  # fmt: skip
+         variant_metrics(vlm, clean, corrupt, variants, metric or vlm.yes_no_margin,
+                         pool=replicas).items()}  # fmt: skip
 
     def claim(test: str, share: Any, minimum: float) -> Claim:
         mine = share("target")

@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vrp import Component, ConfigError, Site, Tower
-from vrp.interventions import ExecutionConfig, Graph, Patch, run_graph
+from vrp.interventions import Graph, GraphPool, Job, Patch, run_jobs
 from vrp.models import VLM, VlmInputs
 
 from ._pairs import POSITION_GROUPS, PositionGroup, _layout, _positions
@@ -201,10 +201,11 @@ def variant_metrics(
     metric: Metric,
     *,
     runs_per_trace: int = 16,
-    config: ExecutionConfig | None = None,
+    pool: GraphPool | None = None,
 ) -> dict[str, Float[Tensor, " batch"]]:
     """The metric of the clean rows under each variant (its nodes patched from the corrupted
-    rows), and of the plain "clean" and "corrupt" runs.
+    rows), and of the plain "clean" and "corrupt" runs; `runs_per_trace` variants share a trace,
+    and the traces run on `pool` (e.g. `RayGraphPool`) when one is given.
 
     Raises:
       ConfigError: rows of several layouts, or a variant named "clean" or "corrupt".
@@ -213,14 +214,15 @@ def variant_metrics(
     if {"clean", "corrupt"} & set(variants):
         raise ConfigError("variant names 'clean' and 'corrupt' are reserved for the plain runs.")
     names = list(variants)
-    out: dict[str, Tensor] = {}
+    jobs: list[Job] = []
     for start in range(0, max(len(names), 1), runs_per_trace):
         chunk = names[start : start + runs_per_trace]
         nodes = [Patch(site=s, source="corrupt", run=name)
                  for name in chunk for n in variants[name]
                  if (s := n.site(layout)) is not None]  # fmt: skip
         graph = Graph(nodes=tuple(nodes), runs=("clean", "corrupt", *chunk))
-        inputs = {"clean": clean, "corrupt": corrupt, **dict.fromkeys(chunk, clean)}
-        logits = run_graph(vlm, graph, inputs, config).answer_logits
-        out.update({name: metric(logits[name]).detach() for name in logits})
+        jobs.append((graph, {"clean": clean, "corrupt": corrupt, **dict.fromkeys(chunk, clean)}))
+    out: dict[str, Tensor] = {}
+    for result in run_jobs(vlm, jobs, pool):
+        out.update({name: metric(v).detach() for name, v in result.answer_logits.items()})
     return out

@@ -31,7 +31,7 @@ from jaxtyping import Bool, Float
 
 from vrp import Component, ConfigError, ImageTokens, Indices, LastToken, Positions, Site
 from vrp.core import TidyRecords
-from vrp.interventions import Graph, run_graph
+from vrp.interventions import Graph, GraphPool, run_graph
 from vrp.models import VLM, VlmInputs
 
 from ._corrupt import CorruptPair
@@ -179,6 +179,7 @@ def patch_pairs(
     components: Sequence[Component] = COMPONENTS,
     groups: Sequence[PositionGroup] = POSITION_GROUPS,
     cells_per_trace: int = 32,
+    pool: GraphPool | None = None,
 ) -> PairPatching:
     """Decides which pairs are usable and patches them at every layer x component x group.
 
@@ -188,6 +189,7 @@ def patch_pairs(
       components: language components to patch (residual stream, attention and MLP outputs).
       groups: position groups to patch ("answer", "question", "image").
       cells_per_trace: cells stacked into one trace (bounds memory).
+      pool: runs the traces on replicas of the model (`RayGraphPool`), same scores.
 
     Raises:
       ConfigError: no pairs, no components or an unknown group.
@@ -205,7 +207,8 @@ def patch_pairs(
     metric = np.full((len(pairs), *map(len, axes)), np.nan)
     scores = metric.copy()
     for rows in _same_layout(clean_correct & flipped & aligned, layouts):
-        sweep, cells = _sweep_rows(vlm, clean.rows(rows), corrupt.rows(rows), axes, cells_per_trace)
+        sweep, cells = _sweep_rows(vlm, clean.rows(rows), corrupt.rows(rows), axes,
+                                   (cells_per_trace, pool))  # fmt: skip
         raw = sweep.per_row.float().cpu().numpy()
         normalised = sweep.normalised_per_row.float().cpu().numpy()
         for cell, (c, g, li) in enumerate(cells):
@@ -295,8 +298,9 @@ def _positions(group: str, layout: tuple[bool, ...]) -> Positions | None:
 
 
 def _sweep_rows(
-    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, axes: tuple, cells_per_trace: int
-) -> tuple[PatchResult, list[tuple[int, int, int]]]:
+    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, axes: tuple,
+    how: tuple[int, GraphPool | None],
+) -> tuple[PatchResult, list[tuple[int, int, int]]]:  # fmt: skip
     """Patches rows of one layout at every cell whose position group is not empty there;
     returns the sweep and the (component, group, layer) indices of its cells."""
     layout = _layout(clean, 0)
@@ -307,5 +311,5 @@ def _sweep_rows(
             cells.append((c, g, li))
             sites.append(Site(layer=layer, component=component, positions=positions))
     sweep = patch_sweep(vlm, clean, corrupt, sites, vlm.yes_no_margin,
-                        cells_per_trace=cells_per_trace)  # fmt: skip
+                        cells_per_trace=how[0], pool=how[1])  # fmt: skip
     return sweep, cells

@@ -7,7 +7,7 @@ raw and normalised so that 0 is the corrupted run and 1 the clean run.
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,16 @@ from torch import Tensor
 
 from vrp import Component, ConfigError, LastToken, Positions, Site, Tower
 from vrp.core import TidyRecords
-from vrp.interventions import ExecutionConfig, Graph, Node, Patch, run_graph
+from vrp.interventions import (
+    ExecutionConfig,
+    Graph,
+    GraphPool,
+    GraphResult,
+    Node,
+    Patch,
+    run_graph,
+    run_jobs,
+)
 from vrp.models import VLM, VlmInputs
 
 Metric = Callable[[Float[Tensor, "batch vocab"]], Float[Tensor, " batch"]]
@@ -106,6 +115,7 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
     cells_per_trace: int = 32,
     config: ExecutionConfig | None = None,
     base: Sequence[Node] = (),
+    pool: GraphPool | None = None,
 ) -> PatchResult:
     """Patches each site from `clean` into `corrupt` (row by row) and scores the result.
 
@@ -120,6 +130,8 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
       base: nodes that define the model variant studied (e.g. attention knockouts or an
         ablation), applied to every run, the clean and corrupted baselines included; their
         `run` is ignored.
+      pool: runs the chunks in parallel on replicas of the model (e.g. `RayGraphPool`); the
+        chunks are the same traces, so the scores are the same ( `config` is then unused).
 
     Raises:
       ConfigError: the batches differ in size, or no sites are given.
@@ -131,8 +143,7 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
         )
     if not sites:
         raise ConfigError("patch_sweep needs at least one site.")
-    per_row: list[Tensor] = []
-    baseline: dict[str, Tensor] = {}
+    jobs, chunks = [], []
     for start in range(0, len(sites), cells_per_trace):
         chunk = list(sites[start : start + cells_per_trace])
         names = [f"cell{start + i}" for i in range(len(chunk))]
@@ -142,8 +153,16 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
         variant = tuple(dataclasses.replace(n, run=r) for r in ("clean", "corrupt", *names)
                         for n in base)  # fmt: skip
         graph = Graph(nodes=variant + nodes, runs=("clean", "corrupt", *names))
-        inputs = {"clean": clean, "corrupt": corrupt, **{n: corrupt for n in names}}
-        logits = run_graph(vlm, graph, inputs, config).answer_logits
+        jobs.append((graph, {"clean": clean, "corrupt": corrupt, **dict.fromkeys(names, corrupt)}))
+        chunks.append(names)
+    results: Iterable[GraphResult] = (
+        (run_graph(vlm, graph, dict(inputs), config) for graph, inputs in jobs)  # one at a time
+        if pool is None else run_jobs(vlm, jobs, pool)
+    )  # fmt: skip
+    per_row: list[Tensor] = []
+    baseline: dict[str, Tensor] = {}
+    for result, names in zip(results, chunks, strict=True):
+        logits = result.answer_logits  # kept only while its metrics are taken
         baseline = baseline or {k: metric(logits[k]) for k in ("clean", "corrupt")}
         per_row += [metric(logits[n]) for n in names]
     rows = torch.stack(per_row)

@@ -36,6 +36,12 @@ from ._nodes import (
     SiteNode as SiteNode,
     Zero as Zero,
 )
+from ._pool import (
+    GraphPool as GraphPool,
+    Job as Job,
+    RayGraphPool as RayGraphPool,
+    run_jobs as run_jobs,
+)
 from ._reference import (
     mean_ablation as mean_ablation,
     reference_pool as reference_pool,
