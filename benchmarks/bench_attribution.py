@@ -46,8 +46,9 @@ def measure(name: str, pairs: int, repeats: int) -> dict[str, float]:
     data = evaluation_set(n_per_split=4 * pairs, n_counting=0, n_spatial=0, seed=11)
     found = corrupt_pairs([data[i] for i in range(len(data))], kind="object", seed=0)
     _, clean, corrupt = usable_pairs(vlm, found)
-    clean, corrupt = clean.rows(range(min(pairs, clean.batch_size))), corrupt.rows(
-        range(min(pairs, corrupt.batch_size))
+    clean, corrupt = (
+        clean.rows(range(min(pairs, clean.batch_size))),
+        corrupt.rows(range(min(pairs, corrupt.batch_size))),
     )
     sites = [Site(layer=layer, component=c) for layer in range(vlm.adapter.n_layers)
              for c in COMPONENTS]  # fmt: skip

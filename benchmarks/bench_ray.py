@@ -56,7 +56,9 @@ def main() -> None:
     batches = len(list((root / "local" / "parts" / args.stage).rglob("part-*.parquet")))
     print(f"local (1 thread): {local:.1f} s for {batches} batches")
     print(f"speed-up, 2 workers over 1: {seconds[1] / seconds[2]:.2f}x")
-    print(f"Ray overhead per batch (1 worker - local): {(seconds[1] - local) / batches * 1000:.0f} ms")
+    print(
+        f"Ray overhead per batch (1 worker - local): {(seconds[1] - local) / batches * 1000:.0f} ms"
+    )
     ray.shutdown()
 
 
