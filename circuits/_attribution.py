@@ -155,7 +155,7 @@ def attribution_patching(
     real = corrupt.attention_mask.bool()
     scores = []
     for i, site in enumerate(grads.sites):
-        product = (values[f"s{i}"] - grads.values[i]) * grads.grads[i]
+        product = (values[f"s{i}"].float() - grads.values[i].float()) * grads.grads[i].float()
         per = product if site.component is Component.MLP_NEURONS else product.sum(dim=-1)
         mask = real.reshape(*real.shape, *([1] * (per.dim() - 2)))
         scores.append(torch.where(mask, per, torch.zeros_like(per)).detach())
@@ -206,6 +206,12 @@ def agreement(estimates: ArrayLike, exact: ArrayLike, *, k: int = 10) -> Agreeme
         )
     if not 1 <= k <= a.size:
         raise ConfigError(f"agreement: k must lie in 1..{a.size}; got {k}.")
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        raise ConfigError(
+            "agreement: a rank correlation needs values that vary; "
+            f"{'the estimates' if np.ptp(a) == 0 else 'the exact effects'} are all equal. Pass "
+            "cells where patching has an effect."
+        )
     rho = stats.spearmanr(a, b)
     top_exact = set(np.argsort(-np.abs(b), kind="stable")[:k].tolist())
     top_estimate = set(np.argsort(-np.abs(a), kind="stable")[:k].tolist())

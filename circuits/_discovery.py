@@ -211,18 +211,22 @@ def _bisect(low: int, high: int, threshold: float, curve: dict[int, Estimate], v
 
 
 def kept_share(kept: np.ndarray, clean: np.ndarray, none: np.ndarray, seed: int) -> Estimate:
-    """Share of the clean behaviour kept: ratio of means of s (kept - none) over |clean - none|.
+    """Share of the clean behaviour kept: ratio of means of s (kept - none) over |clean - none|,
+    over the pairs whose full ablation changes the metric (the others weigh nothing).
 
     Raises:
       ConfigError: the clean and fully ablated runs do not differ on average.
     """
     gap = clean - none
-    if not np.abs(gap).mean() > 0:
+    moved = gap != 0  # a pair whose ablation changes nothing adds 0 / 0: it carries no weight
+    if moved.sum() < 2:
         raise ConfigError(
-            "ablating every node leaves the metric unchanged on every pair: nothing to keep. "
-            "Use pairs whose corruption changes the answer, or a larger universe."
+            f"ablating every node changes the metric on {int(moved.sum())} of {len(gap)} pairs; "
+            "a share of the behaviour needs at least 2. Use pairs whose corruption changes the "
+            "answer, or a larger universe."
         )
-    return ratio_of_means(np.sign(gap) * (kept - none), np.abs(gap), seed=seed, n_resamples=1999)
+    return ratio_of_means((np.sign(gap) * (kept - none))[moved], np.abs(gap)[moved], seed=seed,
+                          n_resamples=1999)  # fmt: skip
 
 
 def faithfulness_curve(

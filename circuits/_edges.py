@@ -27,7 +27,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vrp import Component, Site
+from vrp import Component, ConfigError, Site
 from vrp.core import TidyRecords
 from vrp.interventions import Capture, Graph, run_gradients, run_graph
 from vrp.models import VLM, VlmInputs
@@ -57,8 +57,14 @@ class EdgeAttribution(TidyRecords):
 
     def pooled(self) -> Float[np.ndarray, "upstream downstream"]:
         """Each edge's estimate oriented towards the clean answer and pooled over rows, in units
-        of the mean |clean - corrupt| gap (the scale of `node_attribution`)."""
+        of the mean |clean - corrupt| gap (the scale of `node_attribution`).
+
+        Raises:
+          ConfigError: the clean and corrupted runs score the same on every row.
+        """
         gap = (self.clean_metric - self.corrupt_metric).float().cpu()
+        if float(gap.abs().mean()) == 0:
+            raise ConfigError("the clean and corrupted runs score the same on every row.")
         oriented = torch.sign(gap)[:, None, None] * self.scores.float().cpu()
         return (oriented.mean(dim=0) / gap.abs().mean()).numpy()
 
@@ -124,7 +130,7 @@ def edge_attribution(
     for i, delta in enumerate(deltas):
         for j, grad in enumerate(through):
             if j >= i:  # targets after the source (the logits come after every source)
-                scores[:, i, j] = (delta * grad).sum(dim=(1, 2)).float().cpu()
+                scores[:, i, j] = (delta.float() * grad.float()).sum(dim=(1, 2)).cpu()
     return EdgeAttribution(upstream=upstream, downstream=downstream, scores=scores,
                            clean_metric=metric(captured.answer_logits["main"]).detach(),
                            corrupt_metric=grads.metric)  # fmt: skip

@@ -114,8 +114,14 @@ def random_like(
 
 def _lost_share(ablated: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, seed: int) -> Estimate:
     gap = clean - corrupt
-    return ratio_of_means(np.sign(gap) * (clean - ablated), np.abs(gap), seed=seed,
-                          n_resamples=1999)  # fmt: skip
+    moved = gap != 0  # pairs whose corruption changes nothing weigh nothing (0 / 0)
+    if moved.sum() < 2:
+        raise ConfigError(
+            f"the corruption changes the metric on {int(moved.sum())} of {len(gap)} pairs; "
+            "necessity needs at least 2. Use pairs whose corrupted answer differs."
+        )
+    return ratio_of_means((np.sign(gap) * (clean - ablated))[moved], np.abs(gap)[moved],
+                          seed=seed, n_resamples=1999)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -118,6 +118,8 @@ def test_agreement_and_bad_inputs() -> None:
         agreement([1.0, 2.0], [1.0, 2.0])
     with pytest.raises(ConfigError, match="k must lie in 1..5"):
         agreement(exact, exact, k=6)
+    with pytest.raises(ConfigError, match="the exact effects are all equal"):
+        agreement(exact, np.zeros(5), k=2)
 
 
 def test_misaligned_rows_are_refused(tiny_vlms) -> None:
@@ -141,7 +143,8 @@ def test_edges_sum_to_their_source_nodes_attribution(vlm) -> None:
     assert len(edges.upstream) == 1 + 2 * n and len(edges.downstream) == 2 * n + 1
     comps = {"attn": Component.ATTN_OUT, "mlp": Component.MLP_OUT}
     sites = [Site(layer=0, component=Component.RESID_PRE)]
-    sites += [Site(layer=int(u[-1]), component=comps[u[:-1]]) for u in edges.upstream[1:]]
+    sites += [Site(layer=int(u.lstrip("atnmlp")), component=comps[u.rstrip("0123456789")])
+              for u in edges.upstream[1:]]  # fmt: skip
     nodes = attribution_patching(vlm, clean, corrupt, sites, vlm.yes_no_margin)
     for i, site in enumerate(sites):
         total = torch.nansum(edges.scores[:, i, :], dim=1)

@@ -102,5 +102,9 @@ def test_bad_sites(tiny_vlms, samples_for) -> None:
     with pytest.raises(ConfigError, match="runs locally only; got backend 'serialise'"):
         run_gradients(vlm, inputs, [Site(layer=0, component=Component.MLP_OUT)], margin,
                       ExecutionConfig(backend="serialise"))  # fmt: skip
+    last_vision = vlm.adapter.shape(Tower.VISION).n_layers - 1  # LLaVA reads the one before
+    with pytest.raises(ConfigError, match="could not reach every site .* second-to-last layer"):
+        run_gradients(vlm, inputs, [Site(tower=Tower.VISION, layer=last_vision,
+                                         component=Component.RESID_POST)], margin)  # fmt: skip
     with pytest.raises(SiteError):
         run_gradients(vlm, inputs, [Site(layer=99, component=Component.MLP_OUT)], margin)

@@ -87,6 +87,8 @@ def test_a_worker_killed_mid_run_is_replaced(cluster, local: Path, tmp_path: Pat
                                RayOptions(workers=2))  # fmt: skip
     _run(tmp_path / "kill", executor)
     assert executor.killed and executor.restarts >= 1
+    final = json.loads((tmp_path / "kill" / "manifest.json").read_text())
+    assert final["last_invocation_executor"]["restarted_workers"] == executor.restarts
     _same_records(tmp_path / "kill", local)
     parts = tmp_path / "kill" / "parts" / "causal" / "tiny--llava"
     assert len(list(parts.glob("part-*.parquet"))) == 4  # each batch once
@@ -95,6 +97,8 @@ def test_a_worker_killed_mid_run_is_replaced(cluster, local: Path, tmp_path: Pat
 def test_bad_options() -> None:
     with pytest.raises(ConfigError, match="workers >= 1"):
         RayOptions(workers=0)
+    with pytest.raises(ConfigError, match="max_restarts >= 0; got .* and -1"):
+        RayOptions(max_restarts=-1)
 
 
 class BrokenWorker:

@@ -9,7 +9,9 @@ nnsight's backward context, reading the gradients in reverse forward order as nn
 The weights are frozen for the pass (their `requires_grad` is restored afterwards): no weight
 gradient is computed or left behind. The earliest site's copy is detached and made to require a
 gradient, which is what lets the backward pass run with frozen weights; everything the metric
-reads comes after it in the forward pass, so every later site's gradient is complete.
+reads comes after it in the forward pass, so every later site's gradient is complete. A site
+off the path to the logits (a vision layer the model does not read) gets no gradient: that is
+refused with a `ConfigError` naming the sites.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import AllTokens, Component, ConfigError, Site
+from ..core import AllTokens, Component, ConfigError, Site, VrpError
 from ..models import VLM, VlmInputs
 from ._execute import ExecutionConfig, compile_points
 from ._graph import Graph
@@ -128,7 +130,18 @@ def run_gradients(
     wanted = _check_sites(vlm, sites)
     order = [p.site for p in compile_points(Graph(nodes=tuple(
         Capture(site=s, name=f"g{i}") for i, s in enumerate(wanted))))]  # fmt: skip
-    values, grads, total, logits = _trace(vlm, inputs, order, metric, config)
+    try:
+        values, grads, total, logits = _trace(vlm, inputs, order, metric, config)
+    except VrpError:
+        raise
+    except Exception as error:  # nnsight's and autograd's errors for a site off the path
+        raise ConfigError(
+            f"run_gradients: the backward pass could not reach every site of "
+            f"{[str(s) for s in wanted]} ({type(error).__name__}: {str(error)[:200]}). Every "
+            "site must lie on the path to the answer logits: e.g. LLaVA reads its vision "
+            "tower's second-to-last layer, so its last vision layer never reaches them. Pass "
+            "only sites the answer depends on."
+        ) from error
     index = {site: i for i, site in enumerate(order)}
     return Gradients(
         sites=tuple(wanted),

@@ -56,13 +56,12 @@ def log_invocation(root: Path, config: StudyConfig, *, resumed: bool, executor: 
     """Appends this invocation to the run's log and returns its index. Warns when a resumed run
     continues under other package versions than the invocation before it."""
     earlier = read_invocations(root)
-    describe = getattr(executor, "describe", None)
     entry: dict[str, Any] = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed": resumed,
         "versions": versions(),
         "machine": machine(config),
-        "executor": describe() if describe else {"executor": "local"},
+        "executor": _describe(executor),
     }
     if earlier and earlier[-1]["versions"] != entry["versions"]:
         changed = sorted(k for k in entry["versions"]
@@ -122,7 +121,11 @@ def _plain(value: Any) -> Any:
 
 
 def manifest(
-    root: Path, config: StudyConfig, results: dict[str, dict[str, dict[str, Any]]], seconds: float
+    root: Path,
+    config: StudyConfig,
+    results: dict[str, dict[str, dict[str, Any]]],
+    seconds: float,
+    executor: Any = None,
 ) -> dict[str, Any]:
     """The run's manifest: config, seeds, settings, every invocation (the last one's versions
     and machine also at the top), model hashes and adapter families, per-stage timings and the
@@ -143,7 +146,13 @@ def manifest(
         "timings": {m: {s: r[s]["seconds"] for s in r} for m, r in results.items()},
         "computed_by": {m: {s: r[s].get("invocation") for s in r} for m, r in results.items()},
         "last_invocation_seconds": round(seconds, 3),
+        "last_invocation_executor": _describe(executor),  # at the end: e.g. workers replaced
     }
+
+
+def _describe(executor: Any) -> dict[str, Any]:
+    describe = getattr(executor, "describe", None)
+    return describe() if describe else {"executor": "local"}
 
 
 def _model_facts(by_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -7,10 +7,15 @@ returns each batch's records and hidden states. The driver writes them into the 
 they arrive, so the run directory, resumption and the merged tables are the same as a local
 run's, and a batch depends only on the config and its index, so the records are identical.
 
-A worker that dies mid-batch (killed, out of memory, its node gone) loses only the batches it
-held: the driver sees the failed call, starts a fresh actor in its place and sends those batches
-again. Nothing is written twice, since only the driver writes and a batch is written once, when
-its result arrives.
+A worker whose process dies mid-batch (killed, stopped by the host's out-of-memory killer, its
+node gone) loses only the batches it held: the driver sees the failed call, kills what is left of
+the actor, starts a fresh one in its place and sends those batches again. Nothing is written
+twice, since only the driver writes and a batch is written once, when its result arrives. An
+error raised inside a batch (a CUDA out-of-memory error, a bug) is not retried: it stops the run,
+which a rerun resumes from the last batch written.
+
+The workers read the causal stage's plan from the run directory, so on several nodes the run
+directory (`--out`) must be on a filesystem every node shares, like the data and the weights.
 
 Ray is an optional dependency (the ``ray`` extra).
 """
@@ -49,10 +54,12 @@ class RayOptions:
     max_restarts: int = 8
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.gpus_per_worker < 0 or self.cpus_per_worker < 1:
+        if (self.workers < 1 or self.gpus_per_worker < 0 or self.cpus_per_worker < 1
+                or self.max_restarts < 0):  # fmt: skip
             raise ConfigError(
-                f"ray: expected workers >= 1, gpus_per_worker >= 0 and cpus_per_worker >= 1; got "
-                f"{self.workers}, {self.gpus_per_worker} and {self.cpus_per_worker}."
+                f"ray: expected workers >= 1, gpus_per_worker >= 0, cpus_per_worker >= 1 and "
+                f"max_restarts >= 0; got {self.workers}, {self.gpus_per_worker}, "
+                f"{self.cpus_per_worker} and {self.max_restarts}."
             )
 
 
@@ -152,8 +159,9 @@ class RayExecutor:
             try:
                 result = self.ray.get(ready[0])
             except self.ray.exceptions.RayActorError as error:
-                self._check_replaceable(error)
                 if actors[slot] is actor:  # the first failed call of this actor replaces it
+                    self._check_replaceable(error)
+                    self.ray.kill(actor)  # an unreachable actor must not keep its resources
                     self.restarts += 1
                     actors[slot] = self._spawn(ctx.model)
                 pending.append(index)
@@ -170,7 +178,7 @@ class RayExecutor:
             ) from None
         if self.restarts >= self.options.max_restarts:
             raise ConfigError(
-                f"Ray workers died {self.restarts + 1} times (at most max_restarts="
+                f"a Ray worker died after {self.restarts} replacements (at most max_restarts="
                 f"{self.options.max_restarts} are replaced): {_last_line(error)}. Check the "
                 "workers' memory and the cluster's health; the run resumes from its last batch."
             ) from None

@@ -163,7 +163,7 @@ def _run(  # noqa: PLR0913  (the run's parts, passed down once)
         if tables:  # none when the stage was undefined for every model (its JSON says why)
             run.write_records(stage.value, merged(tables), SORT_KEYS[stage])
     seconds = time.perf_counter() - start
-    write_json(run.root / "manifest.json", manifest(run.root, config, results, seconds))
+    write_json(run.root / "manifest.json", manifest(run.root, config, results, seconds, executor))
     return StudyResult(root=run.root, results=results, resumed=invocation > 0, seconds=seconds)
 
 
