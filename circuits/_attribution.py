@@ -15,6 +15,7 @@ and the metric (saturated attention, the final norm of a large patch), so `agree
 with exact patching of the same cells.
 """
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from vrp import Component, ConfigError, Site
 from vrp.core import TidyRecords
-from vrp.interventions import Capture, ExecutionConfig, Graph, run_gradients, run_graph
+from vrp.interventions import Capture, ExecutionConfig, Graph, Node, run_gradients, run_graph
 from vrp.models import VLM, VlmInputs
 
 from ._sweep import Metric
@@ -132,6 +133,7 @@ def attribution_patching(
     metric: Metric,
     *,
     config: ExecutionConfig | None = None,
+    base: Sequence[Node] = (),
 ) -> Attribution:
     """Estimates the effect of patching every position (and head or neuron) of `sites` from the
     clean run into the corrupted one: 2 forward passes and 1 backward pass in all.
@@ -143,14 +145,17 @@ def attribution_patching(
       sites: whole sites (no selectors), e.g. every layer's attention and MLP outputs.
       metric: maps answer-position logits to one number per row (`vlm.yes_no_margin`).
       config: extra trace arguments (local backend only, see `run_gradients`).
+      base: nodes defining the model variant (e.g. attention knockouts), applied to both runs.
 
     Raises:
       ConfigError: misaligned rows, no sites, or sites with selectors.
       SiteError: a site does not exist in the model.
     """
     _check_pair(clean, corrupt)
-    grads = run_gradients(vlm, corrupt, sites, metric, config)
-    capture = Graph(nodes=tuple(Capture(site=s, name=f"s{i}") for i, s in enumerate(sites)))
+    grads = run_gradients(vlm, corrupt, sites, metric, config, base=base)
+    variant = tuple(dataclasses.replace(n, run="main") for n in base)
+    capture = Graph(nodes=variant + tuple(Capture(site=s, name=f"s{i}")
+                                          for i, s in enumerate(sites)))  # fmt: skip
     values = run_graph(vlm, capture, clean)
     real = corrupt.attention_mask.bool()
     scores = []

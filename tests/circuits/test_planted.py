@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from circuits import corrupt_pairs, localise, patch_sweep
+from circuits import attribution_patching, corrupt_pairs, localise, patch_sweep
 from vrp import Component, ImageTokens, LastToken, Site, TextTokens, Tower
 from vrp.interventions import AttentionKnockout, Graph, run_graph
 from vrp.organisms import evaluation_set
@@ -76,3 +76,11 @@ def test_planted_heads_are_recovered(noisy) -> None:
     assert top == planted  # recovered: 100% (the bar is 80%)
     unplanted = [i for i, s in enumerate(sites) if (s.layer, s.heads[0]) not in planted]
     assert scores[unplanted].max() < 0.01
+    # attribution patching on the same variant finds them too, from one backward pass
+    whole = [Site(layer=layer, component=Component.HEAD_OUT) for layer in range(last + 1)]
+    atp = attribution_patching(vlm, clean, corrupt, whole, vlm.yes_no_margin, base=base)
+    gap = atp.clean_metric - atp.corrupt_metric
+    per_head = torch.stack([(torch.sign(gap)[:, None] * atp.score(s)[:, -1]).mean(dim=0)
+                            for s in whole])  # layer x head, answer position  # fmt: skip
+    order = torch.argsort(per_head.abs().flatten(), descending=True)[: len(planted)]
+    assert {divmod(int(i), n_heads) for i in order} == planted

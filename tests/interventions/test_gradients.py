@@ -108,3 +108,23 @@ def test_bad_sites(tiny_vlms, samples_for) -> None:
                                          component=Component.RESID_POST)], margin)  # fmt: skip
     with pytest.raises(SiteError):
         run_gradients(vlm, inputs, [Site(layer=99, component=Component.MLP_OUT)], margin)
+
+
+def test_gradients_of_a_model_variant_equal_plain_pytorch(vlm, samples_for) -> None:
+    """`base` nodes define the variant differentiated: a zeroed MLP output at layer 0 (applied
+    with a plain hook in the reference) changes every later gradient."""
+    from vrp.interventions import Zero
+
+    inputs = samples_for(vlm)
+    zeroed = Site(layer=0, component=Component.MLP_OUT)
+    site = Site(layer=vlm.adapter.n_layers - 1, component=Component.RESID_PRE)
+    mlp = vlm.hf.get_submodule(reference_path(vlm.family, zeroed)[0])
+    handle = mlp.register_forward_hook(lambda _m, _a, out: torch.zeros_like(out))
+    try:
+        expected = _hooked_grad(vlm, inputs, site)
+    finally:
+        handle.remove()
+    got = run_gradients(vlm, inputs, [site], vlm.yes_no_margin, base=[Zero(site=zeroed)])
+    torch.testing.assert_close(got.grads[0], expected, atol=1e-5, rtol=1e-4)
+    plain = run_gradients(vlm, inputs, [site], vlm.yes_no_margin)
+    assert not torch.allclose(plain.grads[0], expected)  # the variant matters

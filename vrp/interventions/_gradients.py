@@ -14,10 +14,11 @@ off the path to the logits (a vision layer the model does not read) gets no grad
 refused with a `ConfigError` naming the sites.
 """
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from typing import cast
 
 import nnsight
 import torch
@@ -26,9 +27,16 @@ from torch import Tensor
 
 from ..core import AllTokens, Component, ConfigError, Site, VrpError
 from ..models import VLM, VlmInputs
-from ._execute import ExecutionConfig, compile_points
+from ._execute import (
+    ExecutionConfig,
+    Point,
+    _apply_site_nodes,
+    _RunContext,
+    compile_points,
+    execute_points,
+)
 from ._graph import Graph
-from ._nodes import Capture
+from ._nodes import Capture, Node
 
 GradMetric = Callable[[Float[Tensor, "batch vocab"]], Float[Tensor, " batch"]]
 """Maps answer-position logits to one number per row; its sum over rows is differentiated."""
@@ -103,6 +111,7 @@ def run_gradients(
     sites: Sequence[Site],
     metric: GradMetric,
     config: ExecutionConfig | None = None,
+    base: Sequence[Node] = (),
 ) -> Gradients:
     """One forward and one backward pass: each site's value and the metric's gradient there.
 
@@ -114,6 +123,8 @@ def run_gradients(
       config: extra trace arguments; the backend must be "local" (nnsight 0.8.1 cannot send
         a backward context through its serialiser), and the memory budget and kept logits do
         not apply (one trace per call).
+      base: nodes defining the model variant differentiated (e.g. attention knockouts or
+        ablations), applied in the same pass; their `run` is ignored.
 
     Raises:
       ConfigError: no sites, a site with selectors, an attention-pattern site, a duplicate, or
@@ -128,10 +139,14 @@ def run_gradients(
             "model, or use exact patching (run_graph) remotely."
         )
     wanted = _check_sites(vlm, sites)
-    order = [p.site for p in compile_points(Graph(nodes=tuple(
-        Capture(site=s, name=f"g{i}") for i, s in enumerate(wanted))))]  # fmt: skip
+    variant = tuple(dataclasses.replace(n, run="main") for n in base)
+    marks = tuple(Capture(site=s, name=f"{_MARK}{i}") for i, s in enumerate(wanted))
+    graph = Graph(nodes=variant + marks)
+    graph.validate(vlm, {"main": inputs})
+    points = compile_points(graph)
+    order = [p.site for p in points if any(_marks(p))]
     try:
-        values, grads, total, logits = _trace(vlm, inputs, order, metric, config)
+        values, grads, total, logits = _trace(vlm, inputs, points, metric, config)
     except VrpError:
         raise
     except Exception as error:  # nnsight's and autograd's errors for a site off the path
@@ -152,21 +167,41 @@ def run_gradients(
     )
 
 
+_MARK = "\0grad"  # names the Capture nodes that only mark where gradients are taken
+
+
+def _marks(point: Point) -> list[Node]:
+    return [n for n in point.nodes if getattr(n, "name", "").startswith(_MARK)]
+
+
 def _trace(
-    vlm: VLM, inputs: VlmInputs, order: list[Any], metric: GradMetric, config: ExecutionConfig
+    vlm: VLM, inputs: VlmInputs, points: list[Point], metric: GradMetric, config: ExecutionConfig
 ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
     model, adapter = vlm.nnsight, vlm.adapter
+    ctx = _RunContext(inputs, {"main": slice(0, inputs.batch_size)}, {},
+                      {"main": torch.arange(inputs.batch_size)})  # fmt: skip
     with (
         _frozen_weights(vlm.hf),
         torch.enable_grad(),
         model.trace(inputs.data, **config.extra),
     ):
-        held = []
-        for i, site in enumerate(order):
-            value = adapter.read(model, site, inputs, checked=True)
-            value = value.detach().requires_grad_(True) if i == 0 else value.clone()
-            adapter.write(model, site, inputs, value, checked=True)
-            held.append(value)
+        held = cast(
+            list[Tensor], []
+        )  # not an annotated assignment: nnsight's trace body breaks on those
+        for point in points:
+            others = tuple(n for n in point.nodes if n not in _marks(point))
+            if point.site is None:  # an attention knockout of the variant
+                execute_points(model, adapter, [point], ctx)
+                continue
+            value = adapter.read(model, point.site, inputs, checked=True)
+            changed = False
+            if others:
+                value, changed = _apply_site_nodes(replace(point, nodes=others), value, ctx)
+            if _marks(point):
+                value = value.detach().requires_grad_(True) if not held else value.clone()
+                held.append(value)
+            if changed or _marks(point):
+                adapter.write(model, point.site, inputs, value, checked=True)
         logits = model.output.logits[:, -1]
         per_row = metric(logits)
         store = nnsight.save({})
@@ -177,4 +212,5 @@ def _trace(
         with per_row.sum().backward():
             for i in reversed(range(len(held))):  # nnsight serves gradients in reverse order
                 grads[i] = cast(Tensor, held[i].grad).detach().clone()
-    return store["values"], [grads[i] for i in range(len(order))], store["metric"], store["logits"]
+    values = store["values"]  # (locals of the trace body stay inside it; saved values come out)
+    return values, [grads[i] for i in range(len(values))], store["metric"], store["logits"]
