@@ -9,6 +9,10 @@
    share of the clean behaviour kept, pooled over pairs as a ratio of means (bootstrap CI):
    ``sum s (M_k - M_none) / sum |M_clean - M_none|``, with M_none the run with every node
    ablated and s each pair's orientation.
+   The ranking and the verification look from opposite ends: attribution estimates patching
+   a node's clean value into the corrupted run (denoising), the verification patches corrupted
+   values into the clean run around the kept set (noising). A node can matter one way and not
+   the other; the faithfulness curve is the measured answer.
 4. The circuit: the smallest set whose faithfulness reaches the threshold (80% by default):
    the first size of the grid that reaches it, then bisection down to the size below (one exact
    run per step), taking faithfulness as growing with the set; the whole curve is returned.

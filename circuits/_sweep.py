@@ -143,6 +143,12 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
         )
     if not sites:
         raise ConfigError("patch_sweep needs at least one site.")
+    sourced = [type(n).__name__ for n in base if getattr(n, "source", None) is not None]
+    if sourced:
+        raise ConfigError(
+            f"patch_sweep: base nodes define the model variant of every run and cannot read "
+            f"another run; got {sourced}. Use ablations, steering or knockouts as base nodes."
+        )
     jobs, chunks = [], []
     for start in range(0, len(sites), cells_per_trace):
         chunk = list(sites[start : start + cells_per_trace])

@@ -84,3 +84,14 @@ def test_planted_heads_are_recovered(noisy) -> None:
                             for s in whole])  # layer x head, answer position  # fmt: skip
     order = torch.argsort(per_head.abs().flatten(), descending=True)[: len(planted)]
     assert {divmod(int(i), n_heads) for i in order} == planted
+
+
+def test_base_nodes_cannot_read_another_run(noisy) -> None:
+    from vrp import ConfigError
+    from vrp.interventions import Patch
+
+    vlm, clean, corrupt = noisy
+    site = Site(layer=0, component=Component.MLP_OUT)
+    with pytest.raises(ConfigError, match="base nodes define the model variant .* cannot read"):
+        patch_sweep(vlm, clean, corrupt, [site], vlm.yes_no_margin,
+                    base=[Patch(site=site, source="clean")])  # fmt: skip

@@ -101,7 +101,7 @@ def stage_settings(config: StudyConfig) -> dict[str, Any]:
     """Every constant a stage uses that the config does not set, so a reader can tell what was
     computed without reading this version's source."""
     from ._causal import CAUSAL, PLAN_VERSION
-    from ._circuits import HEADLINE, NOISE_STD, RESAMPLES
+    from ._circuits import FDR, HEADLINE, KINDS, NOISE_STD, RESAMPLES
     from ._stages import L1_PROBE
 
     signals = SignalConfig(batch_size=config.batch_size, samples=config.samples, seed=config.seed)
@@ -110,7 +110,8 @@ def stage_settings(config: StudyConfig) -> dict[str, Any]:
         "probes": {"folds": config.probe_folds, "l1_Cs": list(L1_PROBE.Cs), "l1_cv": L1_PROBE.cv,
                    "concat_last_layers": 5},
         "causal": {"plan_version": PLAN_VERSION, **asdict(CAUSAL)},
-        "circuits": {"noise_std": NOISE_STD, "resamples": RESAMPLES, "headline": list(HEADLINE),
+        "circuits": {"corruptions": list(KINDS), "noise_std": NOISE_STD, "resamples": RESAMPLES,
+                     "fdr": FDR, "headline": list(HEADLINE),
                      "score": "ratio of means (restored margin / clean-corrupt gap, pooled)"},
     })  # fmt: skip
 
