@@ -20,7 +20,6 @@ directory (`--out`) must be on a filesystem every node shares, like the data and
 Ray is an optional dependency (the ``ray`` extra).
 """
 
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,14 +147,16 @@ class RayExecutor:
         actors = self.pool(ctx.model)
         pending = list(indices)
         running: dict[Any, tuple[int, int, Any]] = {}  # call -> (batch, actor slot, actor)
-        slots = itertools.cycle(range(len(actors)))
+        load = [0] * len(actors)  # calls in flight per slot
         while pending or running:
             while pending and len(running) < 2 * len(actors):  # two queued calls per actor
-                slot = next(slots)
+                slot = min(range(len(actors)), key=load.__getitem__)  # the least busy actor
                 call = actors[slot].compute.remote(stage, pending[0])
                 running[call] = (pending.pop(0), slot, actors[slot])
+                load[slot] += 1
             ready, _ = self.ray.wait(list(running), num_returns=1)
             index, slot, actor = running.pop(ready[0])
+            load[slot] -= 1
             try:
                 result = self.ray.get(ready[0])
             except self.ray.exceptions.RayActorError as error:
