@@ -31,6 +31,10 @@ def run(  # noqa: PLR0913  (each option of a CLI command is one argument)
     out: Annotated[Path | None, typer.Option(help="Run directory (rerun to resume).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(help="Run every trace on this `vrp serve` URL (key: NDIF_API_KEY)."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Questions per trace.")] = None,
     samples: Annotated[
         int | None, typer.Option(help="Self-consistency samples K (0: off).")
@@ -54,7 +58,7 @@ def run(  # noqa: PLR0913  (each option of a CLI command is one argument)
     flags: dict[str, Any] = {
         "models": model or None, "data": data, "images": images, "n": n,
         "stages": stages.split(",") if stages else None, "out": out, "device": device,
-        "dtype": dtype, "batch_size": batch_size, "samples": samples, "seed": seed,
+        "dtype": dtype, "remote": remote, "batch_size": batch_size, "samples": samples, "seed": seed,
     }  # fmt: skip
     try:
         values = read_config_file(config_file) if config_file else {}

@@ -29,13 +29,14 @@ from ..core import (
     select,
 )
 from ..models import VLM, Adapter, VlmInputs, concat_inputs
+from ..models._remote import check_backend, remote_argument
 from ._checks import check_units, tower_positions
 from ._graph import Graph
 from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
 
 Backend = Literal["local", "serialise"] | str
 """``"local"`` runs in-process; ``"serialise"`` runs through nnsight's ``remote="local"`` round trip
-(what a server could not run fails here); any other string is a remote host URL."""
+(what a server could not run fails here); an http(s) URL is a server (`vrp serve`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,13 +222,15 @@ class ExecutionConfig:
     """How a graph runs.
 
     Attributes:
-      backend: "local", "serialise" (nnsight's remote="local" check) or a remote host URL.
+      backend: "local", "serialise" (nnsight's remote="local" check) or a server URL; None
+        (the default) runs where the model handle's backend says (`VLM.with_backend`, local
+        unless set).
       memory_budget_mb: rows per trace are chosen so that the estimated activation memory of one
         trace stays under this budget (None: one trace for the whole batch).
       keep_logits: keep each run's answer-position logits ("answer") or nothing ("none").
     """
 
-    backend: Backend = "local"
+    backend: Backend | None = None
     memory_budget_mb: float | None = None
     keep_logits: Literal["answer", "none"] = "answer"
     extra: dict[str, Any] = field(default_factory=dict)  # passed to model.trace (e.g. api_key)
@@ -235,10 +238,8 @@ class ExecutionConfig:
     def __post_init__(self) -> None:
         """Raises `ConfigError` for a setting of the wrong type or out of range."""
         budget = self.memory_budget_mb
-        if not isinstance(self.backend, str):
-            raise ConfigError(
-                f"backend must be 'local', 'serialise' or a host URL string; got {self.backend!r}."
-            )
+        if self.backend is not None:
+            check_backend(self.backend)
         if budget is not None and (
             isinstance(budget, bool)
             or not isinstance(budget, int | float)
@@ -257,22 +258,9 @@ class ExecutionConfig:
             )
 
 
-def _remote_arg(backend: Backend, vlm: VLM) -> Any:
-    if backend == "local":
-        return False
-    if backend == "serialise":
-        return "local"
-    if not backend.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"Unknown backend {backend!r}: expected 'local', 'serialise' or a host URL such as "
-            "'http://127.0.0.1:8080'."
-        )
-    # the server finds the model by the name `vlm` was loaded under (vlm.name travels in nnsight's
-    # model key, see vrp.models._remote): `vrp serve --model tiny/llava` hosts vrp.load("tiny/llava");
-    # a RemoteHost sends through one pooled HTTP client rather than a new one per trace
-    from ..models._remote import RemoteHost
-
-    return RemoteHost(backend)
+def resolve_backend(config: ExecutionConfig, vlm: VLM) -> str:
+    """The backend a trace runs on: the config's, else the model handle's (`VLM.with_backend`)."""
+    return config.backend if config.backend is not None else vlm.backend
 
 
 def _rows_per_trace(vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None) -> int:
@@ -383,7 +371,9 @@ def _run_chunk(
     model = vlm.nnsight
     with (
         torch.no_grad(),
-        model.trace(stacked.data, remote=_remote_arg(config.backend, vlm), **config.extra),
+        model.trace(
+            stacked.data, remote=remote_argument(resolve_backend(config, vlm)), **config.extra
+        ),
     ):
         store = nnsight.save({})
         ctx = _RunContext(stacked, slices, store, row_ids)

@@ -34,6 +34,7 @@ from ._execute import (
     _RunContext,
     compile_points,
     execute_points,
+    resolve_backend,
 )
 from ._graph import Graph
 from ._nodes import Capture, Node
@@ -120,9 +121,9 @@ def run_gradients(
       inputs: one batch.
       sites: whole sites (no heads, neurons or positions selectors), any order.
       metric: maps answer-position logits to one value per row (e.g. `vlm.yes_no_margin`).
-      config: extra trace arguments; the backend must be "local" (nnsight 0.8.1 cannot send
-        a backward context through its serialiser), and the memory budget and kept logits do
-        not apply (one trace per call).
+      config: extra trace arguments; the backend (the config's, else the handle's) must be
+        "local" (nnsight 0.8.1 cannot send a backward context through its serialiser), and the
+        memory budget and kept logits do not apply (one trace per call).
       base: nodes defining the model variant differentiated (e.g. attention knockouts or
         ablations), applied in the same pass; their `run` is ignored.
 
@@ -132,9 +133,10 @@ def run_gradients(
       SiteError: a site does not exist in the model.
     """
     config = config or ExecutionConfig()
-    if config.backend != "local":
+    backend = resolve_backend(config, vlm)
+    if backend != "local":
         raise ConfigError(
-            f"run_gradients runs locally only; got backend {config.backend!r}. nnsight 0.8.1's "
+            f"run_gradients runs locally only; got backend {backend!r}. nnsight 0.8.1's "
             "serialiser cannot carry a backward pass to a server: run attribution on a local "
             "model, or use exact patching (run_graph) remotely."
         )

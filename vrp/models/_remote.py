@@ -13,6 +13,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from nnsight.intervention.backends import remote as remote_backend
@@ -23,6 +24,41 @@ from nnsight.schema.response import ResponseModel
 _BUILTIN_PREFIXES = ("tiny/", "organism/")
 
 
+def check_backend(backend: object) -> str:
+    """`backend` when it is "local", "serialise" or an http(s) URL.
+
+    Raises:
+      ConfigError: anything else.
+    """
+    from ..core import ConfigError
+
+    if isinstance(backend, str) and (
+        backend in ("local", "serialise") or backend.startswith(("http://", "https://"))
+    ):
+        return backend
+    raise ConfigError(
+        f"Unknown backend {backend!r}: expected 'local', 'serialise' or a host URL such as "
+        "'http://127.0.0.1:8080' (a server started with `vrp serve`)."
+    )
+
+
+def remote_argument(backend: str) -> Any:
+    """nnsight's `remote=` for a VRP backend: False, "local" (the serialisation round trip) or a
+    `RemoteHost` (VRP's traces post through one pooled HTTP client).
+
+    Raises:
+      ConfigError: `backend` is not a backend (`check_backend`).
+    """
+    backend = check_backend(backend)
+    if backend == "local":
+        return False
+    if backend == "serialise":
+        return "local"
+    # the server finds the model by the name it was loaded under (see NamedTransformersModel):
+    # `vrp serve --model tiny/llava` hosts vrp.load("tiny/llava")
+    return RemoteHost(backend)
+
+
 def is_hub_id(name: str) -> bool:
     """Whether `name` reads as a Hub repo id ('owner/name') rather than a built-in name or path."""
     return (
@@ -30,6 +66,53 @@ def is_hub_id(name: str) -> bool:
         and not name.startswith(_BUILTIN_PREFIXES)
         and not name.startswith(("/", ".", "~"))
     )
+
+
+def check_server(url: str, names: Sequence[str]) -> list[dict[str, Any]]:
+    """What the server at `url` says of the models `names`, once it is reachable, accepts this
+    client's key (nnsight's ``CONFIG.API.APIKEY``, i.e. ``NDIF_API_KEY``) and hosts each of them.
+
+    Raises:
+      ConfigError: the server cannot be reached, refuses the key, does not answer as `vrp serve`
+        does, or does not host one of `names`.
+    """
+    import httpx
+    from nnsight import CONFIG
+
+    from ..core import ConfigError
+
+    key = CONFIG.API.APIKEY
+    try:
+        response = _pooled_client().get(
+            f"{url.rstrip('/')}/models", headers={"ndif-api-key": key} if key else {}, timeout=10
+        )
+    except httpx.HTTPError as error:
+        raise ConfigError(
+            f"remote: cannot reach {url} ({type(error).__name__}: {error}). Start the server with "
+            f"`vrp serve --model NAME ...` and pass its URL, e.g. http://127.0.0.1:8080."
+        ) from None
+    if response.status_code in (401, 403):
+        raise ConfigError(
+            f"remote: {url} refused this client's API key ({response.status_code}: "
+            f"{response.text[:200]}). Set NDIF_API_KEY to a key listed in the server's "
+            "--api-key-file."
+        )
+    try:
+        hosted = {m["name"]: m for m in response.json()} if response.is_success else None
+    except (ValueError, TypeError, KeyError):
+        hosted = None
+    if hosted is None:
+        raise ConfigError(
+            f"remote: {url}/models answered {response.status_code} {response.text[:200]!r}, not "
+            "a `vrp serve` model list. Pass the URL of a server started with `vrp serve`."
+        )
+    missing = [n for n in names if n not in hosted]
+    if missing:
+        raise ConfigError(
+            f"remote: {url} hosts {sorted(hosted)}, not {missing}. Start it with "
+            f"{' '.join(f'--model {n}' for n in names)}."
+        )
+    return [hosted[n] for n in names]
 
 
 class NamedTransformersModel(TransformersModel):

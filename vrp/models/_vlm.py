@@ -1,5 +1,6 @@
 """The `VLM` handle: a Hugging Face VLM wrapped in nnsight, with its adapter and processor."""
 
+import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,31 @@ class VLM:
             **_placement(model),
         )
         self.answer_tokens: AnswerTokens = adapter.answer_tokens(processor.tokenizer)
+        self.backend = "local"
+
+    def with_backend(self, backend: str) -> "VLM":
+        """A handle on the same model whose traces run on `backend` by default.
+
+        Every trace VRP opens for the handle (`run_graph` and what builds on it: the pipeline,
+        the circuits sweeps and the study) and its `generate` go there, unless an
+        `ExecutionConfig` names another backend. The weights stay loaded here too: signals
+        such as the logit lens read the unembedding locally, and nnsight needs the module tree
+        to build a trace.
+
+        Args:
+          backend: "local", "serialise" (nnsight's in-process serialisation round trip) or the
+            URL of a server speaking nnsight's remote protocol (`vrp serve`), which must host this
+            model under the name it was loaded by (`self.name`). An API key, where the server
+            asks for one, comes from nnsight's config (``NDIF_API_KEY``).
+
+        Raises:
+          ConfigError: `backend` is none of these.
+        """
+        from ._remote import check_backend
+
+        handle = copy.copy(self)
+        handle.backend = check_backend(backend)
+        return handle
 
     @property
     def family(self) -> str:
@@ -72,7 +98,8 @@ class VLM:
         return next(self.hf.parameters()).device
 
     def __repr__(self) -> str:
-        return f"VLM({self.name!r}, family={self.family!r}, layers={self.adapter.n_layers})"
+        where = "" if self.backend == "local" else f", backend={self.backend!r}"
+        return f"VLM({self.name!r}, family={self.family!r}, layers={self.adapter.n_layers}{where})"
 
     def prompt(self, question: str) -> str:
         """The family's official prompt for `question`."""
@@ -94,12 +121,21 @@ class VLM:
 
     @torch.no_grad()
     def logits(self, inputs: VlmInputs) -> Logits:
-        """Plain forward pass (no trace): logits at every position."""
-        return self.hf(**inputs.data).logits
+        """Plain forward pass (no trace when local): logits at every position."""
+        if self.backend == "local":
+            return self.hf(**inputs.data).logits
+        from ..interventions._calls import forward_logits  # traces open in interventions only
 
+        return forward_logits(self, inputs, backend=self.backend, last_only=False)
+
+    @torch.no_grad()
     def answer_logits(self, inputs: VlmInputs) -> AnswerLogits:
         """Logits at the answer position (the last token of each left-padded row)."""
-        return self.logits(inputs)[:, -1]
+        if self.backend == "local":
+            return self.hf(**inputs.data).logits[:, -1]
+        from ..interventions._calls import forward_logits
+
+        return forward_logits(self, inputs, backend=self.backend, last_only=True)
 
     def yes_no_margin(self, answer_logits: AnswerLogits) -> Float[Tensor, " batch"]:
         """Best "yes" spelling's logit minus best "no" spelling's logit, per row.
@@ -151,16 +187,24 @@ class VLM:
           seed: seeds the sampling. Hugging Face's `generate` draws from torch's default
             generators, so they are forked (the CPU's and the model's CUDA device's), seeded and
             restored afterwards: sampling is reproducible and the caller's random state is left
-            exactly as it was. None samples from the current global state.
+            exactly as it was. None samples from the current global state. Off the "local"
+            backend (`with_backend`) the seed is applied where the sampling runs, and a seeded
+            sample equals the local one.
           **kwargs: passed to the transformers model's `generate`.
         """
-        with _forked_rng(self.device, seed):
-            out = self.hf.generate(
-                **inputs.data,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                **kwargs,
-            )
+        if self.backend == "local":
+            with _forked_rng(self.device, seed):
+                out = self.hf.generate(
+                    **inputs.data,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **kwargs,
+                )
+        else:  # a trace (VRP's interventions open every trace), sent where the handle says
+            from ..interventions._calls import generate_tokens
+
+            out = generate_tokens(self, inputs, backend=self.backend,
+                                  max_new_tokens=max_new_tokens, seed=seed, **kwargs)  # fmt: skip
         new = out[:, inputs.seq_len :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 

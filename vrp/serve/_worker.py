@@ -134,6 +134,7 @@ class ModelWorker:
         self.report = report
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=config.max_queue)
         self.current: Job | None = None
+        self.finished = {"completed": 0, "failed": 0}  # jobs since start, for /health
         self.thread = threading.Thread(target=self._loop, name=f"vrp-serve {hosted.name}")
         self.thread.daemon = True
 
@@ -172,6 +173,7 @@ class ModelWorker:
             "state": "overdue" if overdue else "busy" if current else "ready",
             "queued": self.queue.qsize(),
             "alive": self.thread.is_alive(),
+            **self.finished,
         }
 
     def _loop(self) -> None:
@@ -203,8 +205,10 @@ class ModelWorker:
                 log.info(
                     "job %s on %s failed: %s: %s", job.id, job.model, type(error).__name__, error
                 )
+            self.finished["failed"] += 1
             self.report(job, Status.ERROR, failure.description)
         else:
+            self.finished["completed"] += 1
             ran = time.monotonic() - job.started
             meta = {"queued_s": waited, "run_s": ran, "result_bytes": len(result)}
             self.report(job, Status.COMPLETED, "Your job has completed.", result=result, meta=meta)
@@ -268,16 +272,21 @@ class ModelWorker:
 
     @contextmanager
     def _running(self, job: Job) -> Iterator[None]:
-        """The job's execution context: deadline, audit guard, print routed to LOG frames, and
-        torch's thread-local grad mode restored afterwards."""
+        """The job's execution context: deadline, audit guard, print routed to LOG frames, torch's
+        random state (a job may seed it) and thread-local grad mode restored afterwards."""
         grad = torch.is_grad_enabled()
         thread_id = threading.get_ident()
 
         def emit(text: str) -> None:
             self.report(job, Status.LOG, text)
 
+        device = self.hosted.vlm.device
+        cuda = [device] if device.type == "cuda" else []
         try:
             with (
+                torch.random.fork_rng(
+                    devices=cuda, device_type="cuda"
+                ),  # a job's seed stays its own
                 _Deadline(thread_id, self.config.job_timeout_s),
                 _audit.guarded(),
                 job_output(emit),

@@ -57,6 +57,10 @@ class StudyConfig:
       out: the run directory; rerunning the same config there resumes it.
       device: where the models run ("cpu", "cuda", "cuda:1", ...).
       dtype: their weight dtype; None keeps the checkpoint's.
+      remote: the URL of a server (`vrp serve`) hosting the models under the same names: every
+        trace and generation runs there (`VLM.with_backend`), and the models are still loaded
+        here (signals read the unembedding; nnsight builds traces from the module tree). None
+        runs everything here.
       batch_size: questions per trace.
       samples: K sampled answers per question for self-consistency (0 skips it).
       seed: seeds the synthetic data, sampling, folds and controls.
@@ -71,6 +75,7 @@ class StudyConfig:
     out: Path = Path("runs/study")
     device: str = "cpu"
     dtype: str | None = None
+    remote: str | None = None
     batch_size: int = 25
     samples: int = 10
     seed: int = 0
@@ -108,6 +113,8 @@ def _check(config: StudyConfig) -> None:
         "seed": 0 <= config.seed < 2**32,
         "probe_folds": config.probe_folds >= 2,
         "dtype": config.dtype is None or config.dtype in DTYPES,
+        "remote": config.remote is None
+        or (isinstance(config.remote, str) and config.remote.startswith(("http://", "https://"))),
     }
     meaning = {
         "models": "at least one model, each named once",
@@ -118,6 +125,7 @@ def _check(config: StudyConfig) -> None:
         "seed": "a whole number in 0 .. 2**32 - 1",
         "probe_folds": "a whole number >= 2",
         "dtype": f"one of {', '.join(DTYPES)} (or unset to keep the checkpoint's)",
+        "remote": "the http(s) URL of a `vrp serve` server, e.g. http://127.0.0.1:8080 (or unset)",
     }
     for name, ok in rules.items():
         if not ok:

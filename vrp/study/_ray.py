@@ -30,7 +30,7 @@ from ..core import ConfigError
 from ._config import StudyConfig
 from ._rundir import RunDir
 from ._samples import study_samples
-from ._stages import Batched, Rows, StageContext, compute_batch
+from ._stages import Batched, Rows, StageContext, compute_batch, load_model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,12 +79,9 @@ class StudyWorker:
     def __init__(self, config: StudyConfig, model: str, threads: int) -> None:
         import torch
 
-        from ..models import load
-
         torch.set_num_threads(threads)
         self.config = config
-        torch.manual_seed(self.config.seed)
-        vlm = load(model, device=self.config.device, dtype=self.config.dtype)
+        vlm = load_model(config, model)
         self.ctx = StageContext(config=self.config, run=RunDir(self.config.out), model=model,
                                 vlm=vlm, samples=study_samples(self.config),
                                 advance=lambda n: None)  # fmt: skip

@@ -80,6 +80,17 @@ class Batched:
     summarise: Callable[[pa.Table], dict[str, Any]]
 
 
+def load_model(config: StudyConfig, model: str) -> VLM:
+    """`model` as the config places it: loaded here, its traces sent to `config.remote` if set."""
+    import torch
+
+    from ..models import load
+
+    torch.manual_seed(config.seed)
+    vlm = load(model, device=config.device, dtype=config.dtype)
+    return vlm.with_backend(config.remote) if config.remote is not None else vlm
+
+
 def run_batched(ctx: StageContext, stage: str, batched: Batched) -> dict[str, Any]:
     """Streams the stage's missing batches to the run directory, then summarises its rows."""
     return batched.summarise(_stream(ctx, stage, batched.items, batched.compute))

@@ -29,6 +29,7 @@ from ._stages import (
     Batched,
     BatchExecutor,
     StageContext,
+    load_model,
     prepare_accuracy,
     prepare_signals,
     run_accuracy,
@@ -84,7 +85,8 @@ def check_config(config: StudyConfig) -> Samples:
     """Everything that can be checked without loading a model; returns the run's questions.
 
     Raises:
-      ConfigError / DataError: an unknown model, a stage whose prerequisite is missing, or bad data.
+      ConfigError / DataError: an unknown model, a stage whose prerequisite is missing, a remote
+        server that cannot be reached or does not host the models, or bad data.
     """
     check_models(config.models)
     _check_device(config.device)
@@ -100,6 +102,10 @@ def check_config(config: StudyConfig) -> Samples:
                 f"stages: {stage.value!r} reads the hidden states the {needed.value!r} stage "
                 f"stores; add {needed.value!r} to the stages."
             )
+    if config.remote is not None:
+        from ..models._remote import check_server
+
+        check_server(config.remote, config.models)
     samples = study_samples(config)
     signal_stages = [s for s in config.stages if s is not Stage.ACCURACY]
     if signal_stages and yes_no_samples_count(samples) == 0:
@@ -178,7 +184,7 @@ def _run_model(
     invocation, executor = how
     out: dict[str, dict[str, Any]] = {}
     todo = [s for s in stages if not run.stage_done(s.value, model)]
-    vlm = _load(config, model) if todo else None
+    vlm = load_model(config, model) if todo else None
     digest = _check_same_weights(run, model, stages, vlm) if vlm is not None else ""
     for stage in stages:
         if stage not in todo:
@@ -217,13 +223,6 @@ def _check_same_weights(run: RunDir, model: str, stages: list[Stage], vlm: VLM) 
                     f"({recorded[:12]}...). Resume with the same weights, or pass another --out."
                 )
     return digest
-
-
-def _load(config: StudyConfig, model: str) -> VLM:
-    from ..models import load
-
-    torch.manual_seed(config.seed)
-    return load(model, device=config.device, dtype=config.dtype)
 
 
 def weights_hash(vlm: VLM) -> str:
