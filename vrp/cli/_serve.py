@@ -36,6 +36,14 @@ def serve(  # noqa: PLR0913  (each option of a CLI command is one argument)
     max_request_mb: Annotated[float, typer.Option(help="Largest request body, in MB.")] = 64.0,
     max_result_mb: Annotated[float, typer.Option(help="Largest result, in MB.")] = 1024.0,
     result_ttl: Annotated[float, typer.Option(help="Seconds finished results are kept.")] = 600.0,
+    executor: Annotated[
+        str, typer.Option(help="Where the models live: 'local' or 'ray' (one Ray actor each).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: start a local one).")
+    ] = None,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs each model's actor reserves.")] = 0.0,
+    cpus_per_worker: Annotated[int, typer.Option(help="CPUs (threads) of each model's actor.")] = 1,
 ) -> None:
     """Serve models to nnsight clients: model.trace(..., remote="http://HOST:PORT")."""
     from ..serve._config import ServeConfig, read_api_keys  # light: checked before any import
@@ -53,6 +61,10 @@ def serve(  # noqa: PLR0913  (each option of a CLI command is one argument)
             max_request_mb=max_request_mb,
             max_result_mb=max_result_mb,
             result_ttl_s=result_ttl,
+            executor=executor,
+            ray_address=address,
+            gpus_per_worker=gpus_per_worker,
+            cpus_per_worker=cpus_per_worker,
         )
         hosted = ", ".join(config.models)
         from ..serve import serve as run  # the web server and the models

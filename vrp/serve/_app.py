@@ -31,8 +31,9 @@ from ..core import VrpError
 from ._config import ServeConfig
 from ._hosted import HostedModel, model_name
 from ._jobs import Job, Registry
+from ._runner import LocalRunner
 from ._security import KEY_HEADER, AccessDenied, BodyLimit, authorize
-from ._worker import ModelWorker
+from ._worker import ModelWorker, Runner
 
 log = logging.getLogger("vrp.serve")
 
@@ -49,16 +50,22 @@ class ServerState:
         )
         self.workers: dict[str, ModelWorker] = {}
 
-    def start(self, hosted: Sequence[HostedModel], loop: asyncio.AbstractEventLoop) -> None:
+        self.disconnect = False  # whether stopping must disconnect from Ray
+
+    def start(self, runners: Sequence[Runner], loop: asyncio.AbstractEventLoop) -> None:
         self.registry.loop = loop
-        for model in hosted:
-            worker = ModelWorker(model, self.config, self.registry.report)
-            self.workers[model.name] = worker
+        for runner in runners:
+            worker = ModelWorker(runner, self.config, self.registry.report)
+            self.workers[runner.name] = worker
             worker.start()
 
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()
+        if self.disconnect:
+            from ._ray import import_ray
+
+            import_ray().shutdown()
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -80,8 +87,11 @@ def create_app(config: ServeConfig, hosted: Sequence[HostedModel] | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        models = list(hosted) if hosted is not None else await asyncio.to_thread(_load, config)
-        state.start(models, asyncio.get_running_loop())
+        if hosted is not None:
+            runners: list[Runner] = [LocalRunner(h, config) for h in hosted]
+        else:
+            runners = await asyncio.to_thread(_load, config, state)
+        state.start(runners, asyncio.get_running_loop())
         sweeper = asyncio.create_task(_sweep(state.registry))
         log.info("hosting %s", ", ".join(state.workers))
         try:
@@ -100,8 +110,15 @@ def create_app(config: ServeConfig, hosted: Sequence[HostedModel] | None = None)
     return app
 
 
-def _load(config: ServeConfig) -> list[HostedModel]:
-    return [HostedModel(n, device=config.device, dtype=config.dtype) for n in config.models]
+def _load(config: ServeConfig, state: ServerState) -> list[Runner]:
+    """Each hosted model loaded in this process, or on its own Ray actor."""
+    if config.executor == "ray":
+        from ._ray import RayRunner, connect
+
+        state.disconnect = connect(config)
+        return [RayRunner(n, config) for n in config.models]
+    return [LocalRunner(HostedModel(n, device=config.device, dtype=config.dtype), config)
+            for n in config.models]  # fmt: skip
 
 
 async def _sweep(registry: Registry) -> None:
@@ -124,7 +141,7 @@ def _info_routes(app: FastAPI, state: ServerState) -> None:
             authorize(state.config, request.headers.get(KEY_HEADER), _client(request))
         except AccessDenied as denied:
             return _error(denied.status, denied.detail)
-        return [{**w.hosted.describe(), "queued": w.queue.qsize()} for w in state.workers.values()]
+        return [{**w.runner.describe(), "queued": w.queue.qsize()} for w in state.workers.values()]
 
 
 def _delivery_routes(app: FastAPI, state: ServerState) -> None:

@@ -43,6 +43,10 @@ class ServeConfig:
       result_ttl_s: how long a finished job's status and result stay retrievable.
       inline_result_mb: results up to this size travel in the websocket's COMPLETED frame;
         larger ones are fetched by the client from a one-time download URL.
+      executor: where the models live: "local" (this process) or "ray" (one Ray actor each).
+      ray_address: the Ray cluster to join ("auto", "ray://head:10001"); None starts a local one.
+      gpus_per_worker: GPUs each model's actor reserves (executor "ray").
+      cpus_per_worker: CPUs each model's actor reserves, and its torch threads (executor "ray").
     """
 
     models: tuple[str, ...]
@@ -58,6 +62,10 @@ class ServeConfig:
     max_queue: int = 64
     result_ttl_s: float = 600.0
     inline_result_mb: float = 16.0
+    executor: str = "local"
+    ray_address: str | None = None
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: int = 1
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -76,6 +84,23 @@ class ServeConfig:
                 "key per line), or bind a loopback address (--host 127.0.0.1)."
             )
         self._check_limits()
+        self._check_executor()
+
+    def _check_executor(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor: expected 'local' or 'ray', got {self.executor!r}.")
+        if self.executor == "local" and (
+            self.ray_address is not None or self.gpus_per_worker or self.cpus_per_worker != 1
+        ):
+            raise ConfigError(
+                "--address, --gpus-per-worker and --cpus-per-worker place models on Ray actors: "
+                "pass them with --executor ray."
+            )
+        if self.gpus_per_worker < 0 or self.cpus_per_worker < 1:
+            raise ConfigError(
+                f"expected gpus_per_worker >= 0 and cpus_per_worker >= 1; got "
+                f"{self.gpus_per_worker} and {self.cpus_per_worker}."
+            )
 
     def _check_limits(self) -> None:
         positive = {
