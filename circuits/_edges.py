@@ -1,5 +1,6 @@
-"""Edge attribution patching (EAP): the effect of each component's output on each later
-component's input, from the same 2 forward + 1 backward passes as node attribution.
+"""Edge attribution patching (EAP, and EAP-IG): the effect of each component's output on each
+later component's input, from the same 2 forward + 1 backward passes as node attribution (or
+k forward and backward passes for the integrated-gradients variant).
 
 In a pre-norm transformer every block reads the residual stream, the sum of the embeddings and of
 every earlier block's output. Patching an upstream output `u` from the clean run into the input
@@ -29,10 +30,9 @@ from torch import Tensor
 
 from vrp import Component, ConfigError, Site
 from vrp.core import TidyRecords
-from vrp.interventions import Capture, Graph, run_gradients, run_graph
 from vrp.models import VLM, VlmInputs
 
-from ._attribution import _check_pair
+from ._attribution import _check_pair, _gradients
 from ._sweep import Metric
 
 
@@ -98,31 +98,40 @@ def _sites(n_layers: int) -> list[Site]:
 
 
 def edge_attribution(
-    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, metric: Metric
+    vlm: VLM, clean: VlmInputs, corrupt: VlmInputs, metric: Metric, *, ig_steps: int | None = None
 ) -> EdgeAttribution:
     """Estimates every edge's patching effect (see the module doc) over the language model.
 
+    Args:
+      vlm: the model.
+      clean: source rows.
+      corrupt: target rows, aligned with `clean` position by position.
+      metric: maps answer-position logits to one number per row.
+      ig_steps: None for EAP (gradients at the corrupted run); k >= 1 for EAP-IG: gradients
+        averaged over k runs whose input embeddings lie at the midpoints of the line from the
+        corrupted to the clean input (see `attribution_patching`).
+
     Raises:
-      ConfigError: misaligned rows.
+      ConfigError: misaligned rows, or `ig_steps` below 1.
     """
     _check_pair(clean, corrupt)
     n = vlm.adapter.n_layers
     sites = _sites(n)
-    grads = run_gradients(vlm, corrupt, sites, metric)
+    clean_run, corrupt_values, grads, corrupt_metric, _ = _gradients(
+        vlm, clean, corrupt, sites, metric, config=None, base=(), ig_steps=ig_steps
+    )
+    index = {site: i for i, site in enumerate(sites)}
     outputs = [s for s in sites if s.component in (Component.ATTN_OUT, Component.MLP_OUT)]
-    first = Site(layer=0, component=Component.RESID_PRE)
-    wanted = [first, *outputs]
-    captured = run_graph(vlm, Graph(nodes=tuple(
-        Capture(site=s, name=f"s{i}") for i, s in enumerate(wanted))), clean)  # fmt: skip
+    wanted = [Site(layer=0, component=Component.RESID_PRE), *outputs]
     real = corrupt.attention_mask.bool()[..., None]
-    deltas = [torch.where(real, captured[f"s{i}"] - grads.value(s), 0.0)
-              for i, s in enumerate(wanted)]  # fmt: skip
+    deltas = [torch.where(real, clean_run[f"s{index[s]}"] - corrupt_values[index[s]], 0.0)
+              for s in wanted]  # fmt: skip
     through = []  # the gradient flowing through each downstream block, in forward order
     for layer in range(n):
-        pre, mid, post = (grads.grad(Site(layer=layer, component=c)) for c in
+        pre, mid, post = (grads[index[Site(layer=layer, component=c)]] for c in
                           (Component.RESID_PRE, Component.ATTN_OUT, Component.MLP_OUT))  # fmt: skip
         through += [pre - mid, mid - post]
-    through.append(grads.grad(sites[-1]))
+    through.append(grads[index[sites[-1]]])
     upstream = ("embed", *(f"{'attn' if s.component is Component.ATTN_OUT else 'mlp'}{s.layer}"
                            for s in outputs))  # fmt: skip
     downstream = (*(f"{kind}{layer}" for layer in range(n) for kind in ("attn", "mlp")), "logits")
@@ -132,5 +141,5 @@ def edge_attribution(
             if j >= i:  # targets after the source (the logits come after every source)
                 scores[:, i, j] = (delta.float() * grad.float()).sum(dim=(1, 2)).cpu()
     return EdgeAttribution(upstream=upstream, downstream=downstream, scores=scores,
-                           clean_metric=metric(captured.answer_logits["main"]).detach(),
-                           corrupt_metric=grads.metric)  # fmt: skip
+                           clean_metric=metric(clean_run.answer_logits["main"]).detach(),
+                           corrupt_metric=corrupt_metric)  # fmt: skip
