@@ -65,7 +65,7 @@ EXPECTED = {
     "config-a-dict": "ConfigError config must be an ExecutionConfig or None",
     "keep-logits-all": "ConfigError keep_logits must be 'answer' or 'none'; got 'all'",
     "budget-string": "ConfigError memory_budget_mb must be None (one trace) or a finite number",
-    "backend-int": "ConfigError backend must be 'local', 'serialise' or a host URL string; got 8080",
+    "backend-int": "ConfigError Unknown backend 8080: expected 'local', 'serialise' or a host URL",
     "json-site-untagged": "GraphError node 0: zero node: field 'site' must be a vrp.Site",
     "json-factor-string": "GraphError node 0: scale node: field 'factor' must be a finite number",
     "json-name-null": "GraphError node 0: capture node: field 'name' must be a non-empty string",
