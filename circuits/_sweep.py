@@ -1,9 +1,15 @@
 """Activation-patching sweeps: one generic engine and thin, named specialisations.
 
-Every cell of a sweep is a `Patch` node (clean -> corrupted) on its own run of the corrupted inputs;
-many cells share one trace (the clean run is computed once per trace), in chunks of
-`cells_per_trace`. A metric maps answer-position logits to one number per row; scores are reported
-raw and normalised so that 0 is the corrupted run and 1 the clean run.
+Every cell of a sweep patches one site from the clean run into its own copy of the corrupted run,
+and a sweep computes only what a patch can change. One trace runs the clean and corrupted inputs
+once, giving both baselines, every cell's clean value and the corrupted residual stream entering
+each layer; the cells then run in groups by layer, `cells_per_trace` copies per trace, each
+resumed at its layer (`vrp.interventions.Resume`: the layers below are not run) with its clean
+value set (`Assign`). This is exact for every family (a layer's output depends only on earlier
+layers); cells of a model variant (`base`), of the vision tower, or sent to a pool of replicas run
+the plain way instead: every layer, the clean run as the source in every trace. A metric maps
+answer-position logits to one number per row; scores are reported raw and normalised so that 0 is
+the corrupted run and 1 the clean run.
 """
 
 import dataclasses
@@ -18,12 +24,15 @@ from torch import Tensor
 from vrp import Component, ConfigError, LastToken, Positions, Site, Tower
 from vrp.core import TidyRecords
 from vrp.interventions import (
+    Assign,
+    Capture,
     ExecutionConfig,
     Graph,
     GraphPool,
     GraphResult,
     Node,
     Patch,
+    Resume,
     run_graph,
     run_jobs,
 )
@@ -130,8 +139,9 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
       base: nodes that define the model variant studied (e.g. attention knockouts or an
         ablation), applied to every run, the clean and corrupted baselines included; their
         `run` is ignored.
-      pool: runs the chunks in parallel on replicas of the model (e.g. `RayGraphPool`); the
-        chunks are the same traces, so the scores are the same ( `config` is then unused).
+      pool: runs the chunks in parallel on replicas of the model (e.g. `RayGraphPool`), as
+        plain traces (every layer run, the clean run in each); the scores are the same within
+        float rounding (`config` is then unused).
 
     Raises:
       ConfigError: the batches differ in size, or no sites are given.
@@ -149,6 +159,79 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
             f"patch_sweep: base nodes define the model variant of every run and cannot read "
             f"another run; got {sourced}. Use ablations, steering or knockouts as base nodes."
         )
+    if pool is None and not base and all(s.tower is Tower.LANGUAGE for s in sites):
+        rows, baseline = _resumed_sweep(vlm, clean, corrupt, sites, metric, cells_per_trace, config)
+    else:
+        rows, baseline = _full_sweep(vlm, (clean, corrupt), sites, metric,
+                                     (cells_per_trace, config, base, pool))  # fmt: skip
+    return PatchResult(
+        sites=tuple(sites),
+        scores=rows.mean(dim=1),
+        clean=float(baseline["clean"].mean()),
+        corrupt=float(baseline["corrupt"].mean()),
+        per_row=rows,
+        clean_per_row=baseline["clean"],
+        corrupt_per_row=baseline["corrupt"],
+    )
+
+
+def _resume_layer(site: Site, n_layers: int) -> int:
+    """The first language layer a patch at `site` can change (0: the whole model runs)."""
+    if site.component is Component.RESID_POST:
+        return min(site.layer + 1, n_layers)
+    return site.layer
+
+
+def _resumed_sweep(  # noqa: PLR0913
+    vlm: VLM,
+    clean: VlmInputs,
+    corrupt: VlmInputs,
+    sites: Sequence[Site],
+    metric: Metric,
+    cells_per_trace: int,
+    config: ExecutionConfig | None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Language-tower cells, computing only what a patch can change: one trace gives both
+    baselines, every cell's clean value and the corrupted stream entering each layer; then the
+    cells run in groups by layer, resumed there (`vrp.interventions.Resume`), each setting its
+    clean value (`Assign`) on a copy of the corrupted run."""
+    n_layers = vlm.adapter.n_layers
+    distinct = list(dict.fromkeys(sites))
+    starts = sorted({_resume_layer(s, n_layers) for s in sites} - {0})
+    nodes = [Capture(site=s, name=f"v{i}", run="clean") for i, s in enumerate(distinct)]
+    nodes += [Capture(site=Site(layer=layer - 1, component=Component.RESID_POST),
+                      name=f"h{layer}", run="corrupt") for layer in starts]  # fmt: skip
+    first = run_graph(vlm, Graph(nodes=tuple(nodes), runs=("clean", "corrupt")),
+                      {"clean": clean, "corrupt": corrupt}, config)  # fmt: skip
+    baseline = {k: metric(first.answer_logits[k]) for k in ("clean", "corrupt")}
+    value = {s: first[f"v{i}"] for i, s in enumerate(distinct)}
+    groups: dict[int, list[int]] = {}
+    for i, site in enumerate(sites):
+        groups.setdefault(_resume_layer(site, n_layers), []).append(i)
+    per_row: dict[int, Tensor] = {}
+    for layer, cells in sorted(groups.items()):
+        resume = Resume(layer=layer, hidden=first[f"h{layer}"]) if layer else None
+        for start in range(0, len(cells), cells_per_trace):
+            chunk = cells[start : start + cells_per_trace]
+            names = tuple(f"cell{i}" for i in chunk)
+            graph = Graph(nodes=tuple(Assign(site=sites[i], value=value[sites[i]], run=n)
+                                      for i, n in zip(chunk, names, strict=True)), runs=names)  # fmt: skip
+            result = run_graph(vlm, graph, dict.fromkeys(names, corrupt), config, resume=resume)
+            per_row.update({i: metric(result.answer_logits[n]) for i, n in zip(chunk, names,
+                                                                               strict=True)})  # fmt: skip
+    return torch.stack([per_row[i] for i in range(len(sites))]), baseline
+
+
+def _full_sweep(
+    vlm: VLM,
+    pair: tuple[VlmInputs, VlmInputs],
+    sites: Sequence[Site],
+    metric: Metric,
+    how: tuple[int, ExecutionConfig | None, Sequence[Node], GraphPool | None],
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Every cell a `Patch` from the clean run, each chunk one trace with both baselines (the
+    path for model variants, vision cells and pools)."""
+    (clean, corrupt), (cells_per_trace, config, base, pool) = pair, how
     jobs, chunks = [], []
     for start in range(0, len(sites), cells_per_trace):
         chunk = list(sites[start : start + cells_per_trace])
@@ -171,16 +254,7 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
         logits = result.answer_logits  # kept only while its metrics are taken
         baseline = baseline or {k: metric(logits[k]) for k in ("clean", "corrupt")}
         per_row += [metric(logits[n]) for n in names]
-    rows = torch.stack(per_row)
-    return PatchResult(
-        sites=tuple(sites),
-        scores=rows.mean(dim=1),
-        clean=float(baseline["clean"].mean()),
-        corrupt=float(baseline["corrupt"].mean()),
-        per_row=rows,
-        clean_per_row=baseline["clean"],
-        corrupt_per_row=baseline["corrupt"],
-    )
+    return torch.stack(per_row), baseline
 
 
 def _layer_sites(vlm: VLM, component: Component, positions: Positions) -> list[Site]:

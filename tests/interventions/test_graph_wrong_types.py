@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 import vrp
 from vrp import Component, Site, VrpError
-from vrp.interventions import (AttentionKnockout, Add, Capture, ExecutionConfig, Graph,
-                               ImagePatchMask, Scale, Zero, graph, reference_pool, run_graph)
+from vrp.interventions import (AttentionKnockout, Add, Assign, Capture, ExecutionConfig, Graph,
+                               ImagePatchMask, Resume, Scale, Zero, graph, reference_pool,
+                               run_graph)
 
 site = Site(layer=0, component=Component.RESID_POST)
 vlm = vrp.load("tiny/llava")
@@ -40,6 +41,10 @@ calls = {
     "json-fill-noise": lambda: json_node(kind="patch_mask", patches=[1], fill="noise"),
     "from-json-int": lambda: Graph.from_json(5),
     "reference-not-batches": lambda: reference_pool(vlm, site, [inputs, "x"]),
+    "assign-a-list": lambda: Assign(site=site, value=[1.0, 2.0]),
+    "resume-hidden-list": lambda: run_graph(vlm, graph(Capture(site=site, name="x")), inputs,
+                                            resume=Resume(layer=1, hidden=[0.0])),
+    "resume-an-int": lambda: run_graph(vlm, graph(Capture(site=site, name="x")), inputs, resume=1),
 }
 for name, call in calls.items():
     try:
@@ -50,6 +55,9 @@ for name, call in calls.items():
 """
 
 EXPECTED = {
+    "resume-an-int": "GraphError resume must be a vrp.interventions.Resume or None; got 1",
+    "assign-a-list": "GraphError assign node: field 'value' must be a floating-point tensor",
+    "resume-hidden-list": "GraphError resume.hidden must be the residual stream entering layer 1",
     "scale-string": "GraphError scale node: field 'factor' must be a finite number; got '2'",
     "add-int-direction": "GraphError add node: field 'direction' must be a floating-point tensor",
     "fill-noise": "GraphError patch_mask node: field 'fill' must be 'zero' or 'mean'; got 'noise'",

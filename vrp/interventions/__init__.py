@@ -24,6 +24,7 @@ from ._graph import Graph as Graph, graph as graph
 from ._json import node_from_dict as node_from_dict
 from ._nodes import (
     Add as Add,
+    Assign as Assign,
     AttentionKnockout as AttentionKnockout,
     Capture as Capture,
     Context as Context,
@@ -47,3 +48,4 @@ from ._reference import (
     reference_pool as reference_pool,
     resample_ablation as resample_ablation,
 )
+from ._resume import Resume as Resume

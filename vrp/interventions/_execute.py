@@ -33,6 +33,7 @@ from ..models._remote import check_backend, remote_argument
 from ._checks import check_units, tower_positions
 from ._graph import Graph
 from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
+from ._resume import Resume, check_resume
 
 Backend = Literal["local", "serialise"] | str
 """``"local"`` runs in-process; ``"serialise"`` runs through nnsight's ``remote="local"`` round trip
@@ -290,6 +291,8 @@ def run_graph(
     graph: Graph,
     inputs: VlmInputs | Mapping[str, VlmInputs],
     config: ExecutionConfig | None = None,
+    *,
+    resume: Resume | None = None,
 ) -> GraphResult:
     """Validates `graph` against `vlm` and its inputs, then runs it in as few traces as the memory
     budget allows.
@@ -299,21 +302,26 @@ def run_graph(
       graph: the interventions.
       inputs: one batch (for a single-run graph) or a batch per run name.
       config: backend, memory budget and what to keep.
+      resume: start the language model at a layer, with the residual stream entering it
+        captured once from a run of the same inputs (`Resume`): the layers below are not run.
+        Every run must encode the same inputs and no node may act below the layer.
 
     Returns:
       Captures concatenated over chunks, and answer-position logits per run.
 
     Raises:
-      GraphError: the graph does not fit the model or the inputs.
+      GraphError: the graph does not fit the model or the inputs, or `resume` does not fit them.
     """
     config = config or ExecutionConfig()
     runs = _check_arguments(vlm, graph, inputs, config)
     graph.validate(vlm, runs)
+    if resume is not None:
+        check_resume(vlm, graph, runs, resume)
     points = compile_points(graph)
     largest = max(graph.runs, key=lambda r: runs[r].batch_size)
     size = runs[largest].batch_size
     step = _rows_per_trace(vlm, runs[largest], len(graph.runs), config.memory_budget_mb)
-    chunks = [_run_chunk(vlm, graph, points, runs, range(i, min(i + step, size)), config)
+    chunks = [_run_chunk(vlm, graph, points, runs, range(i, min(i + step, size)), config, resume)
               for i in range(0, size, step)]  # fmt: skip
     broadcast = {r for r in graph.runs if runs[r].batch_size == 1 and size > 1}
     return _merge_chunks(graph, chunks, broadcast)
@@ -357,6 +365,7 @@ def _run_chunk(
     runs: Mapping[str, VlmInputs],
     rows: range,
     config: ExecutionConfig,
+    resume: Resume | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     parts, slices, start, row_ids = [], {}, 0, {}
     for name in graph.runs:
@@ -377,6 +386,10 @@ def _run_chunk(
     ):
         store = nnsight.save({})
         ctx = _RunContext(stacked, slices, store, row_ids)
+        if resume is not None:  # every run reads the same inputs: tile the chunk's stream
+            hidden = resume.hidden[rows.start : rows.stop].to(vlm.device)
+            shared = hidden.repeat(len(graph.runs), *([1] * (hidden.dim() - 1)))
+            vlm.adapter.skip_language_layers(model, resume.layer, shared)
         execute_points(model, vlm.adapter, points, ctx)
         logits = (
             nnsight.save(model.output.logits[:, -1]) if config.keep_logits == "answer" else None

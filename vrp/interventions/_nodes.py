@@ -249,6 +249,30 @@ class Patch(SiteNode):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
+class Assign(SiteNode):
+    """Sets the selection to a stored value: patching from a value captured earlier (e.g. by a
+    `Capture` of the same site on another run), per row, or one row for every row."""
+
+    kind: ClassVar[str] = "assign"
+    value: Float[Tensor, "batch ..."]
+
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        check_tensor(self, "value", self.value, min_ndim=1, fix="a captured selection")
+
+    def apply(self, part: Tensor, ctx: Context) -> Tensor:
+        rows = ctx.row_ids(self.run).to(self.value.device)
+        value = self.value if self.value.shape[0] == 1 else self.value[rows]
+        if value.shape[1:] != part.shape[1:] or value.shape[0] not in (1, part.shape[0]):
+            raise ShapeError(
+                f"assign at {self.site}: the stored value has shape {tuple(self.value.shape)}, the "
+                f"selection {tuple(part.shape)} per run. Store one row, or one per row of the "
+                "run, of the selection's shape (capture the same site on aligned inputs)."
+            )
+        return value.to(part).expand_as(part).clone()
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Add(SiteNode):
     """Adds `coefficient * direction` (steering); the direction broadcasts over the trailing axes."""
 
@@ -430,8 +454,8 @@ class ImagePatchMask(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {
     cls.kind: cls
-    for cls in (Capture, Zero, MeanAblate, ResampleAblate, Patch, Add, Scale, AttentionKnockout,
-                ImagePatchMask)
+    for cls in (Capture, Zero, MeanAblate, ResampleAblate, Patch, Assign, Add, Scale,
+                AttentionKnockout, ImagePatchMask)
 }  # fmt: skip
 
 

@@ -305,6 +305,13 @@ class BaseAdapter(ABC):
         block = self._envoy(model, Site(layer=layer, component=Component.ATTN_OUT))
         edit_mask(block, edit, f"Language layer {layer} of {self.family}")
 
+    def skip_language_layers(self, model: Any, below: int, hidden: Tensor) -> None:
+        """Inside a trace: language layers 0 .. `below` - 1 are not run (nnsight skips them), and
+        the residual stream enters layer `below` as `hidden`. Each skipped layer returns
+        `hidden`: only the last one's output is read on, by layer `below` or the final norm."""
+        for layer in range(below):
+            self._layer(model, Site(layer=layer, component=Component.RESID_POST)).skip(hidden)
+
     # ----- prompts and encoding ------------------------------------------------------------------
     @abstractmethod
     def prompt(self, question: str) -> str:

@@ -110,6 +110,11 @@ class Adapter(Protocol):
         """Inside a trace: replaces language layer `layer`'s attention mask by `edit(mask)`."""
         ...
 
+    def skip_language_layers(self, model: Any, below: int, hidden: Tensor) -> None:
+        """Inside a trace: language layers 0 .. `below` - 1 are not run, and the residual stream
+        enters layer `below` as `hidden` (``batch seq d_model``)."""
+        ...
+
     # ----- prompts and encoding -------------------------------------------------------------------
     def prompt(self, question: str) -> str:
         """The family's official prompt around `question`, with the image placeholder."""

@@ -1,0 +1,109 @@
+"""`Resume` (the language layers below a layer not run, their stream given) and `Assign` (a stored
+value set at a site): equal to running every layer and to patching from a run, on every family,
+in one trace or chunked (a resumed patching sweep on `vrp serve` is in tests/serve); and clear
+errors for what cannot be resumed."""
+
+import pytest
+import torch
+
+import vrp
+from tests.conftest import QUESTIONS, random_images
+from vrp import Component, GraphError, ImageTokens, Indices, LastToken, Site
+from vrp.core import ShapeError
+from vrp.interventions import (
+    Assign,
+    Capture,
+    ExecutionConfig,
+    Graph,
+    Patch,
+    Resume,
+    Zero,
+    graph,
+    run_graph,
+)
+
+
+def _pair(vlm):
+    return (vlm.encode(random_images(3, seed=1), QUESTIONS[:3]),
+            vlm.encode(random_images(3, seed=2), QUESTIONS[1:4]))  # fmt: skip
+
+
+def _stream(vlm, inputs, layer: int) -> torch.Tensor:
+    site = Site(layer=layer - 1, component=Component.RESID_POST)
+    return run_graph(vlm, graph(Capture(site=site, name="h")), inputs)["h"]
+
+
+@pytest.mark.parametrize("family", vrp.families())
+def test_a_resumed_graph_equals_running_every_layer(family: str) -> None:
+    vlm = vrp.load(f"tiny/{family}")
+    clean, corrupt = _pair(vlm)
+    config = ExecutionConfig(memory_budget_mb=1e-3)  # one row per trace: chunks resume too
+    last = vlm.adapter.n_layers - 1
+    for layer in range(1, last + 2):
+        at = min(layer, last)
+        heads = Site(layer=at, component=Component.HEAD_OUT, heads=(1,), positions=LastToken())
+        boundary = Site(layer=layer - 1, component=Component.RESID_POST, positions=Indices((2, 5)))
+        clean_value = run_graph(vlm, graph(Capture(site=boundary, name="v")), clean)["v"]
+        nodes = [Assign(site=boundary, value=clean_value, run="a"),
+                 Capture(site=Site(layer=at, component=Component.RESID_POST), name="after",
+                         run="a")]  # fmt: skip
+        if layer <= last:
+            nodes += [Zero(site=heads, run="b"),
+                      Capture(site=Site(layer=layer, component=Component.ATTN_PATTERN),
+                              name="pattern", run="b")]  # fmt: skip
+        g = Graph(nodes=tuple(nodes), runs=("a", "b"))
+        runs = {"a": corrupt, "b": corrupt}
+        full = run_graph(vlm, g, runs, config)
+        resumed = run_graph(vlm, g, runs, config,
+                            resume=Resume(layer=layer, hidden=_stream(vlm, corrupt, layer)))  # fmt: skip
+        for run in runs:
+            assert torch.equal(full.answer_logits[run], resumed.answer_logits[run]), (layer, run)
+        for name in full.captures:
+            assert torch.equal(full[name], resumed[name]), (layer, name)
+
+
+@pytest.mark.parametrize("family", vrp.families())
+def test_assign_equals_patching_from_the_run_it_was_captured_on(family: str) -> None:
+    vlm = vrp.load(f"tiny/{family}")
+    clean, corrupt = _pair(vlm)
+    for site in (Site(layer=1, component=Component.MLP_NEURONS, neurons=(0, 3),
+                      positions=LastToken()),
+                 Site(layer=0, component=Component.ATTN_OUT, positions=ImageTokens())):  # fmt: skip
+        value = run_graph(vlm, graph(Capture(site=site, name="v")), clean)["v"]
+        assigned = run_graph(vlm, graph(Assign(site=site, value=value)), corrupt)
+        patched = run_graph(vlm, graph(Patch(site=site, source="clean", run="main"),
+                                       runs=("clean", "main")),
+                            {"clean": clean, "main": corrupt})  # fmt: skip
+        torch.testing.assert_close(assigned.answer_logits["main"],
+                                   patched.answer_logits["main"], atol=1e-5, rtol=0)  # fmt: skip
+
+
+def test_assign_round_trips_through_json_and_checks_shapes() -> None:
+    vlm = vrp.load("tiny/llava")
+    _, corrupt = _pair(vlm)
+    site = Site(layer=1, component=Component.RESID_POST, positions=LastToken())
+    g = graph(Assign(site=site, value=torch.randn(3, 1, 32)))
+    assert Graph.from_json(g.to_json()) == g
+    with pytest.raises(ShapeError, match=r"assign at .* the stored value has shape \(3, 2, 32\)"):
+        run_graph(vlm, graph(Assign(site=site, value=torch.randn(3, 2, 32))), corrupt)
+
+
+def test_what_cannot_be_resumed_is_refused_clearly() -> None:
+    vlm = vrp.load("tiny/llava")
+    clean, corrupt = _pair(vlm)
+    hidden = _stream(vlm, corrupt, 1)
+    resume = Resume(layer=1, hidden=hidden)
+    below = graph(Zero(site=Site(layer=0, component=Component.MLP_OUT)))
+    with pytest.raises(
+        GraphError, match=r"zero .* acts below the resumed layer 1, which is not run"
+    ):
+        run_graph(vlm, below, corrupt, resume=resume)
+    two = Graph(nodes=(Capture(site=Site(layer=1, component=Component.MLP_OUT), name="x",
+                               run="a"),), runs=("a", "b"))  # fmt: skip
+    with pytest.raises(GraphError, match=r"every run must encode the same inputs; runs 'a' and"):
+        run_graph(vlm, two, {"a": corrupt, "b": clean}, resume=resume)
+    fine = graph(Capture(site=Site(layer=1, component=Component.MLP_OUT), name="x"))
+    with pytest.raises(GraphError, match=r"resume.hidden must be .* shape \(3, \d+, 32\)"):
+        run_graph(vlm, fine, corrupt, resume=Resume(layer=1, hidden=hidden[:2]))
+    with pytest.raises(GraphError, match=r"resume.layer must be a language layer in 1..2"):
+        run_graph(vlm, fine, corrupt, resume=Resume(layer=3, hidden=hidden))
