@@ -45,21 +45,22 @@ def test_a_resumed_graph_equals_running_every_layer(family: str) -> None:
         boundary = Site(layer=layer - 1, component=Component.RESID_POST, positions=Indices((2, 5)))
         clean_value = run_graph(vlm, graph(Capture(site=boundary, name="v")), clean)["v"]
         nodes = [Assign(site=boundary, value=clean_value, run="a"),
-                 Capture(site=Site(layer=at, component=Component.RESID_POST), name="after",
+                 Capture(site=Site(layer=at, component=Component.RESID_POST, positions=Indices((3, 9, 12))), name="after",
                          run="a")]  # fmt: skip
         if layer <= last:
             nodes += [Zero(site=heads, run="b"),
-                      Capture(site=Site(layer=layer, component=Component.ATTN_PATTERN),
+                      Capture(site=Site(layer=layer, component=Component.ATTN_PATTERN, positions=LastToken()),
                               name="pattern", run="b")]  # fmt: skip
         g = Graph(nodes=tuple(nodes), runs=("a", "b"))
         runs = {"a": corrupt, "b": corrupt}
         full = run_graph(vlm, g, runs, config)
         resumed = run_graph(vlm, g, runs, config,
                             resume=Resume(layer=layer, hidden=_stream(vlm, corrupt, layer)))  # fmt: skip
-        for run in runs:
-            assert torch.equal(full.answer_logits[run], resumed.answer_logits[run]), (layer, run)
-        for name in full.captures:
-            assert torch.equal(full[name], resumed[name]), (layer, name)
+        for run in runs:  # equal up to rounding: the resumed trace's batch differs (no pixels)
+            torch.testing.assert_close(full.answer_logits[run], resumed.answer_logits[run],
+                                       atol=1e-6, rtol=0)  # fmt: skip
+        for name in full.captures:  # real positions (a padding position holds no defined value)
+            torch.testing.assert_close(full[name], resumed[name], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("family", vrp.families())

@@ -381,7 +381,9 @@ def _run_chunk(
     with (
         torch.no_grad(),
         model.trace(
-            stacked.data, remote=remote_argument(resolve_backend(config, vlm)), **config.extra
+            stacked.data if resume is None else vlm.adapter.resumed_inputs(stacked.data),
+            remote=remote_argument(resolve_backend(config, vlm)),
+            **config.extra,
         ),
     ):
         store = nnsight.save({})

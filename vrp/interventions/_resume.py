@@ -6,8 +6,9 @@ does not run the language layers below `l` at all (nnsight skips them) and feeds
 residual stream entering layer `l` captured once from a run of the same inputs, to layer `l` for
 every run. The result equals running every layer, for any family (a layer's output depends only
 on earlier layers, causal or not), as long as no node acts below `l`, which `check_resume`
-enforces. The vision tower and the embeddings still run (their cost is small next to the
-decoder's); the saving is the skipped decoder layers of every run.
+enforces. Only layer 0 reads the vision tower's output, so a resumed trace does not send the image
+pixels at all (`Adapter.resumed_inputs`): the vision tower does not run either, and nodes on it
+are refused like nodes below the layer.
 """
 
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from torch import Tensor
 from ..core import Component, GraphError, Tower
 from ..models import VLM, VlmInputs
 from ._graph import Graph
-from ._nodes import AttentionKnockout, Capture, Node
+from ._nodes import AttentionKnockout, Node
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -96,21 +97,22 @@ def _check_node(node: Node, layer: int) -> None:
     if isinstance(node, AttentionKnockout):
         below = node.layer < layer
     else:
-        below = any(_below(site, layer, isinstance(node, Capture)) for site in node.sites)
+        below = any(_below(site, layer) for site in node.sites)
     if below:
         raise GraphError(
             f"{_describe(node)} acts below the resumed layer {layer}, which is not run; nodes "
-            f"of a graph resumed at layer {layer} must act at layer {layer} or later (or at "
-            f"RESID_POST of layer {layer - 1}, the resumed stream itself)."
+            f"of a graph resumed at layer {layer} must act on the language model at layer "
+            f"{layer} or later (or at RESID_POST of layer {layer - 1}, the resumed stream "
+            "itself), not on the vision tower."
         )
 
 
-def _below(site: object, layer: int, reads_only: bool) -> bool:
+def _below(site: object, layer: int) -> bool:
     from ..core import Site
 
     assert isinstance(site, Site)
     if site.tower is not Tower.LANGUAGE:
-        return not reads_only  # the vision tower still runs: reading it is fine, writing is lost
+        return True  # a resumed trace does not run the vision tower (only layer 0 reads it)
     if site.component is Component.RESID_POST and site.layer == layer - 1:
         return False
     return site.layer < layer

@@ -312,6 +312,15 @@ class BaseAdapter(ABC):
         for layer in range(below):
             self._layer(model, Site(layer=layer, component=Component.RESID_POST)).skip(hidden)
 
+    pixel_inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    """The processor outputs that only the vision tower reads."""
+
+    def resumed_inputs(self, data: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The processor inputs of a trace whose first language layer is skipped: the image
+        pixels (`pixel_inputs`) dropped, so the vision tower does not run; what positions and
+        masks are built from (token ids, attention and token-type masks, image grids) kept."""
+        return {k: v for k, v in data.items() if k not in self.pixel_inputs}
+
     # ----- prompts and encoding ------------------------------------------------------------------
     @abstractmethod
     def prompt(self, question: str) -> str:

@@ -115,6 +115,12 @@ class Adapter(Protocol):
         enters layer `below` as `hidden` (``batch seq d_model``)."""
         ...
 
+    def resumed_inputs(self, data: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The processor inputs of a trace whose first language layer is skipped: the image
+        pixels dropped (only layer 0 reads the vision tower's output), everything positions and
+        masks are built from kept."""
+        ...
+
     # ----- prompts and encoding -------------------------------------------------------------------
     def prompt(self, question: str) -> str:
         """The family's official prompt around `question`, with the image placeholder."""
