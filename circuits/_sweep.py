@@ -1,13 +1,16 @@
 """Activation-patching sweeps: one generic engine and thin, named specialisations.
 
 Every cell of a sweep patches one site from the clean run into its own copy of the corrupted run,
-and a sweep computes only what a patch can change. One trace runs the clean and corrupted inputs
-once, giving both baselines, every cell's clean value and the corrupted residual stream entering
-each layer; the cells then run in groups by layer, `cells_per_trace` copies per trace, each
-resumed at its layer (`vrp.interventions.Resume`: the layers below are not run) with its clean
-value set (`Assign`). This is exact for every family (a layer's output depends only on earlier
-layers); cells of a model variant (`base`), of the vision tower, or sent to a pool of replicas run
-the plain way instead: every layer, the clean run as the source in every trace. A metric maps
+and a sweep computes only what a patch can change. The corrupted inputs run once
+(`vrp.interventions.resume_state`: the stream entering every layer, the cached keys and values,
+the baseline) and the clean inputs once (every cell's clean value, the other baseline); the cells
+then run in groups by layer, `cells_per_trace` copies per trace, each resumed at its layer (the
+layers below are not run) with its clean value set (`Assign`). On causal families (LLaVA,
+Qwen2-VL) run locally, a group's cells are sorted by position and each trace also starts at its
+first cell's position, the earlier positions' keys and values taken from the cache. Both are
+exact (a layer's output depends only on earlier layers; a causal position only on earlier
+positions). Cells of a model variant (`base`), of the vision tower, or sent to a pool of replicas
+run the plain way instead: every layer, the clean run as the source in every trace. A metric maps
 answer-position logits to one number per row; scores are reported raw and normalised so that 0 is
 the corrupted run and 1 the clean run.
 """
@@ -33,6 +36,7 @@ from vrp.interventions import (
     Node,
     Patch,
     Resume,
+    resume_state,
     run_graph,
     run_jobs,
 )
@@ -134,7 +138,8 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
       corrupt: target batch (same number of rows).
       sites: the cells; selectors (heads, neurons, positions) narrow each patch.
       metric: scores answer-position logits per row.
-      cells_per_trace: cells run together in one trace (bounds memory).
+      cells_per_trace: cells run together in one trace at most (bounds memory); a sweep
+        resumed at positions may run fewer per trace, where that computes less.
       config: execution settings passed to `run_graph`.
       base: nodes that define the model variant studied (e.g. attention knockouts or an
         ablation), applied to every run, the clean and corrupted baselines included; their
@@ -159,8 +164,9 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
             f"patch_sweep: base nodes define the model variant of every run and cannot read "
             f"another run; got {sourced}. Use ablations, steering or knockouts as base nodes."
         )
-    if pool is None and not base and all(s.tower is Tower.LANGUAGE for s in sites):
-        rows, baseline = _resumed_sweep(vlm, clean, corrupt, sites, metric, cells_per_trace, config)
+    if not base and all(s.tower is Tower.LANGUAGE for s in sites):
+        rows, baseline = _resumed_sweep(vlm, (clean, corrupt), sites, metric,
+                                        (cells_per_trace, config, pool))  # fmt: skip
     else:
         rows, baseline = _full_sweep(vlm, (clean, corrupt), sites, metric,
                                      (cells_per_trace, config, base, pool))  # fmt: skip
@@ -182,44 +188,80 @@ def _resume_layer(site: Site, n_layers: int) -> int:
     return site.layer
 
 
-def _resumed_sweep(  # noqa: PLR0913
+def _resumed_sweep(
     vlm: VLM,
-    clean: VlmInputs,
-    corrupt: VlmInputs,
+    pair: tuple[VlmInputs, VlmInputs],
     sites: Sequence[Site],
     metric: Metric,
-    cells_per_trace: int,
-    config: ExecutionConfig | None,
+    how: tuple[int, ExecutionConfig | None, GraphPool | None],
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Language-tower cells, computing only what a patch can change: one trace gives both
-    baselines, every cell's clean value and the corrupted stream entering each layer; then the
-    cells run in groups by layer, resumed there (`vrp.interventions.Resume`), each setting its
-    clean value (`Assign`) on a copy of the corrupted run."""
+    """Language-tower cells, computing only what a patch can change (see the module doc); the
+    cells' traces go to `pool` when one is given (the same traces, so the same scores)."""
+    (clean, corrupt), (cells_per_trace, config, pool) = pair, how
     n_layers = vlm.adapter.n_layers
     distinct = list(dict.fromkeys(sites))
-    starts = sorted({_resume_layer(s, n_layers) for s in sites} - {0})
-    nodes = [Capture(site=s, name=f"v{i}", run="clean") for i, s in enumerate(distinct)]
-    nodes += [Capture(site=Site(layer=layer - 1, component=Component.RESID_POST),
-                      name=f"h{layer}", run="corrupt") for layer in starts]  # fmt: skip
-    first = run_graph(vlm, Graph(nodes=tuple(nodes), runs=("clean", "corrupt")),
-                      {"clean": clean, "corrupt": corrupt}, config)  # fmt: skip
-    baseline = {k: metric(first.answer_logits[k]) for k in ("clean", "corrupt")}
-    value = {s: first[f"v{i}"] for i, s in enumerate(distinct)}
+    state = resume_state(vlm, corrupt, config)
+    values = run_graph(vlm, Graph(nodes=tuple(Capture(site=s, name=f"v{i}")
+                                              for i, s in enumerate(distinct))), clean, config)  # fmt: skip
+    baseline = {
+        "clean": metric(values.answer_logits["main"]),
+        "corrupt": metric(state.answer_logits),
+    }
+    value = {s: values[f"v{i}"] for i, s in enumerate(distinct)}
+    cached = state.past is not None and vlm.adapter.causal_prompt
+    first = {s: _first_position(s, corrupt) if cached else 0 for s in distinct}
     groups: dict[int, list[int]] = {}
     for i, site in enumerate(sites):
         groups.setdefault(_resume_layer(site, n_layers), []).append(i)
-    per_row: dict[int, Tensor] = {}
+    jobs: list[tuple[Graph, dict[str, VlmInputs], Resume | None]] = []
+    chunks: list[list[int]] = []
     for layer, cells in sorted(groups.items()):
-        resume = Resume(layer=layer, hidden=first[f"h{layer}"]) if layer else None
-        for start in range(0, len(cells), cells_per_trace):
-            chunk = cells[start : start + cells_per_trace]
-            names = tuple(f"cell{i}" for i in chunk)
-            graph = Graph(nodes=tuple(Assign(site=sites[i], value=value[sites[i]], run=n)
-                                      for i, n in zip(chunk, names, strict=True)), runs=names)  # fmt: skip
-            result = run_graph(vlm, graph, dict.fromkeys(names, corrupt), config, resume=resume)
-            per_row.update({i: metric(result.answer_logits[n]) for i, n in zip(chunk, names,
-                                                                               strict=True)})  # fmt: skip
+        cells = sorted(cells, key=lambda i: first[sites[i]])  # neighbours share a cached prefix
+        spans = _chunks([first[sites[i]] for i in cells], corrupt.seq_len, cells_per_trace)
+        for begin, end in spans:
+            chunk = cells[begin:end]
+            graph = Graph(nodes=tuple(Assign(site=sites[i], value=value[sites[i]], run=f"cell{i}")
+                                      for i in chunk), runs=tuple(f"cell{i}" for i in chunk))  # fmt: skip
+            resume = state.at(layer, first[sites[chunk[0]]]) if layer else None
+            jobs.append((graph, dict.fromkeys(graph.runs, corrupt), resume))
+            chunks.append(chunk)
+    results: Iterable[GraphResult] = (
+        (run_graph(vlm, g, dict(inputs), config, resume=r) for g, inputs, r in jobs)
+        if pool is None else run_jobs(vlm, jobs, pool)
+    )  # fmt: skip
+    per_row: dict[int, Tensor] = {}
+    for result, chunk in zip(results, chunks, strict=True):
+        per_row.update({i: metric(result.answer_logits[f"cell{i}"]) for i in chunk})
     return torch.stack([per_row[i] for i in range(len(sites))]), baseline
+
+
+def _chunks(starts: list[int], seq_len: int, most: int) -> list[tuple[int, int]]:
+    """Splits cells sorted by their first position into traces of at most `most` cells, with the
+    least estimated work: a trace starting at position p computes its cells' positions p .. end,
+    and costs as much again as one cell over the whole sequence (a rule of thumb measured on the
+    organisms: it puts about sqrt(2 x seq_len) cells in a trace when each starts one position
+    later than the last). Without a cache (every start 0) the traces are as full as allowed."""
+    n = len(starts)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for begin in range(max(0, end - most), end):
+            cost = best[begin] + seq_len + (end - begin) * (seq_len - starts[begin])
+            if cost < best[end]:
+                best[end], cut[end] = cost, begin
+    spans, end = [], n
+    while end:
+        spans.append((cut[end], end))
+        end = cut[end]
+    return spans[::-1]
+
+
+def _first_position(site: Site, inputs: VlmInputs) -> int:
+    """The earliest position `site` selects in any row of `inputs` (a causal run can resume
+    there: nothing before it changes)."""
+    chosen = site.positions.resolve(inputs.image_mask, inputs.attention_mask).any(dim=0)
+    hits = chosen.nonzero()
+    return int(hits[0]) if len(hits) else 0
 
 
 def _full_sweep(

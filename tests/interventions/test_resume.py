@@ -19,6 +19,7 @@ from vrp.interventions import (
     Resume,
     Zero,
     graph,
+    resume_state,
     run_graph,
 )
 
@@ -108,3 +109,57 @@ def test_what_cannot_be_resumed_is_refused_clearly() -> None:
         run_graph(vlm, fine, corrupt, resume=Resume(layer=1, hidden=hidden[:2]))
     with pytest.raises(GraphError, match=r"resume.layer must be a language layer in 1..2"):
         run_graph(vlm, fine, corrupt, resume=Resume(layer=3, hidden=hidden))
+
+
+SAME_LENGTH = ["is there a red circle ?", "is there a blue square ?", "is there a green cross ?"]
+
+
+@pytest.mark.parametrize("family", [f for f in vrp.families() if f != "paligemma"])
+def test_a_run_resumed_at_a_position_equals_the_full_run(family: str) -> None:
+    vlm = vrp.load(f"tiny/{family}", dtype=torch.float64)
+    clean = vlm.encode(random_images(3, seed=1), SAME_LENGTH)
+    corrupt = vlm.encode(random_images(3, seed=2), SAME_LENGTH)
+    state = resume_state(vlm, corrupt)
+    torch.testing.assert_close(state.answer_logits, vlm.answer_logits(corrupt))
+    for back in (6, 1):
+        site = Site(layer=0, component=Component.RESID_POST, positions=Indices((-back,)))
+        value = run_graph(vlm, graph(Capture(site=site, name="v")), clean)["v"]
+        g = Graph(nodes=(Assign(site=site, value=value, run="a"),
+                         Capture(site=Site(layer=1, component=Component.MLP_OUT,
+                                           positions=LastToken()), name="x", run="b")),
+                  runs=("a", "b"))  # fmt: skip
+        runs = {"a": corrupt, "b": corrupt}
+        full = run_graph(vlm, g, runs)
+        for budget in (None, 1e-3):
+            resumed = run_graph(vlm, g, runs, ExecutionConfig(memory_budget_mb=budget),
+                                resume=state.at(1, corrupt.seq_len - back))  # fmt: skip
+            for run in runs:
+                torch.testing.assert_close(full.answer_logits[run], resumed.answer_logits[run],
+                                           atol=1e-12, rtol=0)  # fmt: skip
+            torch.testing.assert_close(full["x"], resumed["x"], atol=1e-12, rtol=0)
+
+
+def test_what_cannot_resume_at_a_position_is_refused_clearly() -> None:
+    vlm = vrp.load("tiny/llava")
+    corrupt = vlm.encode(random_images(3, seed=2), SAME_LENGTH)
+    state = resume_state(vlm, corrupt)
+    start = corrupt.seq_len - 3
+    last = graph(Capture(site=Site(layer=1, component=Component.MLP_OUT, positions=LastToken()),
+                         name="x"))  # fmt: skip
+    early = graph(Capture(site=Site(layer=1, component=Component.MLP_OUT,
+                                    positions=Indices((2,))), name="x"))  # fmt: skip
+    with pytest.raises(GraphError, match=rf"selects positions before resume.start={start}"):
+        run_graph(vlm, early, corrupt, resume=state.at(1, start))
+    pattern = graph(Capture(site=Site(layer=1, component=Component.ATTN_PATTERN,
+                                      positions=LastToken()), name="p"))  # fmt: skip
+    with pytest.raises(GraphError, match=r"attention patterns and knockouts are not available"):
+        run_graph(vlm, pattern, corrupt, resume=state.at(1, start))
+    with pytest.raises(GraphError, match=r"resume.start > 0 needs resume.past"):
+        run_graph(vlm, last, corrupt, resume=Resume(layer=1, hidden=state.streams[0], start=start))
+    with pytest.raises(GraphError, match=r"cached keys and values, which do not travel"):
+        run_graph(vlm, last, corrupt, ExecutionConfig(backend="serialise"),
+                  resume=state.at(1, start))  # fmt: skip
+    pali = vrp.load("tiny/paligemma")
+    inputs = pali.encode(random_images(3, seed=2), SAME_LENGTH)
+    with pytest.raises(GraphError, match=r"paligemma's prompt attends bidirectionally"):
+        run_graph(pali, last, inputs, resume=resume_state(pali, inputs).at(1, inputs.seq_len - 3))

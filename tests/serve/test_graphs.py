@@ -55,7 +55,9 @@ def test_a_patching_sweep_runs_remotely_as_locally(tiny_server: ServerProcess) -
     remote = patch_sweep(
         vlm, clean, corrupt, sites, metric, config=ExecutionConfig(backend=tiny_server.url)
     )
-    assert torch.equal(remote.scores, local.scores)
+    # remotely the cells resume at their layers only (a key-value cache does not travel), locally
+    # also at their positions: the same values up to float rounding
+    torch.testing.assert_close(remote.per_row, local.per_row, atol=1e-6, rtol=0)
     assert (remote.clean, remote.corrupt) == (local.clean, local.corrupt)
 
 

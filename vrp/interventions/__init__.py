@@ -49,3 +49,4 @@ from ._reference import (
     resample_ablation as resample_ablation,
 )
 from ._resume import Resume as Resume
+from ._resume_state import ResumeState as ResumeState, resume_state as resume_state

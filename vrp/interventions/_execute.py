@@ -33,7 +33,7 @@ from ..models._remote import check_backend, remote_argument
 from ._checks import check_units, tower_positions
 from ._graph import Graph
 from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
-from ._resume import Resume, check_resume
+from ._resume import Resume, check_resume, resumed_data
 
 Backend = Literal["local", "serialise"] | str
 """``"local"`` runs in-process; ``"serialise"`` runs through nnsight's ``remote="local"`` round trip
@@ -118,8 +118,10 @@ class _RunContext(Context):
         rows: dict[str, slice],
         store: dict[str, Tensor],
         row_ids: dict[str, Tensor],
+        offset: int = 0,
     ) -> None:
         self.inputs, self.rows, self.store_, self.row_ids_ = inputs, rows, store, row_ids
+        self.offset = offset  # the first position the trace computes (a run resumed at it)
         self.value: Tensor | None = None  # the current point's full value
 
     def mask(self, run: str, site: Site, part: Tensor) -> Tensor:
@@ -127,7 +129,7 @@ class _RunContext(Context):
         if site.tower is Tower.LANGUAGE:
             return site.positions.resolve(
                 self.inputs.image_mask[rows], self.inputs.attention_mask[rows]
-            )
+            )[:, self.offset :]
         axis = 2 if site.component is Component.ATTN_PATTERN else 1
         mask = torch.zeros(part.shape[0], part.shape[axis], dtype=torch.bool, device=part.device)
         if isinstance(site.positions, Indices):
@@ -317,6 +319,11 @@ def run_graph(
     graph.validate(vlm, runs)
     if resume is not None:
         check_resume(vlm, graph, runs, resume)
+        if resume.start and resolve_backend(config, vlm) != "local":
+            raise GraphError(
+                "a run resumed at a position reads cached keys and values, which do not travel "
+                "to a server; resume at start=0 on a remote backend (layers are still skipped)."
+            )
     points = compile_points(graph)
     largest = max(graph.runs, key=lambda r: runs[r].batch_size)
     size = runs[largest].batch_size
@@ -378,18 +385,16 @@ def _run_chunk(
         start += part.batch_size
     stacked = concat_inputs(parts) if len(parts) > 1 else parts[0]
     model = vlm.nnsight
+    data = stacked.data if resume is None else resumed_data(vlm, stacked, resume, rows, len(parts))
+    offset = resume.start if resume is not None else 0
     with (
         torch.no_grad(),
-        model.trace(
-            stacked.data if resume is None else vlm.adapter.resumed_inputs(stacked.data),
-            remote=remote_argument(resolve_backend(config, vlm)),
-            **config.extra,
-        ),
+        model.trace(data, remote=remote_argument(resolve_backend(config, vlm)), **config.extra),
     ):
         store = nnsight.save({})
-        ctx = _RunContext(stacked, slices, store, row_ids)
+        ctx = _RunContext(stacked, slices, store, row_ids, offset)
         if resume is not None:  # every run reads the same inputs: tile the chunk's stream
-            hidden = resume.hidden[rows.start : rows.stop].to(vlm.device)
+            hidden = resume.hidden[rows.start : rows.stop, resume.start :].to(vlm.device)
             shared = hidden.repeat(len(graph.runs), *([1] * (hidden.dim() - 1)))
             vlm.adapter.skip_language_layers(model, resume.layer, shared)
         execute_points(model, vlm.adapter, points, ctx)

@@ -17,11 +17,17 @@ from ..core import ConfigError
 from ..models import VLM, VlmInputs
 from ._execute import ExecutionConfig, GraphResult, run_graph
 from ._graph import Graph
+from ._resume import Resume
 
 MAX_RESTARTS = 8  # dead workers replaced over a pool's life before it gives up
 
-Job = tuple[Graph, Mapping[str, VlmInputs]]
-"""One trace: a graph and its inputs per run."""
+Job = tuple[Graph, Mapping[str, VlmInputs]] | tuple[Graph, Mapping[str, VlmInputs], Resume | None]
+"""One trace: a graph, its inputs per run and optionally where it resumes (`run_graph`'s
+`resume`)."""
+
+
+def _parts(job: Job) -> tuple[Graph, Mapping[str, VlmInputs], Resume | None]:
+    return (job[0], job[1], job[2]) if len(job) == 3 else (job[0], job[1], None)  # noqa: PLR2004
 
 
 @runtime_checkable
@@ -36,7 +42,8 @@ class GraphPool(Protocol):
 def run_jobs(vlm: VLM, jobs: Sequence[Job], pool: GraphPool | None) -> list[GraphResult]:
     """Every job's result: on `pool`, or here one after the other."""
     if pool is None:
-        return [run_graph(vlm, graph, dict(inputs)) for graph, inputs in jobs]
+        return [run_graph(vlm, graph, dict(inputs), resume=resume)
+                for graph, inputs, resume in map(_parts, jobs)]  # fmt: skip
     return pool.run_graphs(vlm, jobs)
 
 
@@ -57,9 +64,11 @@ class GraphWorker:
 
         return os.getpid()
 
-    def run(self, graph: Graph, inputs: Mapping[str, VlmInputs]) -> GraphResult:
+    def run(
+        self, graph: Graph, inputs: Mapping[str, VlmInputs], resume: Resume | None = None
+    ) -> GraphResult:
         moved = {name: value.to(self.vlm.device) for name, value in inputs.items()}
-        result = run_graph(self.vlm, graph, moved, ExecutionConfig())
+        result = run_graph(self.vlm, graph, moved, ExecutionConfig(), resume=resume)
         return _on_cpu(result)
 
 
@@ -137,8 +146,8 @@ class RayGraphPool:
             for slot, actor in enumerate(self.actors):  # one job per actor at a time
                 if pending and actor not in [a for *_, a in running.values()]:
                     index = pending.pop(0)
-                    graph, inputs = jobs[index]
-                    running[actor.run.remote(graph, dict(inputs))] = (index, slot, actor)
+                    graph, inputs, resume = _parts(jobs[index])
+                    running[actor.run.remote(graph, dict(inputs), resume)] = (index, slot, actor)
             ready, _ = self.ray.wait(list(running), num_returns=1)
             index, slot, actor = running.pop(ready[0])
             try:

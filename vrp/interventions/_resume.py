@@ -9,19 +9,30 @@ on earlier layers, causal or not), as long as no node acts below `l`, which `che
 enforces. Only layer 0 reads the vision tower's output, so a resumed trace does not send the image
 pixels at all (`Adapter.resumed_inputs`): the vision tower does not run either, and nodes on it
 are refused like nodes below the layer.
+
+On families whose prompt attends causally (`Adapter.causal_prompt`: LLaVA, Qwen2-VL, not
+PaliGemma's bidirectional prefix) a run can also resume at a position `start`: the positions
+before it are not recomputed at any layer either; the run layers attend to their keys and values
+cached from the same run of the inputs. `resume_state` takes everything once (the stream entering
+every layer, the cache, the position ids, the answer logits) and `ResumeState.at(layer, start)`
+gives the `Resume`. Nodes must then act at positions >= `start` only (a cached position cannot
+change), attention patterns and knockouts are refused (their queries would meet cached keys),
+and the run stays on this machine (a cache does not travel to a server).
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import Component, GraphError, Tower
+from ..core import Component, GraphError, Site, Tower
 from ..models import VLM, VlmInputs
+from ..models._resume import tiled_cache
 from ._graph import Graph
-from ._nodes import AttentionKnockout, Node
+from ._nodes import AttentionKnockout, ImagePatchMask, Node
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -38,6 +49,9 @@ class Resume:
 
     layer: int
     hidden: Float[Tensor, "batch seq d_model"]
+    start: int = 0
+    past: Any = None
+    position_ids: Tensor | None = None
 
 
 def check_resume(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: object) -> None:
@@ -73,6 +87,48 @@ def check_resume(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: 
         )
     for node in graph.nodes:
         _check_node(node, resume.layer)
+    if resume.start:
+        _check_start(vlm, graph, runs, resume)
+
+
+def _check_start(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: Resume) -> None:
+    """A run resumed at a position: causal family, a cache, nodes at later positions only."""
+    first = next(iter(runs.values()))
+    if (
+        isinstance(resume.start, bool)
+        or not isinstance(resume.start, int)
+        or not (0 < resume.start < first.seq_len)
+    ):
+        raise GraphError(
+            f"resume.start must be a position in 0..{first.seq_len - 1}; got {resume.start!r}."
+        )
+    if not vlm.adapter.causal_prompt:
+        raise GraphError(
+            f"{vlm.family}'s prompt attends bidirectionally, so the positions before "
+            f"resume.start={resume.start} depend on later ones and cannot be cached; resume at "
+            "start=0 (layers are still skipped)."
+        )
+    if resume.past is None:
+        raise GraphError(
+            "resume.start > 0 needs resume.past, the keys and values of the earlier positions: "
+            "take the Resume from vrp.interventions.resume_state(vlm, inputs).at(layer, start)."
+        )
+    for node in graph.nodes:
+        kind = getattr(getattr(node, "site", None), "component", None)
+        if isinstance(node, AttentionKnockout | ImagePatchMask) or kind is Component.ATTN_PATTERN:
+            raise GraphError(
+                f"{_describe(node)}: attention patterns and knockouts are not available in a run "
+                "resumed at a position (its queries attend to cached keys); resume at start=0."
+            )
+        for site in node.sites:
+            run = runs[node.run]
+            chosen = site.positions.resolve(run.image_mask, run.attention_mask)
+            if bool(chosen[:, : resume.start].any()):
+                raise GraphError(
+                    f"{_describe(node)} selects positions before resume.start={resume.start}, "
+                    "which are cached and cannot change; resume at or before the first position "
+                    "a node selects."
+                )
 
 
 def _check_same_inputs(runs: Mapping[str, VlmInputs]) -> None:
@@ -108,8 +164,6 @@ def _check_node(node: Node, layer: int) -> None:
 
 
 def _below(site: object, layer: int) -> bool:
-    from ..core import Site
-
     assert isinstance(site, Site)
     if site.tower is not Tower.LANGUAGE:
         return True  # a resumed trace does not run the vision tower (only layer 0 reads it)
@@ -121,3 +175,19 @@ def _below(site: object, layer: int) -> bool:
 def _describe(node: Node) -> str:
     describe = getattr(node, "describe", None)
     return describe() if callable(describe) else f"{node.kind} node"
+
+
+def resumed_data(
+    vlm: VLM, stacked: VlmInputs, resume: Resume, rows: range, n_runs: int
+) -> dict[str, Any]:
+    """The model inputs of a resumed chunk: no pixels; from `resume.start` on, with the cache and
+    position ids of the chunk's rows repeated for every run."""
+    if not resume.start:
+        return vlm.adapter.resumed_inputs(stacked.data)
+    positions = resume.position_ids
+    if positions is not None and positions.shape[-2] > 1:  # a batch axis: the chunk's rows
+        part = positions.narrow(-2, rows.start, rows.stop - rows.start)
+        positions = torch.cat([part] * n_runs, dim=-2).to(vlm.device)
+    past = tiled_cache(resume.past, rows, resume.start, n_runs, vlm.device)
+    return vlm.adapter.resumed_inputs(stacked.data, start=resume.start, past=past,
+                                      position_ids=positions)  # fmt: skip

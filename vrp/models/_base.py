@@ -21,6 +21,7 @@ from ._attention import edit_mask, read_pattern
 from ._inputs import VlmInputs
 from ._protocol import AnswerTokens, MaskEdit, TowerShape
 from ._registry import adapter_class, families
+from ._resume import ResumeSupport
 from ._spec import FAMILY_OPTIONS, ModelSpec, check_options
 
 ALL_COMPONENTS = frozenset(Component)
@@ -73,7 +74,7 @@ def _get(envoy: Any, dotted: str) -> Any:
     return envoy
 
 
-class BaseAdapter(ABC):
+class BaseAdapter(ResumeSupport, ABC):
     """Implements most of the `Adapter` protocol for decoder VLMs; a family file sets the class
     attributes, implements the abstract methods and overrides what differs (see `Adapter` for
     what each attribute means).
@@ -304,22 +305,6 @@ class BaseAdapter(ABC):
         """
         block = self._envoy(model, Site(layer=layer, component=Component.ATTN_OUT))
         edit_mask(block, edit, f"Language layer {layer} of {self.family}")
-
-    def skip_language_layers(self, model: Any, below: int, hidden: Tensor) -> None:
-        """Inside a trace: language layers 0 .. `below` - 1 are not run (nnsight skips them), and
-        the residual stream enters layer `below` as `hidden`. Each skipped layer returns
-        `hidden`: only the last one's output is read on, by layer `below` or the final norm."""
-        for layer in range(below):
-            self._layer(model, Site(layer=layer, component=Component.RESID_POST)).skip(hidden)
-
-    pixel_inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
-    """The processor outputs that only the vision tower reads."""
-
-    def resumed_inputs(self, data: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The processor inputs of a trace whose first language layer is skipped: the image
-        pixels (`pixel_inputs`) dropped, so the vision tower does not run; what positions and
-        masks are built from (token ids, attention and token-type masks, image grids) kept."""
-        return {k: v for k, v in data.items() if k not in self.pixel_inputs}
 
     # ----- prompts and encoding ------------------------------------------------------------------
     @abstractmethod

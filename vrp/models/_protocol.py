@@ -115,10 +115,26 @@ class Adapter(Protocol):
         enters layer `below` as `hidden` (``batch seq d_model``)."""
         ...
 
-    def resumed_inputs(self, data: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The processor inputs of a trace whose first language layer is skipped: the image
-        pixels dropped (only layer 0 reads the vision tower's output), everything positions and
-        masks are built from kept."""
+    causal_prompt: ClassVar[bool]
+    """Whether every prompt position attends only to earlier ones (a prefix cache is exact)."""
+
+    def read_position_ids(self, model: Any) -> Any:
+        """Inside a trace: the position ids the language model receives (None if it derives them
+        from the cache position)."""
+        ...
+
+    def resumed_inputs(
+        self,
+        data: Mapping[str, Tensor],
+        *,
+        start: int = 0,
+        past: Any = None,
+        position_ids: Tensor | None = None,
+    ) -> dict[str, Any]:
+        """The model inputs of a trace whose first language layer is skipped: the image pixels
+        dropped (only layer 0 reads the vision tower's output), everything positions and masks
+        are built from kept; from position `start` on, with the earlier positions' cached keys
+        and values (`past`) and position ids, when `start` > 0."""
         ...
 
     # ----- prompts and encoding -------------------------------------------------------------------

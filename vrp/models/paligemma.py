@@ -31,6 +31,7 @@ class PaliGemmaAdapter(BaseAdapter):
     )
     image_placeholder: ClassVar[str] = "<image>"
     vision_paths: ClassVar[LayerPaths] = ENCODER_PATHS
+    causal_prompt: ClassVar[bool] = False  # the prefix attends bidirectionally
     spec_options: ClassVar[frozenset[str]] = frozenset({"text_head_dim"})
     published: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         # google/paligemma-3b-pt-224's config.json
