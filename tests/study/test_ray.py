@@ -66,6 +66,9 @@ def test_sharded_run_equals_local_run(cluster, local: Path, tmp_path: Path) -> N
     _same_records(tmp_path / "ray", local)
     logged = json.loads((tmp_path / "ray" / "manifest.json").read_text())["invocations"][0]
     assert logged["executor"]["executor"] == "ray" and logged["executor"]["workers"] == 2
+    final = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    machines = final["last_invocation_executor"]["worker_machines"]
+    assert machines and all(m["host"] and m["torch_threads"] == 1 for m in machines)
 
 
 class KillingExecutor(RayExecutor):

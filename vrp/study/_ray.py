@@ -96,6 +96,14 @@ class StudyWorker:
         rows, hidden = compute_batch(self.prepared[stage], self.config.batch_size, index)
         return index, rows, hidden
 
+    def machine(self) -> dict[str, Any]:
+        """Where this worker computes (the manifest's `machine` fields, and the host name)."""
+        import platform
+
+        from ._manifest import machine
+
+        return {**machine(self.config), "host": platform.node()}
+
     def pid(self) -> int:
         import os
 
@@ -195,7 +203,22 @@ class RayExecutor:
         o = self.options
         return {"executor": "ray", "address": o.address, "workers": o.workers,
                 "gpus_per_worker": o.gpus_per_worker, "cpus_per_worker": o.cpus_per_worker,
-                "restarted_workers": self.restarts}  # fmt: skip
+                "restarted_workers": self.restarts,
+                "worker_machines": self._machines()}  # fmt: skip
+
+    def _machines(self) -> list[dict[str, Any]]:
+        """The distinct machines the live workers compute on (the manifest's `machine` is the
+        driver's); empty before any worker has started."""
+        actors = [actor for pool in self.pools.values() for actor in pool]
+        seen: list[dict[str, Any]] = []
+        for actor in actors:
+            try:
+                found = self.ray.get(actor.machine.remote(), timeout=30)
+            except Exception:  # noqa: BLE001  (a dead or stuck worker says nothing)
+                continue
+            if found not in seen:
+                seen.append(found)
+        return seen
 
 
 def _last_line(error: Exception) -> str:
