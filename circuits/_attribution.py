@@ -211,16 +211,22 @@ def _gradients(  # noqa: PLR0913
             f"ig_steps must be None (plain attribution patching) or a whole number >= 1 of "
             f"integrated-gradient steps; got {ig_steps!r}. EAP-IG uses 5 to 50."
         )
+    backend = config.backend if config is not None and config.backend is not None else vlm.backend
+    if backend != "local":  # before any trace is sent anywhere
+        raise ConfigError(
+            f"attribution patching takes gradients, which run locally only; got backend "
+            f"{backend!r}. Use a local model (or exact patching, which runs remotely)."
+        )
     ordered = tuple(sites)
     variant = tuple(dataclasses.replace(n, run="main") for n in base)
     embed = (Capture(site=_EMBED, name="embed"),) if ig_steps is not None else ()
     capture = Graph(nodes=variant + embed + tuple(Capture(site=s, name=f"s{i}")
                                                   for i, s in enumerate(ordered)))  # fmt: skip
-    clean_run = run_graph(vlm, capture, clean)
+    clean_run = run_graph(vlm, capture, clean, config)
     if ig_steps is None:
         plain = run_gradients(vlm, corrupt, ordered, metric, config, base=base)
         return clean_run, list(plain.values), list(plain.grads), plain.metric, plain.sites
-    corrupt_run = run_graph(vlm, capture, corrupt)
+    corrupt_run = run_graph(vlm, capture, corrupt, config)
     direction = clean_run["embed"] - corrupt_run["embed"]
     grads = integrated_gradients(vlm, corrupt, ordered, metric, direction, ig_steps,
                                  config=config, base=base)  # fmt: skip

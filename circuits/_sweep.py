@@ -9,8 +9,9 @@ layers below are not run) with its clean value set (`Assign`). On causal familie
 Qwen2-VL) run locally, a group's cells are sorted by position and each trace also starts at its
 first cell's position, the earlier positions' keys and values taken from the cache. Both are
 exact (a layer's output depends only on earlier layers; a causal position only on earlier
-positions). Cells of a model variant (`base`), of the vision tower, or sent to a pool of replicas
-run the plain way instead: every layer, the clean run as the source in every trace. A metric maps
+positions). A pool of replicas (`pool=`) runs the same resumed traces. Cells of a model variant (`base`)
+or of the vision tower run the plain way instead: every layer, the clean run as the source in
+every trace. A metric maps
 answer-position logits to one number per row; scores are reported raw and normalised so that 0 is
 the corrupted run and 1 the clean run.
 """
@@ -144,9 +145,9 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
       base: nodes that define the model variant studied (e.g. attention knockouts or an
         ablation), applied to every run, the clean and corrupted baselines included; their
         `run` is ignored.
-      pool: runs the chunks in parallel on replicas of the model (e.g. `RayGraphPool`), as
-        plain traces (every layer run, the clean run in each); the scores are the same within
-        float rounding (`config` is then unused).
+      pool: runs the traces in parallel on replicas of the model (e.g. `RayGraphPool`): the
+        same traces, so the same scores (`config` is then unused for them). Each resumed trace
+        carries its stream and cache to the replica.
 
     Raises:
       ConfigError: the batches differ in size, or no sites are given.
@@ -200,7 +201,10 @@ def _resumed_sweep(
     (clean, corrupt), (cells_per_trace, config, pool) = pair, how
     n_layers = vlm.adapter.n_layers
     distinct = list(dict.fromkeys(sites))
-    state = resume_state(vlm, corrupt, config)
+    backend = config.backend if config is not None and config.backend is not None else vlm.backend
+    cached = vlm.adapter.causal_prompt and backend == "local"
+    starts = {_resume_layer(s, n_layers) for s in distinct} - {0}
+    state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)
     values = run_graph(vlm, Graph(nodes=tuple(Capture(site=s, name=f"v{i}")
                                               for i, s in enumerate(distinct))), clean, config)  # fmt: skip
     baseline = {
@@ -208,7 +212,6 @@ def _resumed_sweep(
         "corrupt": metric(state.answer_logits),
     }
     value = {s: values[f"v{i}"] for i, s in enumerate(distinct)}
-    cached = state.past is not None and vlm.adapter.causal_prompt
     first = {s: _first_position(s, corrupt) if cached else 0 for s in distinct}
     groups: dict[int, list[int]] = {}
     for i, site in enumerate(sites):
@@ -272,7 +275,7 @@ def _full_sweep(
     how: tuple[int, ExecutionConfig | None, Sequence[Node], GraphPool | None],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Every cell a `Patch` from the clean run, each chunk one trace with both baselines (the
-    path for model variants, vision cells and pools)."""
+    path for model variants and vision cells)."""
     (clean, corrupt), (cells_per_trace, config, base, pool) = pair, how
     jobs, chunks = [], []
     for start in range(0, len(sites), cells_per_trace):

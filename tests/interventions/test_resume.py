@@ -86,6 +86,8 @@ def test_assign_round_trips_through_json_and_checks_shapes() -> None:
     site = Site(layer=1, component=Component.RESID_POST, positions=LastToken())
     g = graph(Assign(site=site, value=torch.randn(3, 1, 32)))
     assert Graph.from_json(g.to_json()) == g
+    with pytest.raises(GraphError, match=r"the stored value has 4 rows and the run 'main' 3"):
+        run_graph(vlm, graph(Assign(site=site, value=torch.randn(4, 1, 32))), corrupt)
     with pytest.raises(ShapeError, match=r"assign at .* the stored value has shape \(3, 2, 32\)"):
         run_graph(vlm, graph(Assign(site=site, value=torch.randn(3, 2, 32))), corrupt)
 
@@ -102,8 +104,19 @@ def test_what_cannot_be_resumed_is_refused_clearly() -> None:
         run_graph(vlm, below, corrupt, resume=resume)
     two = Graph(nodes=(Capture(site=Site(layer=1, component=Component.MLP_OUT), name="x",
                                run="a"),), runs=("a", "b"))  # fmt: skip
-    with pytest.raises(GraphError, match=r"every run must encode the same inputs; runs 'a' and"):
+    with pytest.raises(GraphError, match=r"every run must encode the same inputs as the stream"):
         run_graph(vlm, two, {"a": corrupt, "b": clean}, resume=resume)
+    other_images = vlm.encode(random_images(3, seed=9), QUESTIONS[1:4])  # same prompts
+    with pytest.raises(GraphError, match=r"\(token ids, masks and pixels\); 'a' and 'b' differ"):
+        run_graph(vlm, two, {"a": corrupt, "b": other_images}, resume=resume)
+    from_state = resume_state(vlm, corrupt).at(1)
+    with pytest.raises(GraphError, match=r"'main' and 'the resumed inputs' differ"):
+        run_graph(
+            vlm,
+            graph(Capture(site=Site(layer=1, component=Component.MLP_OUT), name="x")),
+            other_images,
+            resume=from_state,
+        )
     fine = graph(Capture(site=Site(layer=1, component=Component.MLP_OUT), name="x"))
     with pytest.raises(GraphError, match=r"resume.hidden must be .* shape \(3, \d+, 32\)"):
         run_graph(vlm, fine, corrupt, resume=Resume(layer=1, hidden=hidden[:2]))
@@ -152,10 +165,15 @@ def test_what_cannot_resume_at_a_position_is_refused_clearly() -> None:
         run_graph(vlm, early, corrupt, resume=state.at(1, start))
     pattern = graph(Capture(site=Site(layer=1, component=Component.ATTN_PATTERN,
                                       positions=LastToken()), name="p"))  # fmt: skip
+    source_early = Graph(nodes=(Patch(site=Site(layer=1, component=Component.MLP_OUT,
+                                                positions=LastToken()), source="b", run="a",
+                                      source_positions=Indices((2,))),), runs=("a", "b"))  # fmt: skip
+    with pytest.raises(GraphError, match=rf"selects positions before resume.start={start}"):
+        run_graph(vlm, source_early, {"a": corrupt, "b": corrupt}, resume=state.at(1, start))
     with pytest.raises(GraphError, match=r"attention patterns and knockouts are not available"):
         run_graph(vlm, pattern, corrupt, resume=state.at(1, start))
     with pytest.raises(GraphError, match=r"resume.start > 0 needs resume.past"):
-        run_graph(vlm, last, corrupt, resume=Resume(layer=1, hidden=state.streams[0], start=start))
+        run_graph(vlm, last, corrupt, resume=Resume(layer=1, hidden=state.streams[1], start=start))
     with pytest.raises(GraphError, match=r"cached keys and values, which do not travel"):
         run_graph(vlm, last, corrupt, ExecutionConfig(backend="serialise"),
                   resume=state.at(1, start))  # fmt: skip

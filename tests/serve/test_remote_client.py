@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import vrp
 import vrp.cli._commands  # noqa: F401  (registers the commands on the app)
+from circuits import attribution_patching
 from tests.conftest import QUESTIONS, random_images
 from vrp import Component, Site
 from vrp.cli._app import app
@@ -88,6 +89,11 @@ def test_gradients_and_bad_backends_are_refused_clearly(tiny_server: ServerProce
     site = Site(layer=0, component=Component.RESID_POST)
     with pytest.raises(ConfigError, match="run_gradients runs locally only; got backend 'http"):
         run_gradients(vlm.with_backend(tiny_server.url), inputs, [site], vlm.yes_no_margin)
+    before = _finished(tiny_server, "tiny/llava")
+    with pytest.raises(ConfigError, match="attribution patching takes gradients, which run local"):
+        attribution_patching(vlm.with_backend(tiny_server.url), inputs, inputs, [site],
+                             vlm.yes_no_margin)  # fmt: skip
+    assert _finished(tiny_server, "tiny/llava") == before  # refused before sending anything
     with pytest.raises(ConfigError, match=r"Unknown backend 'ftp://x': expected 'local'"):
         vlm.with_backend("ftp://x")
     with pytest.raises(ConfigError, match=r"Unknown backend 'remote'"):
@@ -165,3 +171,14 @@ def test_vrp_run_remote_needs_every_model_hosted(
     config = StudyConfig(models=("tiny/llava", "organism/llava"), remote=tiny_server.url, n=2)
     with pytest.raises(ConfigError, match=r"not \['organism/llava'\]. Start it with --model"):
         check_config(config)
+
+
+def test_vrp_run_remote_refuses_a_model_loaded_differently(
+    tiny_server: ServerProcess, tmp_path: Path
+) -> None:
+    code, output = _run("--out", str(tmp_path / "run"), "--remote", tiny_server.url,
+                        "--dtype", "bfloat16")  # fmt: skip
+    text = " ".join(output.split())
+    assert code == 2 and "hosts 'tiny/llava' differently from the model loaded here" in text
+    assert "dtype bfloat16 here, float32 there" in text
+    assert not (tmp_path / "run").exists()

@@ -100,3 +100,20 @@ def test_one_model_named_twice_in_two_spellings_is_refused(tmp_path: Path) -> No
     (ckpt / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"name one model folder twice"):
         check_config(StudyConfig(models=(str(ckpt), str(ckpt) + "/"), out=tmp_path / "run"))
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_and_a_changed_one_is_named(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from vrp.study import RunDir
+
+    config = StudyConfig(models=("tiny/llava",), n=2, out=tmp_path / "run").to_json()
+    run = RunDir(tmp_path / "run")
+    older = {k: v for k, v in config.items() if k != "remote"}  # written before `remote` existed
+    run.root.mkdir()
+    (run.root / "config.json").write_text(json.dumps(older))
+    assert run.claim(config) is True
+    with pytest.raises(ConfigError, match=r"another config \(differs in remote\)"):
+        run.claim({**config, "remote": "http://127.0.0.1:9"})

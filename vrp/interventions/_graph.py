@@ -20,6 +20,7 @@ from ..core import (
 from ..models import VLM, VlmInputs
 from ._json import node_from_dict
 from ._nodes import (
+    Assign,
     Capture,
     ImagePatchMask,
     Node,
@@ -137,7 +138,7 @@ class Graph:
                 "as many rows for every run, or a single row to use with every row."
             )
         for index, node in enumerate(self.nodes):
-            if isinstance(node, ImagePatchMask):
+            if isinstance(node, ImagePatchMask | Assign):
                 run = inputs[node.run]
                 try:
                     node.check(run.batch_size, run.n_image_tokens)

@@ -260,6 +260,16 @@ class Assign(SiteNode):
         super()._check_fields()
         check_tensor(self, "value", self.value, min_ndim=1, fix="a captured selection")
 
+    def check(self, batch_size: int, n_image_tokens: int) -> None:
+        """Raises `GraphError` unless the value has one row, or one per row of the run."""
+        rows = int(self.value.shape[0])
+        if rows not in (1, batch_size):
+            raise GraphError(
+                f"assign at {self.site}: the stored value has {rows} rows and the run "
+                f"{self.run!r} {batch_size}. Store one row (set on every row) or one per row, "
+                "captured from inputs of the same rows."
+            )
+
     def apply(self, part: Tensor, ctx: Context) -> Tensor:
         rows = ctx.row_ids(self.run).to(self.value.device)
         value = self.value if self.value.shape[0] == 1 else self.value[rows]

@@ -32,7 +32,7 @@ from ..core import Component, GraphError, Site, Tower
 from ..models import VLM, VlmInputs
 from ..models._resume import tiled_cache
 from ._graph import Graph
-from ._nodes import AttentionKnockout, ImagePatchMask, Node
+from ._nodes import AttentionKnockout, ImagePatchMask, Node, Patch
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -45,6 +45,12 @@ class Resume:
       hidden: the residual stream entering `layer` (`Component.RESID_PRE` of `layer`, or
         `RESID_POST` of `layer - 1`) for the rows of one run, ``(batch, seq, d_model)``,
         captured from a run of the same inputs; every run of the graph starts from it.
+      start: the first position run (0: every position); > 0 needs `past`.
+      past: the cached keys and values of the positions before `start` (a `DynamicCache`).
+      position_ids: the position ids the language model received, when the family passes
+        explicit ones (Qwen2-VL's M-RoPE ids).
+      source: the inputs `hidden` and `past` were computed from (set by `ResumeState.at`):
+        every run must encode exactly these.
     """
 
     layer: int
@@ -52,6 +58,7 @@ class Resume:
     start: int = 0
     past: Any = None
     position_ids: Tensor | None = None
+    source: VlmInputs | None = None
 
 
 def check_resume(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: object) -> None:
@@ -73,7 +80,7 @@ def check_resume(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: 
             f"resume.layer must be a language layer in 1..{n_layers} (layer 0 needs no resume); "
             f"got {resume.layer!r}."
         )
-    _check_same_inputs(runs)
+    _check_same_inputs(runs, resume.source)
     first = next(iter(runs.values()))
     width = vlm.adapter.shape(Tower.LANGUAGE).d_model
     wanted = (first.batch_size, first.seq_len, width)
@@ -120,8 +127,11 @@ def _check_start(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: 
                 f"{_describe(node)}: attention patterns and knockouts are not available in a run "
                 "resumed at a position (its queries attend to cached keys); resume at start=0."
             )
-        for site in node.sites:
-            run = runs[node.run]
+        reads = [(node.run, site) for site in node.sites]
+        if isinstance(node, Patch):  # the source's positions must be computed too
+            reads.append((node.source, node.source_site))
+        for name, site in reads:
+            run = runs[name]
             chosen = site.positions.resolve(run.image_mask, run.attention_mask)
             if bool(chosen[:, : resume.start].any()):
                 raise GraphError(
@@ -131,22 +141,32 @@ def _check_start(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: 
                 )
 
 
-def _check_same_inputs(runs: Mapping[str, VlmInputs]) -> None:
+def _check_same_inputs(runs: Mapping[str, VlmInputs], source: VlmInputs | None) -> None:
     items = list(runs.items())
     name, first = items[0]
-    for other, inputs in items[1:]:
-        same = (
-            inputs.batch_size == first.batch_size
-            and inputs.seq_len == first.seq_len
-            and torch.equal(inputs.input_ids.cpu(), first.input_ids.cpu())
-            and torch.equal(inputs.attention_mask.cpu(), first.attention_mask.cpu())
-        )
-        if not same:
+    for other, inputs in [*items[1:], *([("the resumed inputs", source)] if source else [])]:
+        if not _same(first, inputs):
             raise GraphError(
                 f"resume shares one residual stream between runs, so every run must encode the "
-                f"same inputs; runs {name!r} and {other!r} differ. Resume a graph whose runs all "
-                "read one batch (patch from stored values with Assign)."
+                f"same inputs as the stream's (token ids, masks and pixels); {name!r} and "
+                f"{other!r} differ. Resume a graph whose runs all read one batch (patch from a "
+                "stored value with Assign)."
             )
+
+
+def _same(a: VlmInputs, b: VlmInputs) -> bool:
+    """Whether two encodings hold the same tensors (token ids, masks, pixels, grids)."""
+    if a is b:
+        return True
+    if set(a.data) != set(b.data):
+        return False
+    return all(
+        torch.is_tensor(v)
+        and torch.is_tensor(b.data[k])
+        and v.shape == b.data[k].shape
+        and torch.equal(v.cpu(), b.data[k].cpu())
+        for k, v in a.data.items()
+    )
 
 
 def _check_node(node: Node, layer: int) -> None:
@@ -187,7 +207,8 @@ def resumed_data(
     positions = resume.position_ids
     if positions is not None and positions.shape[-2] > 1:  # a batch axis: the chunk's rows
         part = positions.narrow(-2, rows.start, rows.stop - rows.start)
-        positions = torch.cat([part] * n_runs, dim=-2).to(vlm.device)
+        positions = torch.cat([part] * n_runs, dim=-2)
+    positions = positions.to(vlm.device) if positions is not None else None
     past = tiled_cache(resume.past, rows, resume.start, n_runs, vlm.device)
     return vlm.adapter.resumed_inputs(stacked.data, start=resume.start, past=past,
                                       position_ids=positions)  # fmt: skip

@@ -1,5 +1,6 @@
 """`resume_state`: one run of some inputs, keeping what resuming copies of it needs (`Resume`)."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,48 +22,81 @@ class ResumeState:
 
     Attributes:
       inputs: the inputs that were run.
-      streams: the residual stream entering each language layer 1 .. n_layers (index l - 1:
-        RESID_POST of layer l - 1), ``(batch, seq, d_model)`` each.
-      past: the run's cached keys and values (transformers' `DynamicCache`).
+      streams: the residual stream entering each kept language layer l (1 .. n_layers:
+        RESID_POST of layer l - 1), ``(batch, seq, d_model)`` each, by layer.
+      past: the run's cached keys and values (transformers' `DynamicCache`); None when not kept
+        (or off the local backend).
       position_ids: the position ids the language model received (None: derived from the cache
         position).
       answer_logits: the run's logits at the answer position.
     """
 
     inputs: VlmInputs
-    streams: tuple[Tensor, ...]
+    streams: dict[int, Tensor]
     past: Any
     position_ids: Tensor | None
     answer_logits: Float[Tensor, "batch vocab"]
 
     def at(self, layer: int, start: int = 0) -> Resume:
-        """The `Resume` at language layer `layer` (>= 1), from position `start` on (0: all)."""
-        return Resume(layer=layer, hidden=self.streams[layer - 1], start=start,
+        """The `Resume` at language layer `layer` (>= 1), from position `start` on (0: all).
+
+        Raises:
+          GraphError: the stream entering `layer` was not kept, or `start` > 0 without a cache.
+        """
+        if layer not in self.streams:
+            raise GraphError(
+                f"this state kept the streams entering layers {sorted(self.streams)}, not {layer}; "
+                "pass layers=None (all) or include it in resume_state(..., layers=...)."
+            )
+        if start and self.past is None:
+            raise GraphError(
+                "this state holds no key-value cache (keep_cache=False, or computed remotely): "
+                "resume it at start=0."
+            )
+        return Resume(layer=layer, hidden=self.streams[layer], start=start,
                       past=self.past if start else None,
-                      position_ids=self.position_ids if start else None)  # fmt: skip
+                      position_ids=self.position_ids if start else None,
+                      source=self.inputs)  # fmt: skip
 
 
-def resume_state(vlm: VLM, inputs: VlmInputs, config: ExecutionConfig | None = None) -> ResumeState:
-    """One plain run of `inputs` keeping what resuming copies of it needs: the stream entering
-    every language layer, the cached keys and values, the position ids and the answer logits.
+def resume_state(
+    vlm: VLM,
+    inputs: VlmInputs,
+    config: ExecutionConfig | None = None,
+    *,
+    layers: Iterable[int] | None = None,
+    keep_cache: bool = True,
+) -> ResumeState:
+    """One plain run of `inputs` keeping what resuming copies of it needs: the streams entering
+    the language layers asked for, the cached keys and values, the position ids and the answer
+    logits.
+
+    What it holds stays in memory while the copies run: each kept stream is one residual stream
+    of the batch (``batch x seq x d_model``), the cache two such tensors per layer (at the
+    key-value width). Keep only the layers resumed at, and the cache only for position resumes.
 
     Args:
       vlm: the model.
       inputs: the batch to run.
-      config: where to run it (`backend`; the memory budget does not apply: one trace). Off
-        the local backend the cache is not kept (it does not travel): `past` is None and the
-        state resumes at layers only.
+      config: where to run it (`backend`; one trace, the memory budget does not apply). Off the
+        local backend no cache is kept (it does not travel to a client).
+      layers: the layers (1 .. n_layers) whose entering stream to keep; None keeps all.
+      keep_cache: keep the key-value cache (needed to resume at a position > 0).
 
     Raises:
-      GraphError: `inputs` is not a `VlmInputs`.
+      GraphError: `inputs` is not a `VlmInputs`, or a layer out of range.
     """
     if not isinstance(inputs, VlmInputs):
         raise GraphError(
             f"resume_state needs VlmInputs (from vlm.encode); got {type(inputs).__name__}."
         )
+    n_layers = vlm.adapter.n_layers
+    wanted = sorted(set(range(1, n_layers + 1) if layers is None else layers))
+    if any(not 1 <= layer <= n_layers for layer in wanted):
+        raise GraphError(f"resume_state: layers must lie in 1..{n_layers}; got {wanted}.")
     config = config or ExecutionConfig()
     backend = resolve_backend(config, vlm)
-    keep = backend == "local"
+    keep = keep_cache and backend == "local"
     model, adapter = vlm.nnsight, vlm.adapter
     with (
         torch.no_grad(),
@@ -70,12 +104,12 @@ def resume_state(vlm: VLM, inputs: VlmInputs, config: ExecutionConfig | None = N
     ):
         store = nnsight.save({})
         store["positions"] = adapter.read_position_ids(model)
-        streams = nnsight.save([])
-        for layer in range(adapter.n_layers):
-            site = Site(layer=layer, component=Component.RESID_POST)
-            streams.append(adapter.read(model, site, inputs, checked=True))
+        streams = nnsight.save({})
+        for layer in wanted:
+            site = Site(layer=layer - 1, component=Component.RESID_POST)
+            streams[layer] = adapter.read(model, site, inputs, checked=True)
         store["logits"] = model.output.logits[:, -1]
         if keep:
             store["past"] = model.output.past_key_values
-    return ResumeState(inputs=inputs, streams=tuple(streams), past=store.get("past"),
+    return ResumeState(inputs=inputs, streams=dict(streams), past=store.get("past"),
                        position_ids=store["positions"], answer_logits=store["logits"])  # fmt: skip

@@ -20,6 +20,12 @@ class ResumeSupport:
 
     pixel_inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
     """The processor outputs that only the vision tower reads."""
+    vision_enters_at_embeddings: ClassVar[bool] = False
+    """Whether the vision tower's output reaches the language model only through the input
+    embeddings (image features replace the image tokens' embeddings, as in LLaVA, PaliGemma and
+    Qwen-VL), so that a trace skipping the first language layer need not run the vision tower.
+    Off by default: a family that feeds vision features to later layers (cross-attention) keeps
+    its pixels in resumed traces."""
     causal_prompt: ClassVar[bool] = True
     """Whether every prompt position attends only to earlier ones, so that the keys and values of
     a prefix do not depend on what follows it (False for PaliGemma's bidirectional prefix)."""
@@ -48,10 +54,12 @@ class ResumeSupport:
         position_ids: Tensor | None = None,
     ) -> dict[str, Any]:
         """The model inputs of a trace whose first language layer is skipped: the image pixels
-        (`pixel_inputs`) dropped, so the vision tower does not run; from position `start` on only
+        (`pixel_inputs`) dropped where the vision output enters at the embeddings only
+        (`vision_enters_at_embeddings`), so the vision tower does not run; from position `start` on only
         (with `past`, the cached keys and values of the earlier positions, and their
         `position_ids` if the family takes explicit ones) when `start` > 0."""
-        kept = {k: v for k, v in data.items() if k not in self.pixel_inputs}
+        dropped = self.pixel_inputs if self.vision_enters_at_embeddings else ()
+        kept = {k: v for k, v in data.items() if k not in dropped}
         if start == 0:
             return kept
         out: dict[str, Any] = {

@@ -22,6 +22,7 @@ class LlavaAdapter(BaseAdapter):
 
     model_class: ClassVar[type[Any]] = LlavaForConditionalGeneration
     family: ClassVar[str] = "llava"
+    vision_enters_at_embeddings: ClassVar[bool] = True  # image features replace embeddings
     title: ClassVar[str] = "LLaVA"
     description: ClassVar[str] = (
         "Late fusion, as LLaVA-1.5: a CLIP vision tower (CLS token dropped, features of the "

@@ -23,6 +23,7 @@ class PaliGemmaAdapter(BaseAdapter):
 
     model_class: ClassVar[type[Any]] = PaliGemmaForConditionalGeneration
     family: ClassVar[str] = "paligemma"
+    vision_enters_at_embeddings: ClassVar[bool] = True  # image features replace embeddings
     title: ClassVar[str] = "PaliGemma"
     description: ClassVar[str] = (
         "Early fusion, as PaliGemma: a SigLIP vision tower, a linear projector, and a Gemma decoder. "

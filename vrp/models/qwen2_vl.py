@@ -35,6 +35,7 @@ class Qwen2VLAdapter(BaseAdapter):
 
     model_class: ClassVar[type[Any]] = Qwen2VLForConditionalGeneration
     family: ClassVar[str] = "qwen2_vl"
+    vision_enters_at_embeddings: ClassVar[bool] = True  # image features replace embeddings
     title: ClassVar[str] = "Qwen2-VL"
     description: ClassVar[str] = (
         "Early fusion, as Qwen2-VL: a native-resolution ViT with 2-D rotary positions over 8 px "

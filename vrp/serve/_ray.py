@@ -16,7 +16,7 @@ Ray restarts it, it reloads the model, and the next job runs on the fresh actor.
 import dataclasses
 import os
 import time
-from typing import Any, cast
+from typing import Any
 
 from ..core import ConfigError
 from ._config import ServeConfig
@@ -119,7 +119,16 @@ class RayRunner:
             .remote(name, actor_config)
         )
         try:
-            self.description: dict[str, Any] = self.ray.get(self.actor.describe.remote())
+            self.description: dict[str, Any] = self.ray.get(
+                self.actor.describe.remote(), timeout=RESTART_TIMEOUT_S
+            )
+        except self.ray.exceptions.GetTimeoutError:
+            self.ray.kill(self.actor, no_restart=True)
+            raise ConfigError(
+                f"The Ray actor for {name!r} did not start within {RESTART_TIMEOUT_S:g} s: the "
+                "cluster may lack the resources asked for (--gpus-per-worker, --cpus-per-worker; "
+                "see `ray status`)."
+            ) from None
         except self.ray.exceptions.RayError as error:
             self.ray.kill(self.actor, no_restart=True)
             raise ConfigError(
@@ -128,22 +137,30 @@ class RayRunner:
             ) from None
         self.restarts = 0
         self.restarting = False  # the actor died or was killed: wait for it before the next job
+        self.gone: str | None = None  # why the actor cannot come back, once it cannot
 
     def describe(self) -> dict[str, Any]:
         """The model's description as its actor last reported it, with the actor's restarts."""
         return {**self.description, "restarts": self.restarts}
 
     def alive(self) -> bool:
-        return True  # Ray restarts a dead actor; a job meanwhile waits for the fresh one
+        """False once the actor cannot come back (Ray restarts a dead one; a job meanwhile waits
+        for the fresh one)."""
+        return self.gone is None
 
     def run(self, job: JobSpec, emit: Any) -> Outcome:
         """Runs `job` on the actor; its prints come back with the outcome (`Outcome.logs`). After
         an actor's death the job first waits for the restarted actor to have loaded the model."""
         exceptions = self.ray.exceptions
+        if self.restarting or self.gone:
+            problem = self.gone or self._await_restart()
+            if problem:
+                return Outcome(
+                    description=f"Job {job.id} on {job.model} cannot run: the model's Ray actor "
+                    f"did not come back after a failure ({problem}). Restart `vrp serve`.",
+                    error="ActorGone",
+                )
         try:
-            if self.restarting:
-                self.description = self._await_restart()
-                self.restarting = False
             outcome, self.description = self.ray.get(
                 self.actor.run.remote(job), timeout=self.config.job_timeout_s + GRACE_S
             )
@@ -167,24 +184,27 @@ class RayRunner:
             )
         return outcome
 
-    def _await_restart(self) -> dict[str, Any]:
-        """The restarted actor's description, once it answers (it reloads the model first).
-
-        Raises:
-          ray.exceptions.RayActorError: the actor died for good, or did not come back within
-            `RESTART_TIMEOUT_S`.
-        """
+    def _await_restart(self) -> str | None:
+        """Waits for the restarted actor to answer (it reloads the model first); returns None
+        once it does, else why it cannot (then recorded in `gone`)."""
         deadline = time.monotonic() + RESTART_TIMEOUT_S
         while True:
             try:
                 left = max(1.0, deadline - time.monotonic())
-                return cast(
-                    dict[str, Any], self.ray.get(self.actor.describe.remote(), timeout=left)
-                )
+                self.description = self.ray.get(self.actor.describe.remote(), timeout=left)
+                self.restarting = False
+                return None
             except self.ray.exceptions.ActorUnavailableError:
                 if time.monotonic() > deadline:
-                    raise
+                    self.gone = f"still restarting after {RESTART_TIMEOUT_S:g} s"
+                    return self.gone
                 time.sleep(0.2)  # still restarting: calls are refused until it is back
+            except (
+                self.ray.exceptions.GetTimeoutError,
+                self.ray.exceptions.RayActorError,
+            ) as error:
+                self.gone = _last_line(error)
+                return self.gone
 
     def close(self) -> None:
         """Stops the actor."""

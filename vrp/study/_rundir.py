@@ -102,9 +102,10 @@ class RunDir:
             recorded = json.loads(path.read_text())
             mine = {k: v for k, v in config_json.items() if k != "out"}
             theirs = {k: v for k, v in recorded.items() if k != "out"}
-            if mine != theirs:
-                changed = sorted(k for k in mine.keys() | theirs.keys()
-                                 if mine.get(k) != theirs.get(k))  # fmt: skip
+            # a key an older run did not record (a setting added since) counts as unset
+            changed = sorted(k for k in mine.keys() | theirs.keys()
+                             if mine.get(k) != theirs.get(k))  # fmt: skip
+            if changed:
                 raise ConfigError(
                     f"{self.root} holds a run with another config (differs in "
                     f"{', '.join(changed)}). Rerun with the same config to resume it, or pass "

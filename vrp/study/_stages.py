@@ -88,7 +88,30 @@ def load_model(config: StudyConfig, model: str) -> VLM:
 
     torch.manual_seed(config.seed)
     vlm = load(model, device=config.device, dtype=config.dtype)
-    return vlm.with_backend(config.remote) if config.remote is not None else vlm
+    if config.remote is None:
+        return vlm
+    _check_same_model(vlm, config.remote)
+    return vlm.with_backend(config.remote)
+
+
+def _check_same_model(vlm: VLM, url: str) -> None:
+    """Raises `ConfigError` unless the server hosts `vlm`'s model at the same size and dtype:
+    the study reads the unembedding and the adapter locally and the activations remotely, so
+    both must be one model."""
+    from ..core import ConfigError
+    from ..models._remote import check_server
+
+    hosted = check_server(url, [vlm.name])[0]
+    mine = {"parameters": sum(p.numel() for p in vlm.hf.parameters()),
+            "dtype": str(next(vlm.hf.parameters()).dtype).removeprefix("torch.")}  # fmt: skip
+    differ = {k: (v, hosted.get(k)) for k, v in mine.items() if hosted.get(k) != v}
+    if differ:
+        found = ", ".join(f"{k} {here} here, {there} there" for k, (here, there) in differ.items())
+        raise ConfigError(
+            f"remote: {url} hosts {vlm.name!r} differently from the model loaded here ({found}). "
+            "Load the same weights in the same dtype on both sides (--dtype here, --dtype of "
+            "vrp serve)."
+        )
 
 
 def run_batched(ctx: StageContext, stage: str, batched: Batched) -> dict[str, Any]:
