@@ -9,9 +9,9 @@ layers below are not run) with its clean value set (`Assign`). On causal familie
 Qwen2-VL) run locally, a group's cells are sorted by position and each trace also starts at its
 first cell's position, the earlier positions' keys and values taken from the cache. Both are
 exact (a layer's output depends only on earlier layers; a causal position only on earlier
-positions). A pool of replicas (`pool=`) runs the same resumed traces. Cells of a model variant (`base`)
-or of the vision tower run the plain way instead: every layer, the clean run as the source in
-every trace. A metric maps
+positions). A pool of replicas (`pool=`) runs the same resumed traces. Cells of a model variant
+(`base`) or of the vision tower run the plain way instead: every layer, the clean run as the
+source in every trace. A metric maps
 answer-position logits to one number per row; scores are reported raw and normalised so that 0 is
 the corrupted run and 1 the clean run.
 """
@@ -205,8 +205,8 @@ def _resumed_sweep(
     cached = vlm.adapter.causal_prompt and backend == "local"
     starts = {_resume_layer(s, n_layers) for s in distinct} - {0}
     state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)
-    values = run_graph(vlm, Graph(nodes=tuple(Capture(site=s, name=f"v{i}")
-                                              for i, s in enumerate(distinct))), clean, config)  # fmt: skip
+    captures = tuple(Capture(site=s, name=f"v{i}") for i, s in enumerate(distinct))
+    values = run_graph(vlm, Graph(nodes=captures), clean, config)
     baseline = {
         "clean": metric(values.answer_logits["main"]),
         "corrupt": metric(state.answer_logits),
@@ -223,8 +223,9 @@ def _resumed_sweep(
         spans = _chunks([first[sites[i]] for i in cells], corrupt.seq_len, cells_per_trace)
         for begin, end in spans:
             chunk = cells[begin:end]
-            graph = Graph(nodes=tuple(Assign(site=sites[i], value=value[sites[i]], run=f"cell{i}")
-                                      for i in chunk), runs=tuple(f"cell{i}" for i in chunk))  # fmt: skip
+            nodes = tuple(Assign(site=sites[i], value=value[sites[i]], run=f"cell{i}")
+                          for i in chunk)  # fmt: skip
+            graph = Graph(nodes=nodes, runs=tuple(f"cell{i}" for i in chunk))
             resume = state.at(layer, first[sites[chunk[0]]]) if layer else None
             jobs.append((graph, dict.fromkeys(graph.runs, corrupt), resume))
             chunks.append(chunk)

@@ -55,9 +55,9 @@ class ResumeSupport:
     ) -> dict[str, Any]:
         """The model inputs of a trace whose first language layer is skipped: the image pixels
         (`pixel_inputs`) dropped where the vision output enters at the embeddings only
-        (`vision_enters_at_embeddings`), so the vision tower does not run; from position `start` on only
-        (with `past`, the cached keys and values of the earlier positions, and their
-        `position_ids` if the family takes explicit ones) when `start` > 0."""
+        (`vision_enters_at_embeddings`), so the vision tower does not run; from position
+        `start` on only (with `past`, the cached keys and values of the earlier positions, and
+        their `position_ids` if the family takes explicit ones) when `start` > 0."""
         dropped = self.pixel_inputs if self.vision_enters_at_embeddings else ()
         kept = {k: v for k, v in data.items() if k not in dropped}
         if start == 0:
