@@ -26,7 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from vrp import Component, ConfigError, LastToken, Positions, Site, Tower
-from vrp.core import TidyRecords
+from vrp.core import TidyRecords, select
 from vrp.interventions import (
     Assign,
     Capture,
@@ -205,13 +205,9 @@ def _resumed_sweep(
     cached = vlm.adapter.causal_prompt and backend == "local"
     starts = {_resume_layer(s, n_layers) for s in distinct} - {0}
     state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)
-    captures = tuple(Capture(site=s, name=f"v{i}") for i, s in enumerate(distinct))
-    values = run_graph(vlm, Graph(nodes=captures), clean, config)
-    baseline = {
-        "clean": metric(values.answer_logits["main"]),
-        "corrupt": metric(state.answer_logits),
-    }
-    value = {s: values[f"v{i}"] for i, s in enumerate(distinct)}
+    values, clean_logits = _clean_values(vlm, clean, distinct, config)
+    baseline = {"clean": metric(clean_logits), "corrupt": metric(state.answer_logits)}
+    value = dict(zip(distinct, values, strict=True))
     first = {s: _first_position(s, corrupt) if cached else 0 for s in distinct}
     groups: dict[int, list[int]] = {}
     for i, site in enumerate(sites):
@@ -237,6 +233,27 @@ def _resumed_sweep(
     for result, chunk in zip(results, chunks, strict=True):
         per_row.update({i: metric(result.answer_logits[f"cell{i}"]) for i in chunk})
     return torch.stack([per_row[i] for i in range(len(sites))]), baseline
+
+
+def _clean_values(
+    vlm: VLM, clean: VlmInputs, sites: Sequence[Site], config: ExecutionConfig | None
+) -> tuple[list[Tensor], Tensor]:
+    """Each site's clean value (what `Patch` from the clean run would copy) and the clean
+    answer logits, from one trace capturing each whole (layer, component) once; the cells'
+    selections are taken here, as the executor takes them."""
+    whole = list(dict.fromkeys(Site(tower=s.tower, layer=s.layer, component=s.component)
+                               for s in sites))  # fmt: skip
+    captures = tuple(Capture(site=w, name=f"w{i}") for i, w in enumerate(whole))
+    result = run_graph(vlm, Graph(nodes=captures), clean, config)
+    index = {w: i for i, w in enumerate(whole)}
+    values = []
+    for site in sites:
+        full = result[
+            f"w{index[Site(tower=site.tower, layer=site.layer, component=site.component)]}"
+        ]
+        mask = site.positions.resolve(clean.image_mask, clean.attention_mask).to(full.device)
+        values.append(select(site, full, mask))
+    return values, result.answer_logits["main"]
 
 
 def _chunks(starts: list[int], seq_len: int, most: int) -> list[tuple[int, int]]:

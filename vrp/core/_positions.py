@@ -111,21 +111,25 @@ class Indices(Positions):
                 "Indices positions need a left-padded batch (every row ending in a real token); "
                 "encode with the VLM handle, which pads on the left."
             )
+        index = torch.tensor(self.indices, device=attention_mask.device)[None, :]  # 1 k
+        n = lengths[:, None]  # batch 1
         mask = torch.zeros_like(image_mask)
-        for row in range(mask.shape[0]):
-            n = int(lengths[row])
-            for index in self.indices:
-                if not -n <= index < n:
-                    raise SiteError(
-                        f"Position {index} is outside row {row}, which has {n} tokens "
-                        f"(valid: {-n}..{n - 1})."
-                    )
-                mask[row, int(starts[row]) + (index % n)] = True
-            if int(mask[row].sum()) != len(self.indices):
+        mask.scatter_(1, starts[:, None] + torch.remainder(index, n), True)  # in range anyway
+        outside = (index < -n) | (index >= n)
+        bad = outside.any(dim=1) | (mask.sum(dim=1) != len(self.indices))
+        if bool(bad.any()):  # the first bad row, as a row-by-row check would find it
+            row = int(bad.nonzero()[0])
+            count = int(lengths[row])
+            if bool(outside[row].any()):
+                k = int(outside[row].nonzero()[0])
                 raise SiteError(
-                    f"Indices {list(self.indices)} name one position twice in row {row}, which "
-                    f"has {n} tokens (e.g. 0 and {-n}). List each position once."
+                    f"Position {self.indices[k]} is outside row {row}, which has {count} tokens "
+                    f"(valid: {-count}..{count - 1})."
                 )
+            raise SiteError(
+                f"Indices {list(self.indices)} name one position twice in row {row}, which "
+                f"has {count} tokens (e.g. 0 and {-count}). List each position once."
+            )
         return mask
 
     def to_dict(self) -> dict[str, Any]:
