@@ -2,9 +2,10 @@
 
 Attribution patching needs, at every site of interest, the site's value and the gradient of a
 metric (e.g. the yes-minus-no margin) with respect to it, from one forward and one backward pass.
-The trace reads each site, writes back a copy of it (so that the copy is what the model computes
-with and the gradient reaches it), and after the forward pass runs the metric's backward inside
-nnsight's backward context, reading the gradients in reverse forward order as nnsight requires.
+The trace reads each site and writes back a copy of it (so that the copy is what the model
+computes with and the gradient reaches it); once the forward pass is done, one plain
+`torch.autograd.grad` of the summed metric gives every copy's gradient (the graph the forward
+built outlives the trace; faster than reading each gradient through nnsight's backward hooks).
 
 The weights are frozen for the pass (their `requires_grad` is restored afterwards): no weight
 gradient is computed or left behind. The earliest site's copy is detached and made to require a
@@ -18,7 +19,6 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import cast
 
 import nnsight
 import torch
@@ -182,37 +182,26 @@ def _trace(
     model, adapter = vlm.nnsight, vlm.adapter
     ctx = _RunContext(inputs, {"main": slice(0, inputs.batch_size)}, {},
                       {"main": torch.arange(inputs.batch_size)})  # fmt: skip
-    with (
-        _frozen_weights(vlm.hf),
-        torch.enable_grad(),
-        model.trace(inputs.data, **config.extra),
-    ):
-        held = cast(
-            list[Tensor], []
-        )  # not an annotated assignment: nnsight's trace body breaks on those
-        for point in points:
-            others = tuple(n for n in point.nodes if n not in _marks(point))
-            if point.site is None:  # an attention knockout of the variant
-                execute_points(model, adapter, [point], ctx)
-                continue
-            value = adapter.read(model, point.site, inputs, checked=True)
-            changed = False
-            if others:
-                value, changed = _apply_site_nodes(replace(point, nodes=others), value, ctx)
-            if _marks(point):
-                value = value.detach().requires_grad_(True) if not held else value.clone()
-                held.append(value)
-            if changed or _marks(point):
-                adapter.write(model, point.site, inputs, value, checked=True)
-        logits = model.output.logits[:, -1]
+    with _frozen_weights(vlm.hf), torch.enable_grad():
+        with model.trace(inputs.data, **config.extra):
+            held = nnsight.save([])  # the marked values, still part of the autograd graph
+            for point in points:
+                others = tuple(n for n in point.nodes if n not in _marks(point))
+                if point.site is None:  # an attention knockout of the variant
+                    execute_points(model, adapter, [point], ctx)
+                    continue
+                value = adapter.read(model, point.site, inputs, checked=True)
+                changed = False
+                if others:
+                    value, changed = _apply_site_nodes(replace(point, nodes=others), value, ctx)
+                if _marks(point):
+                    value = value.detach().requires_grad_(True) if not held else value.clone()
+                    held.append(value)
+                if changed or _marks(point):
+                    adapter.write(model, point.site, inputs, value, checked=True)
+            logits = nnsight.save(model.output.logits[:, -1])
+        # one plain autograd pass after the trace: the graph the forward built is still alive
         per_row = metric(logits)
-        store = nnsight.save({})
-        store["values"] = [v.detach() for v in held]
-        store["metric"] = per_row.detach()
-        store["logits"] = logits.detach()
-        grads: dict[int, Tensor] = nnsight.save({})
-        with per_row.sum().backward():
-            for i in reversed(range(len(held))):  # nnsight serves gradients in reverse order
-                grads[i] = cast(Tensor, held[i].grad).detach().clone()
-    values = store["values"]  # (locals of the trace body stay inside it; saved values come out)
-    return values, [grads[i] for i in range(len(values))], store["metric"], store["logits"]
+        grads = torch.autograd.grad(per_row.sum(), list(held))
+    detached = [v.detach() for v in held]
+    return detached, [g.detach() for g in grads], per_row.detach(), logits.detach()
