@@ -181,3 +181,24 @@ def test_what_cannot_resume_at_a_position_is_refused_clearly() -> None:
     inputs = pali.encode(random_images(3, seed=2), SAME_LENGTH)
     with pytest.raises(GraphError, match=r"paligemma's prompt attends bidirectionally"):
         run_graph(pali, last, inputs, resume=resume_state(pali, inputs).at(1, inputs.seq_len - 3))
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "paligemma"])
+def test_a_state_taken_in_row_chunks_equals_one_taken_whole(family: str) -> None:
+    vlm = vrp.load(f"tiny/{family}")
+    corrupt = vlm.encode(random_images(3, seed=2), SAME_LENGTH)
+    whole = resume_state(vlm, corrupt)
+    chunked = resume_state(vlm, corrupt, ExecutionConfig(memory_budget_mb=1e-3))  # a row each
+    torch.testing.assert_close(chunked.answer_logits, whole.answer_logits)
+    for layer, stream in whole.streams.items():
+        torch.testing.assert_close(chunked.streams[layer], stream)
+    if whole.position_ids is not None:
+        assert torch.equal(chunked.position_ids, whole.position_ids)
+    if vlm.adapter.causal_prompt:
+        start = corrupt.seq_len - 4
+        g = graph(Capture(site=Site(layer=1, component=Component.MLP_OUT, positions=LastToken()),
+                          name="x"))  # fmt: skip
+        a = run_graph(vlm, g, corrupt, resume=whole.at(1, start))
+        b = run_graph(vlm, g, corrupt, resume=chunked.at(1, start))
+        torch.testing.assert_close(a.answer_logits["main"], b.answer_logits["main"])
+        torch.testing.assert_close(a["x"], b["x"])

@@ -12,7 +12,8 @@ from torch import Tensor
 from ..core import Component, GraphError, Site
 from ..models import VLM, VlmInputs
 from ..models._remote import remote_argument
-from ._execute import ExecutionConfig, resolve_backend
+from ..models._resume import concat_caches
+from ._execute import ExecutionConfig, _rows_per_trace, resolve_backend
 from ._resume import Resume
 
 
@@ -78,8 +79,9 @@ def resume_state(
     Args:
       vlm: the model.
       inputs: the batch to run.
-      config: where to run it (`backend`; one trace, the memory budget does not apply). Off the
-        local backend no cache is kept (it does not travel to a client).
+      config: where to run it (`backend`) and the memory budget, which splits the rows over
+        several traces as `run_graph` does. Off the local backend no cache is kept (it does not
+        travel to a client).
       layers: the layers (1 .. n_layers) whose entering stream to keep; None keeps all.
       keep_cache: keep the key-value cache (needed to resume at a position > 0).
 
@@ -97,6 +99,26 @@ def resume_state(
     config = config or ExecutionConfig()
     backend = resolve_backend(config, vlm)
     keep = keep_cache and backend == "local"
+    step = _rows_per_trace(vlm, inputs, 1, config.memory_budget_mb)
+    parts = [
+        _run_rows(vlm, inputs.rows(list(range(i, min(i + step, inputs.batch_size))), trim=False)
+                  if step < inputs.batch_size else inputs, wanted, keep, backend, config)
+        for i in range(0, inputs.batch_size, step)
+    ]  # fmt: skip
+    return ResumeState(
+        inputs=inputs,
+        streams={layer: torch.cat([p["streams"][layer] for p in parts]) for layer in wanted},
+        past=concat_caches([p["past"] for p in parts]) if keep else None,
+        position_ids=_join_positions([p["positions"] for p in parts]),
+        answer_logits=torch.cat([p["logits"] for p in parts]),
+    )
+
+
+def _run_rows(  # noqa: PLR0913
+    vlm: VLM, inputs: VlmInputs, wanted: list[int], keep: bool, backend: str,
+    config: ExecutionConfig,
+) -> dict[str, Any]:  # fmt: skip
+    """One trace of `inputs`: the wanted streams, the logits, the position ids and the cache."""
     model, adapter = vlm.nnsight, vlm.adapter
     with (
         torch.no_grad(),
@@ -111,5 +133,13 @@ def resume_state(
         store["logits"] = model.output.logits[:, -1]
         if keep:
             store["past"] = model.output.past_key_values
-    return ResumeState(inputs=inputs, streams=dict(streams), past=store.get("past"),
-                       position_ids=store["positions"], answer_logits=store["logits"])  # fmt: skip
+    return {**store, "streams": dict(streams)}
+
+
+def _join_positions(parts: list[Tensor | None]) -> Tensor | None:
+    """Position ids of the chunks joined along their batch axis (M-RoPE ids: ``3 batch seq``);
+    ids without one (shared by every row, or None) are the same in every chunk."""
+    first = parts[0]
+    if first is None or first.dim() < 3 or len(parts) == 1:
+        return first
+    return torch.cat([p for p in parts if p is not None], dim=-2)

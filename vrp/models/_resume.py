@@ -85,3 +85,16 @@ def tiled_cache(cache: Any, rows: range, start: int, repeat: int, device: torch.
 
     return DynamicCache(ddp_cache_data=[(part(layer.keys), part(layer.values))
                                         for layer in cache.layers])  # fmt: skip
+
+
+def concat_caches(caches: list[Any]) -> Any:
+    """The `DynamicCache` of several row chunks' caches (same layers and positions), joined
+    along the batch."""
+    if len(caches) == 1:
+        return caches[0]
+    from transformers import DynamicCache
+
+    layers = zip(*(cache.layers for cache in caches), strict=True)
+    return DynamicCache(ddp_cache_data=[(torch.cat([part.keys for part in parts]),
+                                         torch.cat([part.values for part in parts]))
+                                        for parts in layers])  # fmt: skip
