@@ -36,6 +36,7 @@ from vrp.interventions import (
     Graph,
     GraphResult,
     Node,
+    resolve_backend,
     run_gradients,
     run_graph,
 )
@@ -211,7 +212,7 @@ def _gradients(  # noqa: PLR0913
             f"ig_steps must be None (plain attribution patching) or a whole number >= 1 of "
             f"integrated-gradient steps; got {ig_steps!r}. EAP-IG uses 5 to 50."
         )
-    backend = config.backend if config is not None and config.backend is not None else vlm.backend
+    backend = resolve_backend(config, vlm)
     if backend != "local":  # before any trace is sent anywhere
         raise ConfigError(
             f"attribution patching takes gradients, which run locally only; got backend "

@@ -37,6 +37,7 @@ from vrp.interventions import (
     Node,
     Patch,
     Resume,
+    resolve_backend,
     resume_state,
     run_graph,
     run_jobs,
@@ -201,7 +202,7 @@ def _resumed_sweep(
     (clean, corrupt), (cells_per_trace, config, pool) = pair, how
     n_layers = vlm.adapter.n_layers
     distinct = list(dict.fromkeys(sites))
-    backend = config.backend if config is not None and config.backend is not None else vlm.backend
+    backend = resolve_backend(config, vlm)
     cached = vlm.adapter.causal_prompt and backend == "local"
     starts = {_resume_layer(s, n_layers) for s in distinct} - {0}
     state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)

@@ -13,6 +13,7 @@ from ._execute import (
     GraphResult as GraphResult,
     Point as Point,
     compile_points as compile_points,
+    resolve_backend as resolve_backend,
     run_graph as run_graph,
 )
 from ._gradients import (

@@ -261,9 +261,9 @@ class ExecutionConfig:
             )
 
 
-def resolve_backend(config: ExecutionConfig, vlm: VLM) -> str:
+def resolve_backend(config: ExecutionConfig | None, vlm: VLM) -> str:
     """The backend a trace runs on: the config's, else the model handle's (`VLM.with_backend`)."""
-    return config.backend if config.backend is not None else vlm.backend
+    return config.backend if config is not None and config.backend is not None else vlm.backend
 
 
 def _rows_per_trace(vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None) -> int:
