@@ -3,7 +3,8 @@
 Every read and intervention of VRP is checked against these on the tiny models.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ _PROJECTOR = {
     "qwen2_vl": "model.visual.merger",
     "qwen2_5_vl": "model.visual.merger",
 }
+FLAT_TOWERS = {"qwen2_vl", "qwen2_5_vl"}
+"""Families whose vision tower runs all images as one flat sequence (blocks return no weights)."""
 _WINDOWED = {"qwen2_5_vl"}
 """Families whose vision tower runs its flat sequence in window order (Qwen2.5-VL)."""
 
@@ -73,6 +76,64 @@ def processor_order(
     unit = 1 if merged else merge * merge
     units = raw.reshape(raw.shape[0] // unit, unit, *raw.shape[1:])
     return units[window if back else torch.argsort(window)].reshape(raw.shape)
+
+
+def flat_vision_patterns(
+    vlm: models.VLM, inputs: models.VlmInputs, sites: list[Site]
+) -> dict[Site, torch.Tensor]:
+    """Canonical vision attention patterns of a flat (Qwen) tower, from the weights transformers'
+    own eager attention computes for each segment (image or window), recorded by wrapping the
+    modeling module's `eager_attention_forward` for one eager forward."""
+    import importlib
+
+    if not sites:
+        return {}
+    modeling = importlib.import_module(type(vlm.hf).__module__)
+    original = modeling.eager_attention_forward
+    chunks: dict[int, list[torch.Tensor]] = {}
+
+    def recording(module: Any, *args: Any, **kwargs: Any) -> Any:
+        out, weights = original(module, *args, **kwargs)
+        chunks.setdefault(id(module), []).append(weights.detach()[0])
+        return out, weights
+
+    config = vlm.hf.config.vision_config
+    previous = config._attn_implementation
+    config._attn_implementation = "eager"
+    modeling.eager_attention_forward = recording
+    try:
+        with torch.no_grad():
+            vlm.hf(**inputs.data)
+    finally:
+        modeling.eager_attention_forward = original
+        config._attn_implementation = previous
+    images = int(inputs.data["image_grid_thw"].shape[0])
+    result = {}
+    for site in sites:
+        path, _ = reference_path(vlm.family, site)
+        segments = chunks[id(vlm.hf.get_submodule(path))]
+        heads = segments[0].shape[0]
+        full = torch.stack([torch.block_diag(*(s[h] for s in segments)) for h in range(heads)])
+        rows = processor_order(vlm, inputs, site, full.permute(1, 0, 2))  # query head key
+        both = processor_order(vlm, inputs, site, rows.permute(2, 1, 0))  # key head query
+        ordered = both.permute(1, 2, 0)  # head query key, in the processor's order
+        n = ordered.shape[1] // images
+        result[site] = torch.stack(
+            [ordered[:, i * n : (i + 1) * n, i * n : (i + 1) * n] for i in range(images)]
+        )
+    return result
+
+
+@contextmanager
+def eager_attention(vlm: models.VLM) -> Iterator[None]:
+    """The model under transformers' eager attention for the block (patterns are its returned
+    weights there), then back to what it ran."""
+    previous = vlm.attn_implementation
+    vlm.hf.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        vlm.hf.set_attn_implementation(previous)
 
 
 Edit = Callable[[torch.Tensor], torch.Tensor]

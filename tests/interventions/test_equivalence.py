@@ -136,7 +136,10 @@ def test_attention_knockout_last_token_to_image(vlm, inputs) -> None:
         mask = mask.expand(mask.shape[0], n_heads, *mask.shape[2:]).clone()
         for row in range(mask.shape[0]):
             keys = inputs.image_mask[row].nonzero()[:, 0]
-            mask[row, 2, -1, keys] = torch.finfo(mask.dtype).min
+            # SDPA's boolean mask (True = may attend) or eager's additive one
+            mask[row, 2, -1, keys] = (
+                False if mask.dtype == torch.bool else torch.finfo(mask.dtype).min
+            )
         return args, {**kwargs, "attention_mask": mask}
 
     handle = module.register_forward_pre_hook(pre, with_kwargs=True)

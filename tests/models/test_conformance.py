@@ -13,11 +13,41 @@ import torch
 
 import vrp.models as models
 from tests.conftest import QUESTIONS, random_images
-from tests.reference import processor_order, reference_path as _reference_path
+from tests.reference import (
+    FLAT_TOWERS,
+    eager_attention,
+    flat_vision_patterns,
+    processor_order,
+    reference_path as _reference_path,
+)
 from vrp.core import Component, Site, Tower
 
 
+def _flat_pattern(vlm: models.VLM, site: Site) -> bool:
+    """A vision pattern of a flat (Qwen) tower, whose blocks return no weights."""
+    return (
+        vlm.family in FLAT_TOWERS
+        and site.tower is Tower.VISION
+        and site.component is Component.ATTN_PATTERN
+    )
+
+
 def _hook_reference(vlm: models.VLM, sites: list[Site], inputs: models.VlmInputs) -> list[Any]:
+    """Each site's value from plain forward hooks: patterns from one forward under eager
+    attention (its own returned weights), everything else from the model as it runs."""
+    flat = flat_vision_patterns(vlm, inputs, [s for s in sites if _flat_pattern(vlm, s)])
+    patterns = [s for s in sites if s.component is Component.ATTN_PATTERN and s not in flat]
+    others = [s for s in sites if s.component is not Component.ATTN_PATTERN]
+    with eager_attention(vlm):
+        captured = dict(zip(patterns, _hooked(vlm, patterns, inputs), strict=True))
+    captured.update(zip(others, _hooked(vlm, others, inputs), strict=True))
+    return [
+        flat[s] if s in flat else processor_order(vlm, inputs, s, captured[s].detach().clone())
+        for s in sites
+    ]
+
+
+def _hooked(vlm: models.VLM, sites: list[Site], inputs: models.VlmInputs) -> list[torch.Tensor]:
     captured: dict[int, torch.Tensor] = {}
     handles = []
     for index, site in enumerate(sites):
@@ -35,8 +65,7 @@ def _hook_reference(vlm: models.VLM, sites: list[Site], inputs: models.VlmInputs
     finally:
         for handle in handles:
             handle.remove()
-    raw = [captured[i].detach().clone() for i in range(len(sites))]
-    return [processor_order(vlm, inputs, s, r) for s, r in zip(sites, raw, strict=True)]
+    return [captured[i] for i in range(len(sites))]
 
 
 def _all_sites(vlm: models.VLM) -> list[Site]:

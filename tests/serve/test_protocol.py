@@ -142,7 +142,7 @@ def test_attention_implementation_follows_the_client(tiny_server: ServerProcess,
     with model.trace(inputs, remote=tiny_server.url):
         weights = model.model.language_model.layers[0].self_attn.output[1].save()
     assert weights is None  # sdpa returns no attention weights: the server switched
-    eager = vrp.load("tiny/llava").nnsight
+    eager = vrp.load("tiny/llava", attn_implementation="eager").nnsight
     with eager.trace(inputs, remote=tiny_server.url):
         weights = eager.model.language_model.layers[0].self_attn.output[1].save()
     assert weights is not None and weights.shape[:2] == (2, 4)  # and switched back

@@ -21,6 +21,7 @@ from ..models import VLM, VlmInputs
 from ._json import node_from_dict
 from ._nodes import (
     Assign,
+    AttentionKnockout,
     Capture,
     ImagePatchMask,
     Node,
@@ -111,6 +112,12 @@ class Graph:
             )
         for site in node.sites:
             vlm.validate(site)
+        if isinstance(node, AttentionKnockout) and "flash" in vlm.attn_implementation:
+            raise GraphError(
+                f"attention knockouts edit the attention mask, which {vlm.attn_implementation} "
+                "does not take (it gets only padding lengths). Load the model with "
+                "attn_implementation='sdpa' (or 'eager') to run knockouts."
+            )
         if isinstance(node, SiteNode):
             if node.site.component is Component.ATTN_PATTERN and node.writes:
                 raise GraphError(

@@ -33,9 +33,14 @@ def additive_mask(
     mask: Tensor | None, queries: int, keys: int, *, causal: bool, like: Tensor
 ) -> Float[Tensor, "batch _ query key"] | None:
     """The mask as eager attention adds it: 0 where a query may attend, the dtype's minimum
-    elsewhere. A boolean mask (SDPA's) is converted; None means causal (a decoder) or no mask."""
+    elsewhere. A boolean mask (SDPA's) is converted; a 2-D ``batch key`` padding mask (flash
+    attention's: 1 for a real token) is combined with the causal mask; None means causal (a
+    decoder) or no mask."""
     if mask is None and not causal:
         return None
+    if mask is not None and mask.dim() == 2:  # flash attention: padding only
+        padding = mask[:, None, None, -keys:].bool()
+        mask = padding & causal_mask(queries, keys, device=like.device) if causal else padding
     if mask is None:
         mask = causal_mask(queries, keys, device=like.device)[None, None]
     if mask.dtype == torch.bool:
@@ -88,18 +93,65 @@ def pattern(
     return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
 
 
+def _rotate_flat(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary positions on ``seq head d_head`` with tables ``seq d_head``, in float32 and back
+    (as a flat vision tower applies them)."""
+    half = x.shape[-1] // 2
+    wide = x.float()
+    turned = torch.cat((-wide[..., half:], wide[..., :half]), dim=-1)
+    return (wide * cos[:, None].float() + turned * sin[:, None].float()).to(x.dtype)
+
+
+def flat_pattern(
+    qkv: Float[Tensor, "seq three_d_model"],
+    shape: TowerShape,
+    bounds: Tensor,
+    rotary: tuple[Tensor, Tensor],
+) -> Float[Tensor, "head seq seq"]:
+    """Attention weights of a flat vision tower (Qwen2-VL's) from its fused qkv projection.
+
+    The tower runs all images' patches as one sequence and attends within the segments that
+    `bounds` (cumulative lengths: 0, n_1, n_1 + n_2, ...) delimit: one per image, or one per
+    window. Weights across segments are 0, as the tower computes each segment on its own.
+    """
+    seq = qkv.shape[0]
+    query, key, _ = qkv.reshape(seq, 3, shape.n_heads, shape.d_head).unbind(1)
+    cos, sin = rotary
+    query, key = _rotate_flat(query, cos, sin), _rotate_flat(key, cos, sin)
+    scores = torch.einsum("qhd,khd->hqk", query, key) * shape.d_head**-0.5
+    lengths = bounds.diff().to(qkv.device)
+    segment = torch.repeat_interleave(torch.arange(len(lengths), device=qkv.device), lengths)
+    apart = segment[:, None] != segment[None, :]
+    scores = scores.masked_fill(apart, float("-inf"))
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(qkv.dtype)
+
+
+def per_image(full: Float[Tensor, "head seq seq"], images: int) -> Float[Tensor, "image head n n"]:
+    """The diagonal blocks of a flat pattern whose `images` images hold equally many tokens."""
+    heads, seq = full.shape[0], full.shape[1]
+    if seq % images:
+        raise SiteError(f"{seq} vision tokens do not split evenly over {images} images.")
+    n = seq // images
+    blocks = full.reshape(heads, images, n, images, n).diagonal(dim1=1, dim2=3)
+    return blocks.permute(3, 0, 1, 2)
+
+
 def read_pattern(
-    block: Any, query_proj: Any, key_proj: Any, site: Site, shape: TowerShape
+    block: Any, query_proj: Any, key_proj: Any, site: Site, shape: TowerShape, *, causal: bool
 ) -> Tensor:
-    """Inside a trace: the pattern at `site` from the block's inputs and its q / k projections."""
+    """Inside a trace: the pattern at `site` from the block's inputs and its q / k projections.
+
+    `causal`: the block attends causally where its mask does not say otherwise (no mask, as
+    SDPA's without padding, or flash attention's 2-D padding mask); False for a bidirectional
+    prompt (PaliGemma's prefix) and for vision towers.
+    """
     args, kwargs = block_inputs(block)
     hidden = _hidden(args, kwargs)
     query, key = query_proj.output, key_proj.output
-    causal = site.tower is Tower.LANGUAGE
     mask = additive_mask(
         kwargs.get("attention_mask"), hidden.shape[1], key.shape[1], causal=causal, like=query
     )
-    rotary = kwargs.get("position_embeddings") if causal else None
+    rotary = kwargs.get("position_embeddings") if site.tower is Tower.LANGUAGE else None
     return pattern(query, key, shape, mask, rotary)
 
 

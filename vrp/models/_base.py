@@ -222,13 +222,18 @@ class BaseAdapter(ResumeSupport, ABC):
         """Inside a trace: the full canonical value at `site` (`checked` skips re-validation)."""
         envoy = self._envoy(model, site) if checked else self.envoy(model, site)
         if site.component is Component.ATTN_PATTERN:  # recomputed: any attention implementation
-            paths = self._paths(site.tower)
-            query, key = _get(envoy, paths.query), _get(envoy, paths.key)
-            return read_pattern(envoy, query, key, site, self._shapes[site.tower])
+            return self._read_pattern(envoy, site, inputs)
         raw = envoy.input if self._reads_input(site) else envoy.output
         if site.component is Component.ATTN_OUT and self._paths(site.tower).attn_returns_weights:
             raw = raw[0]
         return self._to_canonical(site, raw, inputs)
+
+    def _read_pattern(self, block: Any, site: Site, inputs: VlmInputs) -> Tensor:
+        """Inside a trace: the canonical pattern at `site` from attention block `block`."""
+        paths = self._paths(site.tower)
+        query, key = _get(block, paths.query), _get(block, paths.key)
+        causal = site.tower is Tower.LANGUAGE and self.causal_prompt
+        return read_pattern(block, query, key, site, self._shapes[site.tower], causal=causal)
 
     def write(
         self, model: Any, site: Site, inputs: VlmInputs, value: Tensor, *, checked: bool = False

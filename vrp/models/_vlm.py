@@ -97,6 +97,11 @@ class VLM:
     def device(self) -> torch.device:
         return next(self.hf.parameters()).device
 
+    @property
+    def attn_implementation(self) -> str:
+        """The attention kernel the model runs: "eager", "sdpa" or "flash_attention_2"."""
+        return str(getattr(self.hf.config, "_attn_implementation", None) or "eager")
+
     def __repr__(self) -> str:
         where = "" if self.backend == "local" else f", backend={self.backend!r}"
         return f"VLM({self.name!r}, family={self.family!r}, layers={self.adapter.n_layers}{where})"

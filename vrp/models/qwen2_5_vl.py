@@ -119,6 +119,9 @@ class Qwen25VLAdapter(Qwen2VLAdapter):
         units = flat.reshape(flat.shape[0] // unit, unit, *flat.shape[1:])
         return units[order].reshape(flat.shape)
 
+    def _processor_order(self, site: Site, flat: Tensor, inputs: VlmInputs) -> Tensor:
+        return self._reorder(site, flat, inputs, to_window=False)
+
     def _to_canonical(self, site: Site, raw: Tensor, inputs: VlmInputs) -> Tensor:
         if self._flat(site):
             raw = self._reorder(site, raw, inputs, to_window=False)

@@ -14,8 +14,9 @@ from torch import Tensor
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from ..core import Component, ShapeError, Site, Tower
+from ..core import ShapeError, Site, Tower
 from . import _processors
+from ._attention import block_inputs, flat_pattern, per_image
 from ._base import ALL_COMPONENTS, BaseAdapter, LayerPaths, TowerShape
 from ._inputs import VlmInputs
 from ._registry import register
@@ -95,7 +96,7 @@ class Qwen2VLAdapter(BaseAdapter):
             d_model=d_model,
             d_head=d_model // heads,
             d_mlp=d_mlp,
-            components=ALL_COMPONENTS - {Component.ATTN_PATTERN},  # it returns no weights
+            components=ALL_COMPONENTS,
         )
 
     @staticmethod
@@ -128,6 +129,24 @@ class Qwen2VLAdapter(BaseAdapter):
     @staticmethod
     def _flat(site: Site) -> bool:
         return site.tower is not Tower.LANGUAGE
+
+    def _read_pattern(self, block: Any, site: Site, inputs: VlmInputs) -> Tensor:
+        """The vision tower's blocks return no weights and attend within segments of one flat
+        sequence: the pattern is recomputed from their fused qkv projection, per image."""
+        if not self._flat(site):
+            return super()._read_pattern(block, site, inputs)
+        _, kwargs = block_inputs(block)
+        rotary = kwargs["position_embeddings"]
+        full = flat_pattern(
+            block.qkv.output, self._shapes[site.tower], kwargs["cu_seqlens"], rotary
+        )
+        rows = self._processor_order(site, full.permute(1, 0, 2), inputs)  # query head key
+        both = self._processor_order(site, rows.permute(2, 1, 0), inputs)  # key head query
+        return per_image(both.permute(1, 2, 0), int(inputs.data["image_grid_thw"].shape[0]))
+
+    def _processor_order(self, site: Site, flat: Tensor, inputs: VlmInputs) -> Tensor:
+        """`flat` (rows in the tower's order) in the processor's order: the same here."""
+        return flat
 
     def _to_canonical(self, site: Site, raw: Tensor, inputs: VlmInputs) -> Tensor:
         if self._flat(site):

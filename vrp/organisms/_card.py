@@ -62,7 +62,7 @@ def _architecture(vlm: VLM, asset_bytes: int | None) -> list[str]:
         f"heads / {kv} key-value head{'s' if kv != 1 else ''} of {text.d_head}, MLP {text.d_mlp}.",
         _rotary(cfg.text_config, text.d_head),
         f"- Attention implementation when loaded: `{cfg._attn_implementation}` (attention "
-        "patterns readable).",
+        "patterns and knockouts work under any: recomputed at the layers they touch).",
     ]
     if asset_bytes is not None:
         lines.append(

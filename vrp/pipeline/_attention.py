@@ -28,7 +28,7 @@ def answer_attention(
     heads, per layer (m^(l)) and over layers (M), from one capture trace.
 
     Raises:
-      GraphError: the model does not run eager attention (patterns need it).
+      GraphError: a layer does not exist.
     """
     chosen = tuple(layers if layers is not None else range(vlm.adapter.n_layers))
     nodes = tuple(
