@@ -35,6 +35,18 @@ from ._discovery import (
     discover_circuit as discover_circuit,
     node_attribution as node_attribution,
 )
+from ._edge_circuits import (
+    Edge as Edge,
+    EdgeCircuit as EdgeCircuit,
+    EdgeDiscovery as EdgeDiscovery,
+    EdgeDiscoveryConfig as EdgeDiscoveryConfig,
+    EdgeEffects as EdgeEffects,
+    attributed as attributed,
+    discover_edges as discover_edges,
+    edge_name as edge_name,
+    edge_patching as edge_patching,
+    edge_universe as edge_universe,
+)
 from ._edges import EdgeAttribution as EdgeAttribution, edge_attribution as edge_attribution
 from ._hypothesis import (
     Claim as Claim,

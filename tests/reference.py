@@ -19,6 +19,13 @@ _VISION = {
     "qwen2_vl": ("model.visual.blocks.{i}", "attn", "proj", "fc2"),
     "qwen2_5_vl": ("model.visual.blocks.{i}", "attn", "proj", "down_proj"),
 }
+_NORMS = {
+    "llava": ("layer_norm1", "layer_norm2"),
+    "paligemma": ("layer_norm1", "layer_norm2"),
+    "qwen2_vl": ("norm1", "norm2"),
+    "qwen2_5_vl": ("norm1", "norm2"),
+}
+"""The norms in front of each vision layer's attention and MLP blocks."""
 _PROJECTOR = {
     "llava": "model.multi_modal_projector",
     "paligemma": "model.multi_modal_projector",
@@ -37,12 +44,16 @@ def reference_path(family: str, site: Site) -> tuple[str, str]:
         return _PROJECTOR[family], "input" if site.component is Component.RESID_PRE else "output"
     if site.tower is Tower.LANGUAGE:
         base, attn, proj, fc2 = _LM.format(i=site.layer), "self_attn", "o_proj", "down_proj"
+        norm1, norm2 = "input_layernorm", "post_attention_layernorm"
     else:
         template, attn, proj, fc2 = _VISION[family]
         base = template.format(i=site.layer)
+        norm1, norm2 = _NORMS[family]
     tuple_attn = not (family in ("qwen2_vl", "qwen2_5_vl") and site.tower is Tower.VISION)
     table = {
         Component.RESID_PRE: (base, "input"),
+        Component.ATTN_IN: (f"{base}.{norm1}", "input"),
+        Component.MLP_IN: (f"{base}.{norm2}", "input"),
         Component.HEAD_OUT: (f"{base}.{attn}.{proj}", "input"),
         Component.ATTN_PATTERN: (f"{base}.{attn}", "output1"),
         Component.ATTN_OUT: (f"{base}.{attn}", "output0" if tuple_attn else "output"),

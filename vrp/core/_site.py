@@ -28,10 +28,15 @@ class Component(Enum):
     Canonical shapes (axis names from `vrp.core.types`):
 
     - ``RESID_PRE``: the layer's input residual stream, ``batch seq d_model``.
+    - ``ATTN_IN``: the residual stream as the attention block reads it (its norm's input),
+      ``batch seq d_model``: equal to ``RESID_PRE``, but writing it changes only what the
+      attention block sees, not the stream the rest of the model reads (an edge's receiver).
     - ``ATTN_PATTERN``: attention weights, ``batch head seq key`` (read-only; recomputed from the
       attention block's queries, keys and mask, so any attention implementation serves it).
     - ``HEAD_OUT``: per-head attention outputs before the output projection, ``batch seq head d_head``.
     - ``ATTN_OUT``: the attention block's output added to the residual stream, ``batch seq d_model``.
+    - ``MLP_IN``: the residual stream as the MLP block reads it (its norm's input), ``batch seq
+      d_model``: ``RESID_PRE + ATTN_OUT``; writing it changes only the MLP's input.
     - ``MLP_NEURONS``: the MLP's hidden units feeding its down projection, ``batch seq d_mlp``.
     - ``MLP_OUT``: the MLP block's output added to the residual stream, ``batch seq d_model``.
     - ``RESID_POST``: the layer's output residual stream, ``batch seq d_model``.
@@ -41,9 +46,11 @@ class Component(Enum):
     """
 
     RESID_PRE = "resid_pre"
+    ATTN_IN = "attn_in"
     ATTN_PATTERN = "attn_pattern"
     HEAD_OUT = "head_out"
     ATTN_OUT = "attn_out"
+    MLP_IN = "mlp_in"
     MLP_NEURONS = "mlp_neurons"
     MLP_OUT = "mlp_out"
     RESID_POST = "resid_post"
@@ -54,7 +61,14 @@ _COMPONENT_ORDER = {component: i for i, component in enumerate(Component)}
 HEAD_COMPONENTS = frozenset({Component.HEAD_OUT, Component.ATTN_PATTERN})
 """Components with a head axis, on which a head selector is allowed."""
 STREAM_COMPONENTS = frozenset(
-    {Component.RESID_PRE, Component.RESID_POST, Component.ATTN_OUT, Component.MLP_OUT}
+    {
+        Component.RESID_PRE,
+        Component.ATTN_IN,
+        Component.ATTN_OUT,
+        Component.MLP_IN,
+        Component.MLP_OUT,
+        Component.RESID_POST,
+    }
 )
 """Components laid out ``batch seq d_model``, on which a hidden-dimension selector is allowed."""
 

@@ -29,6 +29,7 @@ from ._nodes import (
     AttentionKnockout as AttentionKnockout,
     Capture as Capture,
     Context as Context,
+    EdgePatch as EdgePatch,
     ImagePatchMask as ImagePatchMask,
     MeanAblate as MeanAblate,
     Node as Node,

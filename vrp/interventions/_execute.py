@@ -32,7 +32,16 @@ from ..models import VLM, Adapter, VlmInputs, concat_inputs
 from ..models._remote import check_backend, remote_argument
 from ._checks import check_units, tower_positions
 from ._graph import Graph
-from ._nodes import AttentionKnockout, Context, ImagePatchMask, Node, SiteNode
+from ._nodes import (
+    EDGE_RECEIVERS,
+    EDGE_SENDERS,
+    AttentionKnockout,
+    Context,
+    EdgePatch,
+    ImagePatchMask,
+    Node,
+    SiteNode,
+)
 from ._resume import Resume, check_resume, resumed_data
 
 Backend = Literal["local", "serialise"] | str
@@ -89,7 +98,8 @@ class Point:
 
 
 _COMPONENT_RANK = {c: float(i) for i, c in enumerate(Component)}
-_KNOCKOUT_RANK = 0.5  # the attention block's input mask: after RESID_PRE, before ATTN_PATTERN
+_KNOCKOUT_RANK = _COMPONENT_RANK[Component.ATTN_IN] + 0.5
+"""The attention block's input mask: after its norm's input (ATTN_IN), before ATTN_PATTERN."""
 _TOWER_RANK = {t: i for i, t in enumerate(Tower)}
 
 
@@ -101,11 +111,12 @@ def compile_points(graph: Graph) -> list[Point]:
         if isinstance(node, AttentionKnockout):
             key = (_TOWER_RANK[Tower.LANGUAGE], node.layer, _KNOCKOUT_RANK)
             sites[key] = None
-        else:
-            site = node.sites[0]
+            groups.setdefault(key, []).append(node)
+            continue
+        for site in node.sites if isinstance(node, EdgePatch) else node.sites[:1]:
             key = (_TOWER_RANK[site.tower], site.layer, _COMPONENT_RANK[site.component])
             sites[key] = Site(tower=site.tower, layer=site.layer, component=site.component)
-        groups.setdefault(key, []).append(node)
+            groups.setdefault(key, []).append(node)
     return [Point(key=k, site=sites[k], layer=k[1], nodes=tuple(groups[k])) for k in sorted(groups)]
 
 
@@ -123,6 +134,7 @@ class _RunContext(Context):
         self.inputs, self.rows, self.store_, self.row_ids_ = inputs, rows, store, row_ids
         self.offset = offset  # the first position the trace computes (a run resumed at it)
         self.value: Tensor | None = None  # the current point's full value
+        self.senders: dict[tuple[int, Site], Tensor] = {}  # edge patches: source - run, per sender
 
     def mask(self, run: str, site: Site, part: Tensor) -> Tensor:
         rows = self.rows[run]
@@ -149,13 +161,39 @@ class _RunContext(Context):
         return self.row_ids_[run]
 
 
+def _writes(node: Node, site: Site) -> bool:
+    if isinstance(node, EdgePatch):
+        return site.component in EDGE_RECEIVERS
+    return isinstance(node, ImagePatchMask) or getattr(node, "writes", False)
+
+
+def _edge_patch(node: EdgePatch, site: Site, value: Tensor, ctx: _RunContext) -> None:
+    """At a sender: keeps (source - this run) of its value; at a receiver: adds the kept
+    differences of the senders of its patched edges to this run's rows (in place)."""
+    rows = ctx.rows[node.run]
+    if site.component in EDGE_SENDERS:
+        ctx.senders[(id(node), site)] = value[ctx.rows[node.source]] - value[rows]
+        return
+    for sender, receiver in node.edges:
+        if receiver.order == site.order:
+            value[rows] = value[rows] + ctx.senders[(id(node), _plain(sender))]
+
+
+def _plain(site: Site) -> Site:
+    return Site(tower=site.tower, layer=site.layer, component=site.component)
+
+
 def _apply_site_nodes(point: Point, value: Tensor, ctx: _RunContext) -> tuple[Tensor, bool]:
-    writes = any(isinstance(n, ImagePatchMask) or getattr(n, "writes", False) for n in point.nodes)
+    site = cast(Site, point.site)
+    writes = any(_writes(n, site) for n in point.nodes)
     if writes:
         value = value.clone()  # once per point: nodes then edit their runs' rows in place
     ctx.value = value
     for node in point.nodes:
         rows = ctx.rows[node.run]
+        if isinstance(node, EdgePatch):
+            _edge_patch(node, site, value, ctx)
+            continue
         if isinstance(node, ImagePatchMask):
             value[rows] = node.apply_tokens(value[rows], ctx.row_ids(node.run))
             continue

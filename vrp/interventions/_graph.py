@@ -23,6 +23,7 @@ from ._nodes import (
     Assign,
     AttentionKnockout,
     Capture,
+    EdgePatch,
     ImagePatchMask,
     Node,
     Patch,
@@ -98,14 +99,16 @@ class Graph:
             self._validate_inputs(vlm, inputs)
 
     def _validate_node(self, vlm: VLM, node: Node) -> None:
-        runs = [node.run] + ([node.source] if isinstance(node, Patch) else [])
+        runs = [node.run] + ([node.source] if isinstance(node, Patch | EdgePatch) else [])
         missing = [r for r in runs if r not in self.runs]
         if missing:
             raise GraphError(
                 f"run {missing[0]!r} is not one of the graph's runs {list(self.runs)}. Add it to "
                 "graph(..., runs=[...]), or name one of those runs in the node."
             )
-        if isinstance(node, Patch) and node.source == node.run:
+        if isinstance(node, EdgePatch):
+            self._validate_edges(vlm, node)
+        if isinstance(node, Patch | EdgePatch) and node.source == node.run:
             raise GraphError(
                 f"a patch needs a source run other than its own run; both are {node.run!r}. Set "
                 "source= to the run to copy from (e.g. 'clean')."
@@ -130,6 +133,30 @@ class Graph:
                     "sequence; on vision and projector sites use AllTokens or Indices"
                 )
 
+    @staticmethod
+    def _validate_edges(vlm: VLM, node: EdgePatch) -> None:
+        last = vlm.adapter.n_layers - 1
+        for sender, receiver in node.edges:
+            if receiver.component is Component.RESID_POST and receiver.layer != last:
+                raise GraphError(
+                    f"edge {sender} -> {receiver}: RESID_POST receives only at the last layer "
+                    f"({last}: the logits); earlier layers' outputs are read through ATTN_IN and "
+                    "MLP_IN of the layers after them."
+                )
+
+    @staticmethod
+    def _validate_aligned(index: int, node: EdgePatch, inputs: Mapping[str, VlmInputs]) -> None:
+        """Edge patches add values position by position: both runs' rows must be as long."""
+        run, source = (inputs[node.run].attention_mask, inputs[node.source].attention_mask)
+        lengths, source_lengths = run.sum(dim=-1), source.sum(dim=-1)
+        if not bool((lengths == source_lengths.to(lengths.device)).all()):
+            raise GraphError(
+                f"node {index} ({_describe(node)}): runs {node.run!r} and {node.source!r} are not "
+                f"aligned position by position (tokens per row {lengths.tolist()} vs "
+                f"{source_lengths.tolist()}). Encode both with prompts of the same token length "
+                "(e.g. swap a word for a word of one token)."
+            )
+
     def _validate_inputs(self, vlm: VLM, inputs: Mapping[str, VlmInputs]) -> None:
         absent = [r for r in self.runs if r not in inputs]
         if absent:
@@ -145,6 +172,8 @@ class Graph:
                 "as many rows for every run, or a single row to use with every row."
             )
         for index, node in enumerate(self.nodes):
+            if isinstance(node, EdgePatch):
+                self._validate_aligned(index, node, inputs)
             if isinstance(node, ImagePatchMask | Assign):
                 run = inputs[node.run]
                 try:

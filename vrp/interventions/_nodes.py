@@ -13,6 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..core import (
+    AllTokens,
     Component,
     GraphError,
     ImageTokens,
@@ -462,10 +463,91 @@ class ImagePatchMask(Node):
         return f"patch_mask {count} image tokens {scope} with {self.fill}"
 
 
+EDGE_SENDERS = frozenset({Component.RESID_PRE, Component.ATTN_OUT, Component.MLP_OUT})
+"""Components an edge leaves from: the embeddings (layer 0's input) and each block's output."""
+EDGE_RECEIVERS = frozenset({Component.ATTN_IN, Component.MLP_IN, Component.RESID_POST})
+"""Components an edge enters: each block's input and the logits (the last layer's output)."""
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class EdgePatch(Node):
+    """Patches edges between components: along each edge (sender, receiver), the receiver reads
+    the sender's value from run `source` instead of this run's, and nothing else changes.
+
+    The language model's residual stream is the sum of the embeddings and every earlier block's
+    output, and each block reads it through its own norm. So receiver `r` reads
+    ``stream_r + sum over its patched edges (s, r) of (a_s[source] - a_s[this run])``, this run's
+    values taken in the same forward pass: a block whose input was patched passes its changed
+    output on along its unpatched edges, and its source value along its patched ones. Patching
+    one edge from the clean
+    run into the corrupted one is what edge attribution (EAP) estimates; patching every edge
+    outside a circuit from the corrupted run into the clean one keeps the circuit and ablates the
+    rest; patching all edges of one sender equals patching the sender itself.
+
+    Senders: `RESID_PRE` at layer 0 (the embeddings), `ATTN_OUT`, `MLP_OUT`; receivers:
+    `ATTN_IN`, `MLP_IN` and the last layer's `RESID_POST` (the logits); language sites over all
+    positions, a sender before its receiver. Both runs must be aligned position by position.
+    """
+
+    kind: ClassVar[str] = "edge_patch"
+    source: str
+    edges: Sequence[tuple[Site, Site]]  # stored as a tuple of (sender, receiver) pairs
+
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        if not isinstance(self.source, str) or not self.source:
+            raise field_error(self, "source", "a run name", self.source, "source='clean'")
+        example = "edges=[(Site(layer=0, component=ATTN_OUT), Site(layer=1, component=ATTN_IN))]"
+        if isinstance(self.edges, str | bytes) or not isinstance(self.edges, Sequence):
+            raise field_error(self, "edges", "(sender, receiver) site pairs", self.edges, example)
+        pairs = tuple(tuple(e) if isinstance(e, Sequence) else e for e in self.edges)
+        if not pairs or any(
+            len(p) != 2 or not all(isinstance(s, Site) for s in p)  # type: ignore[arg-type]
+            for p in pairs
+        ):
+            raise field_error(self, "edges", "(sender, receiver) site pairs", self.edges, example)
+        object.__setattr__(self, "edges", pairs)
+        for sender, receiver in pairs:
+            _check_edge(sender, receiver)
+        if len(set(pairs)) != len(pairs):
+            raise GraphError(f"{self.describe()}: an edge is listed twice; list each edge once.")
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        return tuple(dict.fromkeys(site for edge in self.edges for site in edge))
+
+    def describe(self) -> str:
+        return f"edge patch of {len(self.edges)} edge(s) from run {self.source!r}"
+
+
+def _check_edge(sender: Site, receiver: Site) -> None:
+    where = f"edge {sender} -> {receiver}"
+    fix = (
+        "Senders are RESID_PRE at layer 0, ATTN_OUT or MLP_OUT; receivers ATTN_IN, MLP_IN or the "
+        "last layer's RESID_POST; language sites over all positions, the sender first."
+    )
+    plain = all(
+        s.tower is Tower.LANGUAGE
+        and isinstance(s.positions, AllTokens)
+        and s.heads is None
+        and s.neurons is None
+        and s.dims is None
+        for s in (sender, receiver)
+    )
+    if not plain or sender.component not in EDGE_SENDERS:
+        raise GraphError(f"{where}: not an edge. {fix}")
+    if receiver.component not in EDGE_RECEIVERS:
+        raise GraphError(f"{where}: not an edge. {fix}")
+    if sender.component is Component.RESID_PRE and sender.layer != 0:
+        raise GraphError(f"{where}: RESID_PRE sends only at layer 0 (the embeddings). {fix}")
+    if receiver.order <= sender.order:
+        raise GraphError(f"{where}: the receiver comes before its sender. {fix}")
+
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.kind: cls
     for cls in (Capture, Zero, MeanAblate, ResampleAblate, Patch, Assign, Add, Scale,
-                AttentionKnockout, ImagePatchMask)
+                AttentionKnockout, ImagePatchMask, EdgePatch)
 }  # fmt: skip
 
 

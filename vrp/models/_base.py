@@ -25,6 +25,16 @@ from ._resume import ResumeSupport
 from ._spec import FAMILY_OPTIONS, ModelSpec, check_options
 
 ALL_COMPONENTS = frozenset(Component)
+_INPUT_COMPONENTS = frozenset(
+    {
+        Component.RESID_PRE,
+        Component.ATTN_IN,
+        Component.HEAD_OUT,
+        Component.MLP_IN,
+        Component.MLP_NEURONS,
+    }
+)
+"""Components read from (and written to) a module's input rather than its output."""
 PROJECTOR_COMPONENTS = frozenset({Component.RESID_PRE, Component.RESID_POST})
 
 
@@ -40,6 +50,9 @@ class LayerPaths:
       attn_returns_weights: the attention block returns (output, weights).
       query: the query projection inside `attn` (attention patterns are computed from it).
       key: the key projection inside `attn`.
+      attn_norm: the norm the attention block's input passes through (its input is
+        `Component.ATTN_IN`), a sibling of `attn` in the layer.
+      mlp_norm: the norm the MLP block's input passes through (`Component.MLP_IN`).
     """
 
     attn: str
@@ -49,6 +62,8 @@ class LayerPaths:
     attn_returns_weights: bool
     query: str = "q_proj"
     key: str = "k_proj"
+    attn_norm: str = "input_layernorm"
+    mlp_norm: str = "post_attention_layernorm"
 
 
 LANGUAGE_PATHS = LayerPaths(
@@ -64,6 +79,8 @@ ENCODER_PATHS = LayerPaths(
     mlp="mlp",
     neuron_proj="fc2",
     attn_returns_weights=True,
+    attn_norm="layer_norm1",
+    mlp_norm="layer_norm2",
 )
 """CLIP's and SigLIP's encoder layers (LLaVA's and PaliGemma's vision towers)."""
 
@@ -207,6 +224,10 @@ class BaseAdapter(ResumeSupport, ABC):
         component = site.component
         if component in (Component.RESID_PRE, Component.RESID_POST):
             return layer
+        if component is Component.ATTN_IN:
+            return _get(layer, paths.attn_norm)
+        if component is Component.MLP_IN:
+            return _get(layer, paths.mlp_norm)
         if component is Component.HEAD_OUT:
             return _get(layer, f"{paths.attn}.{paths.head_proj}")
         if component in (Component.ATTN_PATTERN, Component.ATTN_OUT):
@@ -216,7 +237,7 @@ class BaseAdapter(ResumeSupport, ABC):
         return _get(layer, paths.mlp)
 
     def _reads_input(self, site: Site) -> bool:
-        return site.component in (Component.RESID_PRE, Component.HEAD_OUT, Component.MLP_NEURONS)
+        return site.component in _INPUT_COMPONENTS
 
     def read(self, model: Any, site: Site, inputs: VlmInputs, *, checked: bool = False) -> Tensor:
         """Inside a trace: the full canonical value at `site` (`checked` skips re-validation)."""

@@ -45,6 +45,8 @@ class Qwen25VLAdapter(Qwen2VLAdapter):
         mlp="mlp",
         neuron_proj="down_proj",
         attn_returns_weights=False,
+        attn_norm="norm1",
+        mlp_norm="norm2",
     )
     published: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         # Qwen/Qwen2.5-VL-3B-Instruct's config.json, its text fields under text_config

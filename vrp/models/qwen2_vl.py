@@ -45,7 +45,13 @@ class Qwen2VLAdapter(BaseAdapter):
     )
     image_placeholder: ClassVar[str] = "<|vision_start|><|image_pad|><|vision_end|>"
     vision_paths: ClassVar[LayerPaths] = LayerPaths(
-        attn="attn", head_proj="proj", mlp="mlp", neuron_proj="fc2", attn_returns_weights=False
+        attn="attn",
+        head_proj="proj",
+        mlp="mlp",
+        neuron_proj="fc2",
+        attn_returns_weights=False,
+        attn_norm="norm1",
+        mlp_norm="norm2",
     )
     # the processor's class is rebuilt from its parts (`_processors.qwen2_vl_from_parts`)
     processor_files: ClassVar[tuple[str, ...]] = (
