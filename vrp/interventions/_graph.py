@@ -157,6 +157,18 @@ class Graph:
                 "(e.g. swap a word for a word of one token)."
             )
 
+    def _validate_node_inputs(
+        self, index: int, node: Node, inputs: Mapping[str, VlmInputs]
+    ) -> None:
+        if isinstance(node, EdgePatch):
+            self._validate_aligned(index, node, inputs)
+        if isinstance(node, ImagePatchMask | Assign):
+            run = inputs[node.run]
+            try:
+                node.check(run.batch_size, run.n_image_tokens)
+            except GraphError as err:
+                raise GraphError(f"node {index} ({_describe(node)}): {err}") from err
+
     def _validate_inputs(self, vlm: VLM, inputs: Mapping[str, VlmInputs]) -> None:
         absent = [r for r in self.runs if r not in inputs]
         if absent:
@@ -172,14 +184,7 @@ class Graph:
                 "as many rows for every run, or a single row to use with every row."
             )
         for index, node in enumerate(self.nodes):
-            if isinstance(node, EdgePatch):
-                self._validate_aligned(index, node, inputs)
-            if isinstance(node, ImagePatchMask | Assign):
-                run = inputs[node.run]
-                try:
-                    node.check(run.batch_size, run.n_image_tokens)
-                except GraphError as err:
-                    raise GraphError(f"node {index} ({_describe(node)}): {err}") from err
+            self._validate_node_inputs(index, node, inputs)
         checked: set[tuple[str, object]] = set()
         for index, node in enumerate(self.nodes):
             for site in node.sites:
