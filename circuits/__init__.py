@@ -82,6 +82,7 @@ from ._outcomes import (
     seeded_rng as seeded_rng,
     stable_key as stable_key,
 )
+from ._pair_batches import PairBatching as PairBatching
 from ._pairs import (
     COMPONENTS as COMPONENTS,
     POSITION_GROUPS as POSITION_GROUPS,

@@ -35,6 +35,7 @@ from vrp.interventions import Graph, GraphPool, run_graph
 from vrp.models import VLM, VlmInputs
 
 from ._corrupt import CorruptPair
+from ._pair_batches import PairBatching, run_batches
 from ._sweep import PatchResult, patch_sweep
 
 PositionGroup: TypeAlias = Literal["answer", "question", "image"]
@@ -180,19 +181,24 @@ def patch_pairs(
     groups: Sequence[PositionGroup] = POSITION_GROUPS,
     cells_per_trace: int = 32,
     pool: GraphPool | None = None,
+    batching: PairBatching | None = None,
 ) -> PairPatching:
     """Decides which pairs are usable and patches them at every layer x component x group.
 
     Args:
       vlm: the model.
-      pairs: clean/corrupt pairs (`corrupt_pairs`), one batch of them.
+      pairs: clean/corrupt pairs (`corrupt_pairs`).
       components: language components to patch (residual stream, attention and MLP outputs).
       groups: position groups to patch ("answer", "question", "image").
       cells_per_trace: cells stacked into one trace (bounds memory).
       pool: runs the traces on replicas of the model (`RayGraphPool`), same scores.
+      batching: many pairs in batches (bounding memory), each saved to a checkpoint folder when
+        done so that a rerun resumes (`PairBatching`); None: all pairs in one batch, unsaved.
+        Each batch's baselines and scores are its own pairs', so the result is the same.
 
     Raises:
-      ConfigError: no pairs, no components or an unknown group.
+      ConfigError: no pairs, no components or an unknown group; a checkpoint folder of another
+        sweep.
       GraphError: a component does not exist in the model.
     """
     if not pairs or not components or any(g not in POSITION_GROUPS for g in groups) or not groups:
@@ -200,27 +206,44 @@ def patch_pairs(
             f"patch_pairs needs pairs, components and groups from {POSITION_GROUPS}; got "
             f"{len(pairs)} pairs, {len(components)} components and groups {list(groups)}."
         )
+    axes = (tuple(components), tuple(groups), tuple(range(vlm.adapter.n_layers)))
+
+    def patch(batch: Sequence[CorruptPair]) -> dict[str, np.ndarray]:
+        return _patch_batch(vlm, batch, axes, (cells_per_trace, pool))
+
+    if batching is None:
+        arrays = patch(pairs)
+    else:
+        settings = {"components": [c.value for c in axes[0]], "groups": list(axes[1]),
+                    "layers": len(axes[2])}  # fmt: skip
+        arrays = run_batches(vlm, pairs, batching, settings, patch)
+    return PairPatching(pairs=tuple(pairs), components=axes[0], groups=axes[1], layers=axes[2],
+                        **arrays)  # fmt: skip
+
+
+def _patch_batch(
+    vlm: VLM,
+    pairs: Sequence[CorruptPair],
+    axes: tuple[tuple[Component, ...], tuple[PositionGroup, ...], tuple[int, ...]],
+    running: tuple[int, GraphPool | None],
+) -> dict[str, np.ndarray]:
+    """`patch_pairs`' arrays for one batch of pairs."""
     check = _check_pairs(vlm, pairs)
     clean, corrupt, margin, layouts = check.clean, check.corrupt, check.margin, check.layouts
     clean_correct, flipped, aligned = check.clean_correct, check.flipped, check.aligned
-    axes = (tuple(components), tuple(groups), tuple(range(vlm.adapter.n_layers)))
     metric = np.full((len(pairs), *map(len, axes)), np.nan)
     scores = metric.copy()
     for rows in _same_layout(clean_correct & flipped & aligned, layouts):
-        sweep, cells = _sweep_rows(vlm, clean.rows(rows), corrupt.rows(rows), axes,
-                                   (cells_per_trace, pool))  # fmt: skip
+        sweep, cells = _sweep_rows(vlm, clean.rows(rows), corrupt.rows(rows), axes, running)
         raw = sweep.per_row.float().cpu().numpy()
         normalised = sweep.normalised_per_row.float().cpu().numpy()
         for cell, (c, g, li) in enumerate(cells):
             metric[rows, c, g, li], scores[rows, c, g, li] = raw[cell], normalised[cell]
         margin["clean"][rows] = sweep.clean_per_row.float().cpu().numpy()
         margin["corrupt"][rows] = sweep.corrupt_per_row.float().cpu().numpy()
-    return PairPatching(
-        pairs=tuple(pairs), components=axes[0], groups=axes[1], layers=axes[2],
-        clean_metric=margin["clean"], corrupt_metric=margin["corrupt"],
-        clean_correct=clean_correct, flipped=flipped, aligned=aligned, metric=metric,
-        scores=scores,
-    )  # fmt: skip
+    return {"clean_metric": margin["clean"], "corrupt_metric": margin["corrupt"],
+            "clean_correct": clean_correct, "flipped": flipped, "aligned": aligned,
+            "metric": metric, "scores": scores}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
