@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 from torch import Tensor
 
-from vrp import Component, ConfigError, Site
+from vrp import Component, ConfigError, Site, Tower
 from vrp.core import TidyRecords
 from vrp.interventions import (
     Add,
@@ -60,6 +60,8 @@ class Attribution(TidyRecords):
       image_mask: which positions hold image tokens.
       attention_mask: which positions are real (not padding).
       grids: each row's image patch grid (rows, columns), in image-token order.
+      token_grids: per site, None for a language site, else where each of its tokens lies on
+        its patch grid and the grid (`Adapter.token_grid`).
     """
 
     sites: tuple[Site, ...]
@@ -69,16 +71,26 @@ class Attribution(TidyRecords):
     image_mask: Bool[Tensor, "batch seq"] = field(repr=False)
     attention_mask: Tensor = field(repr=False)
     grids: tuple[tuple[int, int], ...] = ()
+    token_grids: tuple[tuple[Tensor, tuple[int, int]] | None, ...] = ()
 
     def image_grid(self, site: Site, row: int) -> Float[np.ndarray, "grid_h grid_w"]:
         """Row `row`'s scores at its image tokens laid out on the patch grid (a heatmap of
         where in the image patching matters); head and neuron scores are summed over units.
+        A vision-tower site is laid out on the tower's own patch grid (a token on no patch,
+        CLIP's class token, left out).
 
         Raises:
           ConfigError: `site` was not attributed, or the row's image tokens do not fill its grid.
         """
         score = self.score(site)[row].float().cpu()
         per_position = score.reshape(score.shape[0], -1).sum(dim=1)
+        layout = self.token_grids[self.sites.index(site)] if self.token_grids else None
+        if layout is not None:
+            index, (rows, cols) = layout
+            placed = np.zeros(rows * cols)
+            on_grid = index >= 0
+            placed[index[on_grid].numpy()] = per_position[on_grid].numpy()
+            return placed.reshape(rows, cols)
         values = per_position[self.image_mask[row].cpu()].numpy()
         rows, cols = self.grids[row]
         if values.size != rows * cols:
@@ -99,24 +111,36 @@ class Attribution(TidyRecords):
         return self.scores[self.sites.index(site)]
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One row per site, batch row, real position (and head or neuron): layer, component,
-        position, whether it is an image token, unit (head or neuron index, else None) and the
-        estimate; the row's clean and corrupted metric."""
+        """One row per site, batch row, real position (and head or neuron): tower, layer,
+        component, position (a vision or projector site's token), whether it is an image token
+        (on a patch), unit (head or neuron index, else None) and the estimate; the row's clean
+        and corrupted metric."""
         rows: list[dict[str, Any]] = []
         clean, corrupt = self.clean_metric.tolist(), self.corrupt_metric.tolist()
-        real = self.attention_mask.bool().cpu()
-        image = self.image_mask.cpu()
-        for site, score in zip(self.sites, self.scores, strict=True):
+        for i, (site, score) in enumerate(zip(self.sites, self.scores, strict=True)):
             values = score.float().cpu()
-            for row, pos in real.nonzero().tolist():
+            for row, pos, image in self._cells(i, values):
                 units = values[row, pos].reshape(-1).tolist()
                 for unit, value in enumerate(units):
-                    rows.append({"layer": site.layer, "component": site.component.value,
-                                 "row": row, "position": pos, "image": bool(image[row, pos]),
+                    rows.append({"tower": site.tower.value, "layer": site.layer,
+                                 "component": site.component.value, "row": row,
+                                 "position": pos, "image": image,
                                  "unit": unit if site.component in _PER_UNIT else None,
                                  "estimate": value, "clean": clean[row],
                                  "corrupt": corrupt[row]})  # fmt: skip
         return rows
+
+    def _cells(self, index: int, values: Tensor) -> list[tuple[int, int, bool]]:
+        """(row, position, on an image patch) of every real cell of site `index`: the language
+        model's real positions, or every token of a vision or projector site."""
+        layout = self.token_grids[index] if self.token_grids else None
+        if layout is None:
+            image = self.image_mask.cpu()
+            real = self.attention_mask.bool().cpu().nonzero().tolist()
+            return [(row, pos, bool(image[row, pos])) for row, pos in real]
+        on_grid = (layout[0] >= 0).tolist()
+        return [(row, pos, on_grid[pos]) for row in range(values.shape[0])
+                for pos in range(values.shape[1])]  # fmt: skip
 
 
 def _check_pair(clean: VlmInputs, corrupt: VlmInputs) -> None:
@@ -176,6 +200,9 @@ def attribution_patching(  # noqa: PLR0913  (keyword-only knobs after the data a
     for i, site in enumerate(ordered):
         product = (clean_run[f"s{i}"].float() - corrupt_values[i].float()) * grads[i].float()
         per = product if site.component is Component.MLP_NEURONS else product.sum(dim=-1)
+        if site.tower is not Tower.LANGUAGE:  # every vision and projector token is real
+            scores.append(per.detach())
+            continue
         mask = real.reshape(*real.shape, *([1] * (per.dim() - 2)))
         scores.append(torch.where(mask, per, torch.zeros_like(per)).detach())
     return Attribution(
@@ -186,6 +213,10 @@ def attribution_patching(  # noqa: PLR0913  (keyword-only knobs after the data a
         image_mask=corrupt.image_mask,
         attention_mask=corrupt.attention_mask,
         grids=corrupt.grids,
+        token_grids=tuple(
+            None if s.tower is Tower.LANGUAGE else vlm.adapter.token_grid(s, corrupt)
+            for s in ordered
+        ),
     )
 
 

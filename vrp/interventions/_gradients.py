@@ -11,8 +11,8 @@ The weights are frozen for the pass (their `requires_grad` is restored afterward
 gradient is computed or left behind. The earliest site's copy is detached and made to require a
 gradient, which is what lets the backward pass run with frozen weights; everything the metric
 reads comes after it in the forward pass, so every later site's gradient is complete. A site
-off the path to the logits (a vision layer the model does not read) gets no gradient: that is
-refused with a `ConfigError` naming the sites.
+off the path to the logits (LLaVA's last vision layer, whose output the projector does not read)
+gets gradient zero, which is exact: patching it changes nothing either.
 """
 
 import dataclasses
@@ -202,6 +202,16 @@ def _trace(
             logits = nnsight.save(model.output.logits[:, -1])
         # one plain autograd pass after the trace: the graph the forward built is still alive
         per_row = metric(logits)
-        grads = torch.autograd.grad(per_row.sum(), list(held))
+        reached = per_row.requires_grad  # False when no site is read on the way to the logits
+        grads = (
+            torch.autograd.grad(per_row.sum(), list(held), allow_unused=True)
+            if reached
+            else (None,) * len(held)
+        )
     detached = [v.detach() for v in held]
-    return detached, [g.detach() for g in grads], per_row.detach(), logits.detach()
+    # a site the metric does not read (LLaVA's last vision layer) has gradient zero
+    exact = [
+        torch.zeros_like(v) if g is None else g.detach()
+        for v, g in zip(detached, grads, strict=True)
+    ]
+    return detached, exact, per_row.detach(), logits.detach()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from PIL.Image import Image
 from torch import Tensor
 
@@ -105,6 +105,7 @@ class BaseAdapter(ResumeSupport, ABC):
     description: ClassVar[str] = ""
     model_class: ClassVar[type[Any]]
     image_placeholder: ClassVar[str] = "<image>"
+    class_token: ClassVar[bool] = False  # the vision tower's first token is on no patch (CLIP)
     processor_files: ClassVar[tuple[str, ...]] = (
         "tokenizer.json",
         "tokenizer_config.json",
@@ -342,6 +343,28 @@ class BaseAdapter(ResumeSupport, ABC):
         vision = self.config.vision_config
         side = int(vision.image_size) // int(vision.patch_size)
         return tuple((side, side) for _ in range(data["input_ids"].shape[0]))
+
+    def token_grid(
+        self, site: Site, inputs: VlmInputs
+    ) -> tuple[Int[Tensor, " token"], tuple[int, int]]:
+        """Where each token of a vision or projector site (one image's) lies on its patch grid:
+        the raster index ``row * cols + col`` per token, -1 for a token on no patch (CLIP's
+        class token), and the grid (rows, cols). The projector's output is the language model's
+        image tokens, on `VlmInputs.grids`.
+
+        Raises:
+          SiteError: a language site (its image tokens are `VlmInputs.image_mask`).
+        """
+        self.validate(site)
+        if site.tower is Tower.LANGUAGE:
+            raise SiteError(
+                f"{site}: language positions are not vision tokens; the image tokens of a "
+                "language site are where VlmInputs.image_mask is True, on VlmInputs.grids."
+            )
+        rows, cols = inputs.grids[0]
+        lead = int(self.class_token and site.tower is Tower.VISION)
+        index = torch.cat([torch.full((lead,), -1), torch.arange(rows * cols)])
+        return index, (rows, cols)
 
     def _processor_kwargs(self) -> dict[str, Any]:
         return {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from PIL.Image import Image
 from torch import Tensor
 
@@ -150,6 +150,13 @@ class Adapter(Protocol):
         self, processor: Any, size: tuple[int, int]
     ) -> tuple[float, float, float, float]:
         """The box (left, top, right, bottom) of an image of `size` that the vision tower sees."""
+        ...
+
+    def token_grid(
+        self, site: Site, inputs: VlmInputs
+    ) -> tuple[Int[Tensor, " token"], tuple[int, int]]:
+        """Each token of a vision or projector site on its patch grid (raster index, -1 for
+        none), and the grid (rows, cols)."""
         ...
 
     @property

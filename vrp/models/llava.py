@@ -22,6 +22,7 @@ class LlavaAdapter(BaseAdapter):
 
     model_class: ClassVar[type[Any]] = LlavaForConditionalGeneration
     family: ClassVar[str] = "llava"
+    class_token: ClassVar[bool] = True  # CLIP's class token leads its vision tokens
     vision_enters_at_embeddings: ClassVar[bool] = True  # image features replace embeddings
     title: ClassVar[str] = "LLaVA"
     description: ClassVar[str] = (

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+from jaxtyping import Int
 from torch import Tensor
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from ..core import ShapeError, Site, Tower
+from ..core import Component, ShapeError, Site, Tower
 from . import _processors
 from ._attention import block_inputs, flat_pattern, per_image
 from ._base import ALL_COMPONENTS, BaseAdapter, LayerPaths, TowerShape
@@ -149,6 +151,27 @@ class Qwen2VLAdapter(BaseAdapter):
         rows = self._processor_order(site, full.permute(1, 0, 2), inputs)  # query head key
         both = self._processor_order(site, rows.permute(2, 1, 0), inputs)  # key head query
         return per_image(both.permute(1, 2, 0), int(inputs.data["image_grid_thw"].shape[0]))
+
+    def token_grid(
+        self, site: Site, inputs: VlmInputs
+    ) -> tuple[Int[Tensor, " token"], tuple[int, int]]:
+        """Vision tokens (and the merger's input) are the image's patches in 2x2-merge order:
+        the four patches of each merged token in a row, merged tokens in raster order."""
+        if (
+            not self._flat(site)
+            or site.component is Component.RESID_POST
+            and (site.tower is Tower.PROJECTOR)
+        ):
+            return super().token_grid(site, inputs)
+        self.validate(site)
+        _, height, width = (int(v) for v in inputs.data["image_grid_thw"][0].tolist())
+        merge = int(self.config.vision_config.spatial_merge_size)
+        block, col, i, j = torch.meshgrid(
+            torch.arange(height // merge), torch.arange(width // merge), torch.arange(merge),
+            torch.arange(merge), indexing="ij",
+        )  # fmt: skip
+        index = (block * merge + i) * width + col * merge + j
+        return index.flatten(), (height, width)
 
     def _processor_order(self, site: Site, flat: Tensor, inputs: VlmInputs) -> Tensor:
         """`flat` (rows in the tower's order) in the processor's order: the same here."""
