@@ -37,7 +37,10 @@ from vrp.interventions import (
     Node,
     Patch,
     Resume,
+    chunk_spans,
+    first_position,
     resolve_backend,
+    resume_layer,
     resume_state,
     run_graph,
     run_jobs,
@@ -183,13 +186,6 @@ def patch_sweep(  # noqa: PLR0913  (keyword-only knobs after the four data argum
     )
 
 
-def _resume_layer(site: Site, n_layers: int) -> int:
-    """The first language layer a patch at `site` can change (0: the whole model runs)."""
-    if site.component is Component.RESID_POST:
-        return min(site.layer + 1, n_layers)
-    return site.layer
-
-
 def _resumed_sweep(
     vlm: VLM,
     pair: tuple[VlmInputs, VlmInputs],
@@ -204,20 +200,20 @@ def _resumed_sweep(
     distinct = list(dict.fromkeys(sites))
     backend = resolve_backend(config, vlm)
     cached = vlm.adapter.causal_prompt and backend == "local"
-    starts = {_resume_layer(s, n_layers) for s in distinct} - {0}
+    starts = {resume_layer(s, n_layers) for s in distinct} - {0}
     state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)
     values, clean_logits = _clean_values(vlm, clean, distinct, config)
     baseline = {"clean": metric(clean_logits), "corrupt": metric(state.answer_logits)}
     value = dict(zip(distinct, values, strict=True))
-    first = {s: _first_position(s, corrupt) if cached else 0 for s in distinct}
+    first = {s: first_position(s, corrupt) if cached else 0 for s in distinct}
     groups: dict[int, list[int]] = {}
     for i, site in enumerate(sites):
-        groups.setdefault(_resume_layer(site, n_layers), []).append(i)
+        groups.setdefault(resume_layer(site, n_layers), []).append(i)
     jobs: list[tuple[Graph, dict[str, VlmInputs], Resume | None]] = []
     chunks: list[list[int]] = []
     for layer, cells in sorted(groups.items()):
         cells = sorted(cells, key=lambda i: first[sites[i]])  # neighbours share a cached prefix
-        spans = _chunks([first[sites[i]] for i in cells], corrupt.seq_len, cells_per_trace)
+        spans = chunk_spans([first[sites[i]] for i in cells], corrupt.seq_len, cells_per_trace)
         for begin, end in spans:
             chunk = cells[begin:end]
             nodes = tuple(Assign(site=sites[i], value=value[sites[i]], run=f"cell{i}")
@@ -255,35 +251,6 @@ def _clean_values(
         mask = site.positions.resolve(clean.image_mask, clean.attention_mask).to(full.device)
         values.append(select(site, full, mask))
     return values, result.answer_logits["main"]
-
-
-def _chunks(starts: list[int], seq_len: int, most: int) -> list[tuple[int, int]]:
-    """Splits cells sorted by their first position into traces of at most `most` cells, with the
-    least estimated work: a trace starting at position p computes its cells' positions p .. end,
-    and costs as much again as one cell over the whole sequence (a rule of thumb measured on the
-    organisms: it puts about sqrt(2 x seq_len) cells in a trace when each starts one position
-    later than the last). Without a cache (every start 0) the traces are as full as allowed."""
-    n = len(starts)
-    best = [0.0] + [float("inf")] * n
-    cut = [0] * (n + 1)
-    for end in range(1, n + 1):
-        for begin in range(max(0, end - most), end):
-            cost = best[begin] + seq_len + (end - begin) * (seq_len - starts[begin])
-            if cost < best[end]:
-                best[end], cut[end] = cost, begin
-    spans, end = [], n
-    while end:
-        spans.append((cut[end], end))
-        end = cut[end]
-    return spans[::-1]
-
-
-def _first_position(site: Site, inputs: VlmInputs) -> int:
-    """The earliest position `site` selects in any row of `inputs` (a causal run can resume
-    there: nothing before it changes)."""
-    chosen = site.positions.resolve(inputs.image_mask, inputs.attention_mask).any(dim=0)
-    hits = chosen.nonzero()
-    return int(hits[0]) if len(hits) else 0
 
 
 def _full_sweep(

@@ -39,6 +39,11 @@ from ._nodes import (
     SiteNode as SiteNode,
     Zero as Zero,
 )
+from ._plan import (
+    chunk_spans as chunk_spans,
+    first_position as first_position,
+    resume_layer as resume_layer,
+)
 from ._pool import (
     GraphPool as GraphPool,
     Job as Job,

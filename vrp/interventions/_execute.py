@@ -269,11 +269,15 @@ class ExecutionConfig:
       memory_budget_mb: rows per trace are chosen so that the estimated activation memory of one
         trace stays under this budget (None: one trace for the whole batch).
       keep_logits: keep each run's answer-position logits ("answer") or nothing ("none").
+      plan: "auto" resumes runs that are only patches of shared inputs from the layer (and, on
+        causal families, the position) their patches start at, instead of running every layer
+        of every copy (same results; see `vrp.interventions._plan`); "off" runs as written.
     """
 
     backend: Backend | None = None
     memory_budget_mb: float | None = None
     keep_logits: Literal["answer", "none"] = "answer"
+    plan: Literal["auto", "off"] = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # passed to model.trace (e.g. api_key)
 
     def __post_init__(self) -> None:
@@ -293,6 +297,8 @@ class ExecutionConfig:
             )
         if self.keep_logits not in ("answer", "none"):
             raise ConfigError(f"keep_logits must be 'answer' or 'none'; got {self.keep_logits!r}.")
+        if self.plan not in ("auto", "off"):
+            raise ConfigError(f"plan must be 'auto' or 'off'; got {self.plan!r}.")
         if not isinstance(self.extra, dict):
             raise ConfigError(
                 f"extra must be a dict of model.trace keyword arguments; got {self.extra!r}."
@@ -362,6 +368,27 @@ def run_graph(
                 "a run resumed at a position reads cached keys and values, which do not travel "
                 "to a server; resume at start=0 on a remote backend (layers are still skipped)."
             )
+
+    def execute(g: Graph, inputs: Mapping[str, VlmInputs], at: Resume | None) -> GraphResult:
+        return _execute(vlm, g, inputs, config, at)
+
+    if resume is None and config.plan == "auto":
+        from ._plan import run_planned  # the planner runs its parts through `execute`
+
+        planned = run_planned(vlm, graph, runs, config, execute)
+        if planned is not None:
+            return planned
+    return execute(graph, runs, resume)
+
+
+def _execute(
+    vlm: VLM,
+    graph: Graph,
+    runs: Mapping[str, VlmInputs],
+    config: ExecutionConfig,
+    resume: Resume | None,
+) -> GraphResult:
+    """Runs a validated graph as written, in as few traces as the memory budget allows."""
     points = compile_points(graph)
     largest = max(graph.runs, key=lambda r: runs[r].batch_size)
     size = runs[largest].batch_size

@@ -1,0 +1,86 @@
+"""Planned execution: runs that are only patches of shared inputs run resumed, and the graph's
+results equal running it as written (float64, every family)."""
+
+import pytest
+import torch
+
+import vrp
+from tests.conftest import QUESTIONS, random_images
+from vrp.core import Component, ImageTokens, Indices, LastToken, Site
+from vrp.interventions import (
+    Capture,
+    ExecutionConfig,
+    Patch,
+    Zero,
+    graph,
+    run_graph,
+)
+from vrp.interventions._plan import plannable
+
+C = Component
+
+
+@pytest.fixture(scope="module", params=vrp.models.families())
+def vlm64(request):
+    return vrp.load(f"tiny/{request.param}", dtype=torch.float64)
+
+
+def _sites(n_layers: int, seq_len: int) -> list[Site]:
+    last = n_layers - 1
+    return [
+        Site(layer=0, component=C.RESID_POST, positions=LastToken()),
+        Site(layer=0, component=C.ATTN_OUT, positions=Indices((seq_len - 3,))),
+        Site(layer=0, component=C.MLP_OUT, positions=ImageTokens()),
+        Site(layer=0, component=C.HEAD_OUT, heads=(1,), positions=LastToken()),
+        Site(layer=last, component=C.MLP_NEURONS, neurons=(0, 3), positions=LastToken()),
+        Site(layer=last, component=C.RESID_PRE, positions=Indices((seq_len - 2,))),
+        Site(layer=last, component=C.RESID_POST, positions=LastToken()),
+        Site(layer=0, component=C.ATTN_OUT, positions=Indices((seq_len - 5,))),
+    ]
+
+
+def test_planned_runs_equal_running_as_written(vlm64) -> None:
+    vlm = vlm64
+    clean = vlm.encode(random_images(2, seed=1), QUESTIONS[:2])
+    corrupt = vlm.encode(random_images(2, seed=2), QUESTIONS[:2])
+    sites = _sites(vlm.adapter.n_layers, corrupt.seq_len)
+    names = [f"p{i}" for i in range(len(sites))]
+    nodes = [Patch(site=s, source="clean", run=n) for s, n in zip(sites, names, strict=True)]
+    extra = [
+        Capture(site=Site(layer=1, component=C.RESID_PRE), name="seen", run="clean"),
+        Zero(site=Site(layer=0, component=C.MLP_OUT), run="zeroed"),  # not a patch: as written
+        Patch(site=sites[0], source="clean", run="two"),  # two patches in one run
+        Patch(site=sites[2], source="clean", run="two"),
+    ]
+    g = graph(*nodes, *extra, runs=("clean", *names, "zeroed", "two", "plain"))
+    inputs = {"clean": clean, **dict.fromkeys([*names, "zeroed", "two", "plain"], corrupt)}
+    assert set(plannable(g, inputs)) == {*names, "two"}
+    planned = run_graph(vlm, g, inputs)
+    written = run_graph(vlm, g, inputs, ExecutionConfig(plan="off"))
+    assert list(planned.answer_logits) == list(written.answer_logits) == list(g.runs)
+    for run in g.runs:
+        torch.testing.assert_close(
+            planned.answer_logits[run], written.answer_logits[run], atol=1e-10, rtol=0
+        )
+    torch.testing.assert_close(planned["seen"], written["seen"], atol=0, rtol=0)
+    assert set(planned.captures) == {"seen"}
+    for name in names:  # every patch did something
+        assert (planned.answer_logits[name] - planned.answer_logits["plain"]).abs().max() > 1e-8, (
+            name
+        )
+
+
+def test_what_is_not_planned(tiny_vlms) -> None:
+    vlm = tiny_vlms["llava"]
+    clean = vlm.encode(random_images(1, seed=1), QUESTIONS[:1])
+    corrupt = vlm.encode(random_images(1, seed=2), QUESTIONS[:1])
+    other = vlm.encode(random_images(1, seed=3), QUESTIONS[:1])
+    site = Site(layer=1, component=C.RESID_POST, positions=LastToken())
+    alone = graph(Patch(site=site, source="clean", run="a"), runs=("clean", "a"))
+    assert not plannable(alone, {"clean": clean, "a": corrupt})  # one run: nothing to share
+    apart = graph(Patch(site=site, source="clean", run="a"),
+                  Patch(site=site, source="clean", run="b"), runs=("clean", "a", "b"))  # fmt: skip
+    assert not plannable(apart, {"clean": clean, "a": corrupt, "b": other})  # other inputs
+    written = graph(Zero(site=site, run="clean"), Patch(site=site, source="clean", run="a"),
+                    Patch(site=site, source="clean", run="b"), runs=("clean", "a", "b"))  # fmt: skip
+    assert not plannable(written, {"clean": clean, "a": corrupt, "b": corrupt})  # source writes

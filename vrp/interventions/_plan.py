@@ -1,0 +1,177 @@
+"""Planning a graph's patched runs so that they compute only what their patches can change.
+
+A graph of activation patches (one run per patch, each a copy of the same corrupted inputs
+patched from a clean run) would run every layer of every copy. The planner finds the runs whose
+nodes are all `Patch`es into the language model from runs that write nothing, and that share their
+inputs (the same `VlmInputs` object) with at least one other such run. Those runs:
+
+1. take their patched values from one trace of the rest of the graph (their sources' values at
+   the patched sites, captured there);
+2. share one plain run of their inputs (`resume_state`), which keeps the residual stream entering
+   each layer they need and, on causal families, the keys and values of every position;
+3. run resumed: from the lowest layer one of their patches touches (the layers below are the
+   plain run's), and on causal families from the first position one of them selects (the
+   earlier positions read from the cache), the stored values set by `Assign`.
+
+Results equal the plain execution (tests: float64, 1e-10) and come back in one `GraphResult`.
+Other runs, graphs with fewer than two such runs per inputs, graphs that keep no logits, and
+graphs sent to a server (the resumed streams would travel with every trace) execute as written.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+
+from ..core import Component, Site, Tower
+from ..models import VLM, VlmInputs
+from ._execute import ExecutionConfig, GraphResult, resolve_backend
+from ._graph import Graph
+from ._nodes import Assign, Capture, EdgePatch, Node, Patch
+from ._resume import Resume
+from ._resume_state import resume_state
+
+_PLAN = "\0plan"
+"""Names the captures the planner adds (never a user's capture name: it starts with NUL)."""
+
+
+def resume_layer(site: Site, n_layers: int) -> int:
+    """The first language layer a write at `site` can change (0: every layer runs)."""
+    if site.component is Component.RESID_POST:
+        return min(site.layer + 1, n_layers)
+    return site.layer
+
+
+def first_position(site: Site, inputs: VlmInputs) -> int:
+    """The earliest position `site` selects in any row of `inputs` (a causal run can resume
+    there: nothing before it changes)."""
+    chosen = site.positions.resolve(inputs.image_mask, inputs.attention_mask).any(dim=0)
+    hits = chosen.nonzero()
+    return int(hits[0]) if len(hits) else 0
+
+
+def chunk_spans(
+    starts: Sequence[int],
+    seq_len: int,
+    most: int,
+    layers: Sequence[int] | None = None,
+    n_layers: int = 1,
+) -> list[tuple[int, int]]:
+    """Splits runs sorted by their first position into traces of at most `most` runs, with the
+    least estimated work. A trace resumes at the lowest layer and first position of its runs (a
+    run resumed lower than it needs computes those layers as the plain run did) and costs, in
+    positions x layers: one run over the whole model (the trace's own cost, a rule of thumb
+    measured on the organisms) plus, per run, the positions and layers it computes; a trace
+    holding a layer-0 run computes everything. `layers`: each run's lowest layer (None: all the
+    same). Returns (begin, end) index spans into `starts`."""
+    n = len(starts)
+    low = list(layers) if layers is not None else [1] * n
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        layer = n_layers
+        for begin in range(end - 1, max(0, end - most) - 1, -1):
+            layer = min(layer, low[begin])
+            start = starts[begin] if layer else 0
+            work = (end - begin) * (seq_len - start) * (n_layers - layer if layers else 1)
+            cost = best[begin] + seq_len * (n_layers if layers else 1) + work
+            if cost < best[end]:
+                best[end], cut[end] = cost, begin
+    spans, end = [], n
+    while end:
+        spans.append((cut[end], end))
+        end = cut[end]
+    return spans[::-1]
+
+
+def plannable(graph: Graph, runs: Mapping[str, VlmInputs]) -> dict[str, tuple[Patch, ...]]:
+    """The runs the planner resumes, with their patches (see the module doc)."""
+    writers = {n.run for n in graph.nodes if not isinstance(n, Capture)}
+    sources = {n.source for n in graph.nodes if isinstance(n, Patch | EdgePatch)}
+    by_run: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        by_run.setdefault(node.run, []).append(node)
+    chosen: dict[str, tuple[Patch, ...]] = {}
+    for run, nodes in by_run.items():
+        patches = [n for n in nodes if isinstance(n, Patch)]
+        if len(patches) != len(nodes) or run in sources:
+            continue
+        if all(p.source not in writers and p.source_positions is None
+               and p.site.tower is Tower.LANGUAGE for p in patches):  # fmt: skip
+            chosen[run] = tuple(patches)
+    groups: dict[int, list[str]] = {}
+    for run in chosen:
+        groups.setdefault(id(runs[run]), []).append(run)
+    return {r: chosen[r] for group in groups.values() if len(group) >= 2 for r in group}
+
+
+RUNS_PER_TRACE = 32
+"""At most this many resumed runs share one trace (each trace also stays in the memory budget)."""
+
+Execute = Callable[[Graph, Mapping[str, VlmInputs], Resume | None], GraphResult]
+"""Runs one graph as written (the executor's plain path)."""
+
+
+def run_planned(
+    vlm: VLM,
+    graph: Graph,
+    runs: Mapping[str, VlmInputs],
+    config: ExecutionConfig,
+    execute: Execute,
+) -> GraphResult | None:
+    """The graph's result with its plannable runs resumed (see the module doc); None when no
+    run is plannable."""
+    local = resolve_backend(config, vlm) == "local"  # resumed streams would travel to a server
+    planned = plannable(graph, runs) if local and config.keep_logits == "answer" else {}
+    if not planned:
+        return None
+    patches = [p for run in planned for p in planned[run]]
+    captures = tuple(Capture(site=p.site, run=p.source, name=f"{_PLAN}{i}")
+                     for i, p in enumerate(patches))  # fmt: skip
+    others = tuple(n for n in graph.nodes if n.run not in planned)
+    rest = tuple(r for r in graph.runs if r not in planned)
+    base = execute(Graph(nodes=others + captures, runs=rest), {r: runs[r] for r in rest}, None)
+    values = {id(p): base[f"{_PLAN}{i}"] for i, p in enumerate(patches)}
+    logits = dict(base.answer_logits)
+    for inputs, members in _shared(planned, runs):
+        chunks = _chunks(vlm, planned, inputs, members)
+        wanted = {layer for _, layer, _ in chunks} - {0}
+        keep = vlm.adapter.causal_prompt
+        state = (
+            resume_state(vlm, inputs, config, layers=wanted, keep_cache=keep) if wanted else None
+        )
+        for chunk, layer, start in chunks:
+            nodes = tuple(Assign(site=p.site, value=values[id(p)], run=r)
+                          for r in chunk for p in planned[r])  # fmt: skip
+            resume = state.at(layer, start) if state is not None and layer else None
+            done = execute(Graph(nodes=nodes, runs=tuple(chunk)), dict.fromkeys(chunk, inputs),
+                           resume)  # fmt: skip
+            logits.update(done.answer_logits)
+    kept = {name: c for name, c in base.captures.items() if not name.startswith(_PLAN)}
+    return GraphResult(captures=kept, answer_logits={r: logits[r] for r in graph.runs})
+
+
+def _shared(
+    planned: Mapping[str, tuple[Patch, ...]], runs: Mapping[str, VlmInputs]
+) -> list[tuple[VlmInputs, list[str]]]:
+    """The planned runs grouped by the inputs they share."""
+    groups: dict[int, list[str]] = {}
+    for run in planned:
+        groups.setdefault(id(runs[run]), []).append(run)
+    return [(runs[members[0]], members) for members in groups.values()]
+
+
+def _chunks(
+    vlm: VLM, planned: Mapping[str, tuple[Patch, ...]], inputs: VlmInputs, members: list[str]
+) -> list[tuple[list[str], int, int]]:
+    """Runs of one inputs split into traces: (runs, layer, position) each trace resumes at."""
+    n_layers, causal = vlm.adapter.n_layers, vlm.adapter.causal_prompt
+    layer = {r: min(resume_layer(p.site, n_layers) for p in planned[r]) for r in members}
+    first = {r: min(first_position(p.site, inputs) for p in planned[r]) if causal else 0
+             for r in members}  # fmt: skip
+    members = sorted(members, key=lambda r: (first[r], layer[r]))
+    spans = chunk_spans([first[r] for r in members], inputs.seq_len, RUNS_PER_TRACE,
+                        [layer[r] for r in members], n_layers)  # fmt: skip
+    out = []
+    for begin, end in spans:
+        chunk = members[begin:end]
+        low = min(layer[r] for r in chunk)
+        out.append((chunk, low, first[chunk[0]] if low else 0))
+    return out
