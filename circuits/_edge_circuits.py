@@ -172,7 +172,8 @@ class EdgeCircuit:
     faithfulness: float | None = None
 
     def __post_init__(self) -> None:
-        outside = [edge_name(e) for e in self.edges if e not in set(self.universe)]
+        universe = set(self.universe)
+        outside = [edge_name(e) for e in self.edges if e not in universe]
         if outside:
             raise ConfigError(f"circuit edges {outside} are not in its universe.")
 

@@ -2,7 +2,8 @@
 
 A batch's arrays go to ``batch-<index>.npz`` in the checkpoint folder, written to a temporary
 file first and renamed, so a file is either whole or absent. ``manifest.json`` records what the
-folder belongs to (model, components, groups, batch size and a digest of every pair); a rerun
+folder belongs to (model, its dtype and attention kernel, components, groups, batch size and a
+digest of every pair); a rerun
 with other pairs or settings is refused rather than mixed with the saved batches.
 """
 
@@ -89,8 +90,10 @@ def _prepare(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"checkpoint {folder} is a file; pass a folder (it is created).")
     manifest = {"format": "vrp-pair-sweep", "version": 1, "model": vlm.name,
-                "family": vlm.family, "pairs": len(pairs), "pairs_per_batch": size,
-                "settings": settings, "digest": pair_digest(pairs)}  # fmt: skip
+                "family": vlm.family, "dtype": str(next(vlm.hf.parameters()).dtype),
+                "attention": vlm.attn_implementation, "pairs": len(pairs),
+                "pairs_per_batch": size, "settings": settings,
+                "digest": pair_digest(pairs)}  # fmt: skip
     file = folder / "manifest.json"
     if file.exists():
         saved = json.loads(file.read_text())

@@ -149,3 +149,13 @@ def test_unaligned_runs_are_refused(tiny_vlms: dict[str, models.VLM]) -> None:
     g = graph(EdgePatch(run="run", source="source", edges=[edge]), runs=("run", "source"))
     with pytest.raises(GraphError, match=r"not aligned position by position"):
         g.validate(vlm, {"run": run, "source": source})
+
+
+def test_a_source_with_more_rows_is_refused(tiny_vlms: dict[str, models.VLM]) -> None:
+    vlm = tiny_vlms["llava"]
+    run = vlm.encode(random_images(1), ["is there a red circle ?"])
+    source = vlm.encode(random_images(2), ["is there a red circle ?"] * 2)
+    edge = (Site(layer=0, component=C.ATTN_OUT), Site(layer=1, component=C.MLP_IN))
+    g = graph(EdgePatch(run="run", source="source", edges=[edge]), runs=("run", "source"))
+    with pytest.raises(GraphError, match=r"'source' has 2 rows and run 'run' 1"):
+        g.validate(vlm, {"run": run, "source": source})

@@ -108,6 +108,11 @@ def test_bad_sites(tiny_vlms, samples_for) -> None:
                              unread]):  # fmt: skip
         got = run_gradients(vlm, inputs, sites, margin)
         assert not got.grads[-1].any()  # nothing reads it: patching it changes nothing either
+    language = Site(layer=0, component=Component.RESID_POST)  # after the unread site
+    alone = run_gradients(vlm, inputs, [language], margin).grads[0]
+    after = run_gradients(vlm, inputs, [unread, language], margin).grads[1]
+    torch.testing.assert_close(after, alone, atol=1e-6, rtol=0)
+    assert alone.abs().max() > 0
     with pytest.raises(SiteError):
         run_gradients(vlm, inputs, [Site(layer=99, component=Component.MLP_OUT)], margin)
 

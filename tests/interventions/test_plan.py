@@ -84,3 +84,22 @@ def test_what_is_not_planned(tiny_vlms) -> None:
     written = graph(Zero(site=site, run="clean"), Patch(site=site, source="clean", run="a"),
                     Patch(site=site, source="clean", run="b"), runs=("clean", "a", "b"))  # fmt: skip
     assert not plannable(written, {"clean": clean, "a": corrupt, "b": corrupt})  # source writes
+
+
+def test_row_counts_follow_the_written_rules(tiny_vlms) -> None:
+    """A one-row source patches every row (planned as written); a source with more rows than
+    its targets is refused as written, never planned."""
+    vlm = tiny_vlms["qwen2_vl"]
+    one = vlm.encode(random_images(1, seed=1), QUESTIONS[:1])
+    two = vlm.encode(random_images(2, seed=2), [QUESTIONS[0]] * 2)
+    site = Site(layer=1, component=C.RESID_POST, positions=LastToken())
+    broadcast = graph(Patch(site=site, source="clean", run="a"),
+                      Patch(site=site, source="clean", run="b"), runs=("clean", "a", "b"))  # fmt: skip
+    rows = {"clean": one, "a": two, "b": two}
+    assert set(plannable(broadcast, rows)) == {"a", "b"}
+    planned = run_graph(vlm, broadcast, rows)
+    written = run_graph(vlm, broadcast, rows, ExecutionConfig(plan="off"))
+    torch.testing.assert_close(planned.answer_logits["b"], written.answer_logits["b"])
+    assert not plannable(broadcast, {"clean": two, "a": one, "b": one})
+    with pytest.raises(vrp.VrpError, match=r"shape"):
+        run_graph(vlm, broadcast, {"clean": two, "a": one, "b": one})

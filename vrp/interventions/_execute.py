@@ -174,9 +174,11 @@ def _edge_patch(node: EdgePatch, site: Site, value: Tensor, ctx: _RunContext) ->
     if site.component in EDGE_SENDERS:
         ctx.senders[(id(node), site)] = value[ctx.rows[node.source]] - value[rows]
         return
-    for sender, receiver in node.edges:
-        if receiver.order == site.order:
-            value[rows] = value[rows] + ctx.senders[(id(node), _plain(sender))]
+    diffs = [ctx.senders[(id(node), _plain(s))] for s, r in node.edges if r.order == site.order]
+    if diffs:  # summed at float32 or wider, added once (a bfloat16 stream rounds once)
+        wide = torch.promote_types(value.dtype, torch.float32)
+        total = torch.stack([d.to(wide) for d in diffs]).sum(dim=0)
+        value[rows] = (value[rows].to(wide) + total).to(value.dtype)
 
 
 def _plain(site: Site) -> Site:
@@ -369,16 +371,19 @@ def run_graph(
                 "to a server; resume at start=0 on a remote backend (layers are still skipped)."
             )
 
-    def execute(g: Graph, inputs: Mapping[str, VlmInputs], at: Resume | None) -> GraphResult:
+    def checked(g: Graph, inputs: Mapping[str, VlmInputs], at: Resume | None) -> GraphResult:
+        g.validate(vlm, inputs)  # a planned part meets every check the whole graph meets
+        if at is not None:
+            check_resume(vlm, g, inputs, at)
         return _execute(vlm, g, inputs, config, at)
 
     if resume is None and config.plan == "auto":
-        from ._plan import run_planned  # the planner runs its parts through `execute`
+        from ._plan import run_planned  # the planner runs its parts through `checked`
 
-        planned = run_planned(vlm, graph, runs, config, execute)
+        planned = run_planned(vlm, graph, runs, config, checked)
         if planned is not None:
             return planned
-    return execute(graph, runs, resume)
+    return _execute(vlm, graph, runs, config, resume)
 
 
 def _execute(

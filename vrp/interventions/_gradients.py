@@ -8,8 +8,9 @@ computes with and the gradient reaches it); once the forward pass is done, one p
 built outlives the trace; faster than reading each gradient through nnsight's backward hooks).
 
 The weights are frozen for the pass (their `requires_grad` is restored afterwards): no weight
-gradient is computed or left behind. The earliest site's copy is detached and made to require a
-gradient, which is what lets the backward pass run with frozen weights; everything the metric
+gradient is computed or left behind. The earliest site's copy (and any later one that no earlier
+site reaches, e.g. after a vision layer the model does not read) is detached and made to require
+a gradient, which is what lets the backward pass run with frozen weights; everything the metric
 reads comes after it in the forward pass, so every later site's gradient is complete. A site
 off the path to the logits (LLaVA's last vision layer, whose output the projector does not read)
 gets gradient zero, which is exact: patching it changes nothing either.
@@ -195,7 +196,10 @@ def _trace(
                 if others:
                     value, changed = _apply_site_nodes(replace(point, nodes=others), value, ctx)
                 if _marks(point):
-                    value = value.detach().requires_grad_(True) if not held else value.clone()
+                    # a leaf where nothing marked before reaches this value (the first site, or
+                    # one after sites the model does not read); else a copy in the graph
+                    leaf = not value.requires_grad
+                    value = value.detach().requires_grad_(True) if leaf else value.clone()
                     held.append(value)
                 if changed or _marks(point):
                     adapter.write(model, point.site, inputs, value, checked=True)

@@ -147,6 +147,13 @@ class Graph:
     @staticmethod
     def _validate_aligned(index: int, node: EdgePatch, inputs: Mapping[str, VlmInputs]) -> None:
         """Edge patches add values position by position: both runs' rows must be as long."""
+        rows, source_rows = inputs[node.run].batch_size, inputs[node.source].batch_size
+        if source_rows not in (1, rows):
+            raise GraphError(
+                f"node {index} ({_describe(node)}): run {node.source!r} has {source_rows} rows "
+                f"and run {node.run!r} {rows}; an edge patch takes one source row for every "
+                "row, or one per row. Encode as many rows for both runs."
+            )
         run, source = (inputs[node.run].attention_mask, inputs[node.source].attention_mask)
         lengths, source_lengths = run.sum(dim=-1), source.sum(dim=-1)
         if not bool((lengths == source_lengths.to(lengths.device)).all()):

@@ -13,14 +13,18 @@ inputs (the same `VlmInputs` object) with at least one other such run. Those run
    plain run's), and on causal families from the first position one of them selects (the
    earlier positions read from the cache), the stored values set by `Assign`.
 
-Results equal the plain execution (tests: float64, 1e-10) and come back in one `GraphResult`.
+Every part is validated as the whole graph is; results equal the plain execution (tests:
+float64, 1e-10) and come back in one `GraphResult`. A patched value that cannot be stored (NaN or
+inf) makes the graph run as written.
 Other runs, graphs with fewer than two such runs per inputs, graphs that keep no logits, and
 graphs sent to a server (the resumed streams would travel with every trace) execute as written.
 """
 
 from collections.abc import Callable, Mapping, Sequence
 
-from ..core import Component, Site, Tower
+from torch import Tensor
+
+from ..core import Component, GraphError, Site, Tower
 from ..models import VLM, VlmInputs
 from ._execute import ExecutionConfig, GraphResult, resolve_backend
 from ._graph import Graph
@@ -93,8 +97,10 @@ def plannable(graph: Graph, runs: Mapping[str, VlmInputs]) -> dict[str, tuple[Pa
         patches = [n for n in nodes if isinstance(n, Patch)]
         if len(patches) != len(nodes) or run in sources:
             continue
+        rows = runs[run].batch_size
         if all(p.source not in writers and p.source_positions is None
-               and p.site.tower is Tower.LANGUAGE for p in patches):  # fmt: skip
+               and p.site.tower is Tower.LANGUAGE
+               and runs[p.source].batch_size in (1, rows) for p in patches):  # fmt: skip
             chosen[run] = tuple(patches)
     groups: dict[int, list[str]] = {}
     for run in chosen:
@@ -138,14 +144,27 @@ def run_planned(
             resume_state(vlm, inputs, config, layers=wanted, keep_cache=keep) if wanted else None
         )
         for chunk, layer, start in chunks:
-            nodes = tuple(Assign(site=p.site, value=values[id(p)], run=r)
-                          for r in chunk for p in planned[r])  # fmt: skip
+            nodes = _assigns(chunk, planned, values)
+            if nodes is None:
+                return None
             resume = state.at(layer, start) if state is not None and layer else None
             done = execute(Graph(nodes=nodes, runs=tuple(chunk)), dict.fromkeys(chunk, inputs),
                            resume)  # fmt: skip
             logits.update(done.answer_logits)
     kept = {name: c for name, c in base.captures.items() if not name.startswith(_PLAN)}
     return GraphResult(captures=kept, answer_logits={r: logits[r] for r in graph.runs})
+
+
+def _assigns(
+    chunk: Sequence[str], planned: Mapping[str, tuple[Patch, ...]], values: Mapping[int, Tensor]
+) -> tuple[Assign, ...] | None:
+    """The chunk's patches as `Assign`s of the captured values; None when a value cannot be
+    stored (NaN or inf, e.g. a float16 overflow): the graph then runs as written, copying it."""
+    try:
+        return tuple(Assign(site=p.site, value=values[id(p)], run=r)
+                     for r in chunk for p in planned[r])  # fmt: skip
+    except GraphError:
+        return None
 
 
 def _shared(

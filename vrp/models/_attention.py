@@ -126,16 +126,6 @@ def flat_pattern(
     return torch.softmax(scores, dim=-1, dtype=torch.float32).to(qkv.dtype)
 
 
-def per_image(full: Float[Tensor, "head seq seq"], images: int) -> Float[Tensor, "image head n n"]:
-    """The diagonal blocks of a flat pattern whose `images` images hold equally many tokens."""
-    heads, seq = full.shape[0], full.shape[1]
-    if seq % images:
-        raise SiteError(f"{seq} vision tokens do not split evenly over {images} images.")
-    n = seq // images
-    blocks = full.reshape(heads, images, n, images, n).diagonal(dim1=1, dim2=3)
-    return blocks.permute(3, 0, 1, 2)
-
-
 def read_pattern(
     block: Any, query_proj: Any, key_proj: Any, site: Site, shape: TowerShape, *, causal: bool
 ) -> Tensor:

@@ -113,16 +113,26 @@ class Qwen25VLAdapter(Qwen2VLAdapter):
         after_merge = site.tower is Tower.PROJECTOR and site.component is Component.RESID_POST
         return 1 if after_merge else int(self.config.vision_config.spatial_merge_size) ** 2
 
-    def _reorder(self, site: Site, flat: Tensor, inputs: VlmInputs, *, to_window: bool) -> Tensor:
-        order = self.window_order(inputs.data["image_grid_thw"]).to(flat.device)
+    def _reorder(
+        self,
+        site: Site,
+        flat: Tensor,
+        inputs: VlmInputs,
+        *,
+        to_window: bool,
+        grid: Tensor | None = None,
+    ) -> Tensor:
+        grids = inputs.data["image_grid_thw"] if grid is None else grid
+        order = self.window_order(grids).to(flat.device)
         if not to_window:
             order = torch.argsort(order)
         unit = self._unit(site)
         units = flat.reshape(flat.shape[0] // unit, unit, *flat.shape[1:])
         return units[order].reshape(flat.shape)
 
-    def _processor_order(self, site: Site, flat: Tensor, inputs: VlmInputs) -> Tensor:
-        return self._reorder(site, flat, inputs, to_window=False)
+    def _image_order(self, site: Site, flat: Tensor, inputs: VlmInputs) -> Tensor:
+        one = inputs.data["image_grid_thw"][:1]  # every image of a batch has the same grid
+        return self._reorder(site, flat, inputs, to_window=False, grid=one)
 
     def _to_canonical(self, site: Site, raw: Tensor, inputs: VlmInputs) -> Tensor:
         if self._flat(site):

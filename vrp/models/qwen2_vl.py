@@ -16,9 +16,9 @@ from torch import Tensor
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from ..core import Component, ShapeError, Site, Tower
+from ..core import Component, ShapeError, Site, SiteError, Tower
 from . import _processors
-from ._attention import block_inputs, flat_pattern, per_image
+from ._attention import block_inputs, flat_pattern
 from ._base import ALL_COMPONENTS, BaseAdapter, LayerPaths, TowerShape
 from ._inputs import VlmInputs
 from ._registry import register
@@ -140,17 +140,35 @@ class Qwen2VLAdapter(BaseAdapter):
 
     def _read_pattern(self, block: Any, site: Site, inputs: VlmInputs) -> Tensor:
         """The vision tower's blocks return no weights and attend within segments of one flat
-        sequence: the pattern is recomputed from their fused qkv projection, per image."""
+        sequence: the pattern is recomputed from their fused qkv projection, image by image
+        (memory linear in the number of images)."""
         if not self._flat(site):
             return super()._read_pattern(block, site, inputs)
         _, kwargs = block_inputs(block)
-        rotary = kwargs["position_embeddings"]
-        full = flat_pattern(
-            block.qkv.output, self._shapes[site.tower], kwargs["cu_seqlens"], rotary
+        qkv, (cos, sin), bounds = (
+            block.qkv.output,
+            kwargs["position_embeddings"],
+            kwargs["cu_seqlens"],
         )
-        rows = self._processor_order(site, full.permute(1, 0, 2), inputs)  # query head key
-        both = self._processor_order(site, rows.permute(2, 1, 0), inputs)  # key head query
-        return per_image(both.permute(1, 2, 0), int(inputs.data["image_grid_thw"].shape[0]))
+        images = int(inputs.data["image_grid_thw"].shape[0])
+        if qkv.shape[0] % images:
+            raise SiteError(
+                f"{site}: {qkv.shape[0]} vision tokens do not split over {images} images."
+            )
+        n, out = qkv.shape[0] // images, []
+        for image in range(images):
+            rows = slice(image * n, (image + 1) * n)
+            inside = (bounds >= image * n) & (bounds <= (image + 1) * n)
+            local = flat_pattern(qkv[rows], self._shapes[site.tower], bounds[inside] - image * n,
+                                 (cos[rows], sin[rows]))  # fmt: skip
+            queries = self._image_order(site, local.permute(1, 0, 2), inputs)  # query head key
+            keys = self._image_order(site, queries.permute(2, 1, 0), inputs)  # key head query
+            out.append(keys.permute(1, 2, 0))
+        return torch.stack(out)
+
+    def _image_order(self, site: Site, flat: Tensor, inputs: VlmInputs) -> Tensor:
+        """One image's rows (in the tower's order) in the processor's order: the same here."""
+        return flat
 
     def token_grid(
         self, site: Site, inputs: VlmInputs
@@ -172,10 +190,6 @@ class Qwen2VLAdapter(BaseAdapter):
         )  # fmt: skip
         index = (block * merge + i) * width + col * merge + j
         return index.flatten(), (height, width)
-
-    def _processor_order(self, site: Site, flat: Tensor, inputs: VlmInputs) -> Tensor:
-        """`flat` (rows in the tower's order) in the processor's order: the same here."""
-        return flat
 
     def _to_canonical(self, site: Site, raw: Tensor, inputs: VlmInputs) -> Tensor:
         if self._flat(site):
