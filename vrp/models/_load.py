@@ -34,7 +34,7 @@ def load(
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str | None = None,
-    attn_implementation: str = "sdpa",
+    attn_implementation: str = "eager",
 ) -> VLM:
     """Loads a VLM and wraps it in nnsight with its family's adapter.
 
@@ -48,11 +48,13 @@ def load(
       device: where the weights go ("cpu", "cuda", "cuda:1", "mps").
       dtype: weight dtype, a floating torch dtype or its name ("bfloat16"); None keeps the
         checkpoint's.
-      attn_implementation: "sdpa" (the default: faster and smaller than eager), "eager"
-        (transformers' reference arithmetic), or "flash_attention_2" (needs the flash-attn
-        package and a CUDA device; no knockouts). Attention patterns work under all three and
-        knockouts under the first two: both are recomputed from the attention inputs at the
-        layers they touch, equal to eager attention's within 1e-5.
+      attn_implementation: "eager" (the default: transformers' reference arithmetic, bitwise
+        reproducible whatever the batch, the process or the thread count, which resumed runs
+        and remote execution rely on), "sdpa" (faster and smaller; results equal within float
+        rounding), or "flash_attention_2" (needs the flash-attn package and a CUDA device; no
+        knockouts). Attention patterns work under all three and knockouts under the first two:
+        both are recomputed from the attention inputs at the layers they touch, equal to eager
+        attention's within 1e-5.
 
     Raises:
       ConfigError: `device`, `dtype` or `attn_implementation` is invalid or unavailable here.
