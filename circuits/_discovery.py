@@ -21,7 +21,7 @@ Cost: 2 forward + 1 backward passes for the ranking, then one forward per size (
 per trace).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,15 +69,8 @@ class Discovery(TidyRecords):
     def to_records(self) -> list[dict[str, Any]]:
         """One row per verified size: size, share of the universe, faithfulness with its CI and
         n, whether it reaches the threshold, and the nodes added at that size."""
-        rows, previous = [], 0
-        for size, est in zip(self.sizes, self.faithfulness, strict=True):
-            rows.append({"size": size, "share": size / len(self.ranking),
-                         "faithfulness": est.estimate, "ci_low": est.ci_low,
-                         "ci_high": est.ci_high, "n": est.n,
-                         "reaches": est.estimate >= self.threshold,
-                         "added": " ".join(str(n) for n in self.ranking[previous:size])})  # fmt: skip
-            previous = size
-        return rows
+        ranked = [str(n) for n in self.ranking]
+        return curve_records(self.sizes, self.faithfulness, self.threshold, ranked)
 
 
 def node_attribution(atp: Attribution, nodes: Sequence[Node]) -> np.ndarray:
@@ -182,17 +175,15 @@ def discover_circuit(
     metrics = {k: v.float().cpu().numpy() for k, v in
                variant_metrics(vlm, clean, corrupt, variants, metric, pool=pool).items()}  # fmt: skip
     curve = dict(zip(chosen, faithfulness_curve(metrics, chosen, seed), strict=True))
-    reached = [k for k in chosen if curve[k].estimate >= threshold]
+
+    def verify(k: int) -> Estimate:  # the top-k set, by exact patching
+        kept = variant_metrics(vlm, clean, corrupt, {"kept": ranking[k:]}, metric,
+                               pool=pool)["kept"]  # fmt: skip
+        return kept_share(kept.float().cpu().numpy(), metrics["clean"], metrics["none"], seed)
+
+    k = smallest_reaching(curve, threshold, verify)
     circuit = None
-    if reached:
-        below = max((k for k in chosen if k < reached[0]), default=0)
-
-        def verify(k: int) -> Estimate:  # the top-k set, by exact patching
-            kept = variant_metrics(vlm, clean, corrupt, {"kept": ranking[k:]}, metric,
-                                   pool=pool)["kept"]  # fmt: skip
-            return kept_share(kept.float().cpu().numpy(), metrics["clean"], metrics["none"], seed)
-
-        k = _bisect(below, reached[0], threshold, curve, verify)
+    if k is not None:
         circuit = Circuit(nodes=ranking[:k], universe=nodes, faithfulness=curve[k].estimate)
     sizes_done = tuple(sorted(curve))
     return Discovery(
@@ -201,6 +192,38 @@ def discover_circuit(
         clean_metric=metrics["clean"], corrupt_metric=metrics["corrupt"],
         none_metric=metrics["none"],
     )  # fmt: skip
+
+
+def smallest_reaching(
+    curve: dict[int, Estimate], threshold: float, verify: Callable[[int], Estimate]
+) -> int | None:
+    """The smallest size reaching `threshold`: the first size of the grid `curve` holds that
+    reaches it, then bisection down to the grid size below (`verify` measures a size; each
+    joins `curve`); None when no size of the grid reaches it."""
+    grid = sorted(curve)
+    reached = [k for k in grid if curve[k].estimate >= threshold]
+    if not reached:
+        return None
+    below = max((k for k in grid if k < reached[0]), default=0)
+    return _bisect(below, reached[0], threshold, curve, verify)
+
+
+def curve_records(
+    sizes: Sequence[int],
+    faithfulness: Sequence[Estimate],
+    threshold: float,
+    ranked: Sequence[str],
+) -> list[dict[str, Any]]:
+    """One row per verified size: size, share of the universe, faithfulness with its CI and
+    n, whether it reaches the threshold, and the (named) units added at that size."""
+    rows, previous = [], 0
+    for size, est in zip(sizes, faithfulness, strict=True):
+        rows.append({"size": size, "share": size / len(ranked), "faithfulness": est.estimate,
+                     "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n,
+                     "reaches": est.estimate >= threshold,
+                     "added": " ".join(ranked[previous:size])})  # fmt: skip
+        previous = size
+    return rows
 
 
 def _bisect(low: int, high: int, threshold: float, curve: dict[int, Estimate], verify: Any) -> int:

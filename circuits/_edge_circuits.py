@@ -23,7 +23,7 @@ from vrp.models import VLM, VlmInputs
 from vrp.stats import Estimate
 
 from ._attribution import _check_pair
-from ._discovery import _bisect, _sizes, kept_share
+from ._discovery import _sizes, curve_records, kept_share, smallest_reaching
 from ._edges import EdgeAttribution, edge_attribution
 from ._sweep import Metric
 
@@ -245,15 +245,8 @@ class EdgeDiscovery(TidyRecords):
     def to_records(self) -> list[dict[str, Any]]:
         """One row per verified size: size, share of the universe, faithfulness with its CI and
         n, whether it reaches the threshold, and the edges added at that size."""
-        rows, previous = [], 0
-        for size, est in zip(self.sizes, self.faithfulness, strict=True):
-            rows.append({"size": size, "share": size / len(self.ranking),
-                         "faithfulness": est.estimate, "ci_low": est.ci_low,
-                         "ci_high": est.ci_high, "n": est.n,
-                         "reaches": est.estimate >= self.threshold,
-                         "added": " ".join(edge_name(e) for e in self.ranking[previous:size])})  # fmt: skip
-            previous = size
-        return rows
+        ranked = [edge_name(e) for e in self.ranking]
+        return curve_records(self.sizes, self.faithfulness, self.threshold, ranked)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,15 +313,13 @@ def discover_edges(
     metrics = run(chosen)
     clean_m, corrupt_m = metrics["clean"], metrics["corrupt"]
     curve = {k: kept_share(metrics[f"k{k}"], clean_m, corrupt_m, seed) for k in chosen}
-    reached = [k for k in chosen if curve[k].estimate >= threshold]
+
+    def verify(k: int) -> Estimate:
+        return kept_share(run([k])[f"k{k}"], clean_m, corrupt_m, seed)
+
+    k = smallest_reaching(curve, threshold, verify)
     circuit = None
-    if reached:
-        below = max((k for k in chosen if k < reached[0]), default=0)
-
-        def verify(k: int) -> Estimate:
-            return kept_share(run([k])[f"k{k}"], clean_m, corrupt_m, seed)
-
-        k = _bisect(below, reached[0], threshold, curve, verify)
+    if k is not None:
         circuit = EdgeCircuit(edges=ranking[:k], universe=universe, faithfulness=curve[k].estimate)
     done = tuple(sorted(curve))
     return EdgeDiscovery(
