@@ -24,7 +24,8 @@ SITES = [
 
 @pytest.fixture(scope="module", params=vrp.models.families())
 def vlm64(request):
-    return vrp.load(f"tiny/{request.param}", dtype=torch.float64)
+    # SDPA: transformers' eager attention turns padded float64 rows into NaN
+    return vrp.load(f"tiny/{request.param}", dtype=torch.float64, attn_implementation="sdpa")
 
 
 def _hooked_gradient(vlm, inputs, site: Site) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
