@@ -15,9 +15,13 @@ from vrp.interventions import (
     graph,
     run_graph,
 )
-from vrp.interventions._plan import plannable
+from vrp.interventions._plan import plannable, run_planned
 
 C = Component
+
+
+def _fail(*_args: object) -> None:
+    raise AssertionError("the planner ran a trace for a graph it should leave as written")
 
 
 @pytest.fixture(scope="module", params=vrp.models.families())
@@ -85,6 +89,11 @@ def test_what_is_not_planned(tiny_vlms) -> None:
     written = graph(Zero(site=site, run="clean"), Patch(site=site, source="clean", run="a"),
                     Patch(site=site, source="clean", run="b"), runs=("clean", "a", "b"))  # fmt: skip
     assert not plannable(written, {"clean": clean, "a": corrupt, "b": corrupt})  # source writes
+    early = Site(layer=0, component=C.MLP_OUT, positions=LastToken())
+    layer0 = graph(Patch(site=early, source="clean", run="a"),
+                   Patch(site=early, source="clean", run="b"), runs=("clean", "a", "b"))  # fmt: skip
+    rows = {"clean": clean, "a": corrupt, "b": corrupt}
+    assert run_planned(vlm, layer0, rows, ExecutionConfig(), _fail) is None  # nothing to skip
 
 
 def test_row_counts_follow_the_written_rules(tiny_vlms) -> None:

@@ -16,8 +16,9 @@ inputs (the same `VlmInputs` object) with at least one other such run. Those run
 Every part is validated as the whole graph is; results equal the plain execution (tests:
 float64, 1e-10) and come back in one `GraphResult`. A patched value that cannot be stored (NaN or
 inf) makes the graph run as written.
-Other runs, graphs with fewer than two such runs per inputs, graphs that keep no logits, and
-graphs sent to a server (the resumed streams would travel with every trace) execute as written.
+Other runs, graphs with fewer than two such runs per inputs, graphs whose patches all act at layer
+0 (nothing to skip), graphs that keep no logits, and graphs sent to a server (the resumed streams
+would travel with every trace) execute as written.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -126,8 +127,10 @@ def run_planned(
     run is plannable."""
     local = resolve_backend(config, vlm) == "local"  # resumed streams would travel to a server
     planned = plannable(graph, runs) if local and config.keep_logits == "answer" else {}
-    if not planned:
-        return None
+    groups = [(inputs, _chunks(vlm, planned, inputs, members))
+              for inputs, members in _shared(planned, runs)]  # fmt: skip
+    if not any(layer for _, chunks in groups for _, layer, _ in chunks):
+        return None  # nothing would skip a layer (all patches at layer 0): run as written
     patches = [p for run in planned for p in planned[run]]
     captures = tuple(Capture(site=p.site, run=p.source, name=f"{_PLAN}{i}")
                      for i, p in enumerate(patches))  # fmt: skip
@@ -136,8 +139,7 @@ def run_planned(
     base = execute(Graph(nodes=others + captures, runs=rest), {r: runs[r] for r in rest}, None)
     values = {id(p): base[f"{_PLAN}{i}"] for i, p in enumerate(patches)}
     logits = dict(base.answer_logits)
-    for inputs, members in _shared(planned, runs):
-        chunks = _chunks(vlm, planned, inputs, members)
+    for inputs, chunks in groups:
         wanted = {layer for _, layer, _ in chunks} - {0}
         keep = vlm.adapter.causal_prompt
         state = (
