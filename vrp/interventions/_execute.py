@@ -115,7 +115,7 @@ def compile_points(graph: Graph) -> list[Point]:
             continue
         for site in node.sites if isinstance(node, EdgePatch) else node.sites[:1]:
             key = (_TOWER_RANK[site.tower], site.layer, _COMPONENT_RANK[site.component])
-            sites[key] = Site(tower=site.tower, layer=site.layer, component=site.component)
+            sites[key] = _plain(site)
             groups.setdefault(key, []).append(node)
     return [Point(key=k, site=sites[k], layer=k[1], nodes=tuple(groups[k])) for k in sorted(groups)]
 
@@ -182,6 +182,7 @@ def _edge_patch(node: EdgePatch, site: Site, value: Tensor, ctx: _RunContext) ->
 
 
 def _plain(site: Site) -> Site:
+    """`site` without selectors: the whole value a point reads and writes."""
     return Site(tower=site.tower, layer=site.layer, component=site.component)
 
 
