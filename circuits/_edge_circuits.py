@@ -18,7 +18,7 @@ from jaxtyping import Float
 
 from vrp import Component, ConfigError, Site
 from vrp.core import TidyRecords
-from vrp.interventions import EdgePatch, Graph, GraphPool, Job, run_jobs
+from vrp.interventions import EdgePatch, ExecutionConfig, Graph, GraphPool, Job, run_jobs
 from vrp.models import VLM, VlmInputs
 from vrp.stats import Estimate
 
@@ -65,7 +65,7 @@ def attributed(eap: EdgeAttribution, edges: Sequence[Edge]) -> Float[np.ndarray,
     return np.array([pooled[up[u], down[d]] for u, d in names])
 
 
-def _edge_metrics(
+def _edge_metrics(  # noqa: PLR0913  (keyword-only knobs after the data arguments)
     vlm: VLM,
     clean: VlmInputs,
     corrupt: VlmInputs,
@@ -74,6 +74,7 @@ def _edge_metrics(
     *,
     runs_per_trace: int,
     pool: GraphPool | None,
+    config: ExecutionConfig | None,
 ) -> dict[str, np.ndarray]:
     """The metric of each variant, a (base run, edges patched from the other run) pair, and of
     the plain "clean" and "corrupt" runs; `runs_per_trace` variants share a trace."""
@@ -88,7 +89,7 @@ def _edge_metrics(
                 **{name: inputs[variants[name][0]] for name in chunk}}  # fmt: skip
         jobs.append((Graph(nodes=nodes, runs=tuple(runs)), runs))
     out: dict[str, np.ndarray] = {}
-    for result in run_jobs(vlm, jobs, pool):
+    for result in run_jobs(vlm, jobs, pool, config):
         out.update({n: metric(v).detach().float().cpu().numpy()
                     for n, v in result.answer_logits.items()})  # fmt: skip
     return out
@@ -128,7 +129,7 @@ class EdgeEffects(TidyRecords):
                 for i, e in enumerate(self.edges) for p in range(self.effects.shape[0])]  # fmt: skip
 
 
-def edge_patching(
+def edge_patching(  # noqa: PLR0913  (keyword-only knobs after the data arguments)
     vlm: VLM,
     clean: VlmInputs,
     corrupt: VlmInputs,
@@ -137,9 +138,12 @@ def edge_patching(
     metric: Metric | None = None,
     runs_per_trace: int = 16,
     pool: GraphPool | None = None,
+    config: ExecutionConfig | None = None,
 ) -> EdgeEffects:
     """Patches each edge alone from the clean rows into the corrupted ones (exact, one run per
-    edge, `runs_per_trace` runs per trace): the quantity edge attribution estimates.
+    edge, `runs_per_trace` runs per trace): the quantity edge attribution estimates. `config`
+    applies to every trace: its `memory_budget_mb` splits the rows of a trace so that their
+    activations and the differences each edge patch keeps fit.
 
     Raises:
       ConfigError: misaligned rows or no edges.
@@ -151,7 +155,7 @@ def edge_patching(
     metric = metric or vlm.yes_no_margin
     variants = {f"e{i}": ("corrupt", ((e[0], e[1]),)) for i, e in enumerate(edges)}
     metrics = _edge_metrics(vlm, clean, corrupt, variants, metric, runs_per_trace=runs_per_trace,
-                            pool=pool)  # fmt: skip
+                            pool=pool, config=config)  # fmt: skip
     effects = np.stack([metrics[f"e{i}"] - metrics["corrupt"] for i in range(len(edges))], axis=1)
     return EdgeEffects(edges=tuple((s, r) for s, r in edges), effects=effects,
                        clean_metric=metrics["clean"], corrupt_metric=metrics["corrupt"])  # fmt: skip
@@ -276,6 +280,7 @@ def discover_edges(
     *,
     metric: Metric | None = None,
     pool: GraphPool | None = None,
+    execution: ExecutionConfig | None = None,
 ) -> EdgeDiscovery:
     """Ranks every edge by edge attribution and verifies the top-k sets by exact edge patching.
 
@@ -286,6 +291,8 @@ def discover_edges(
       config: threshold, sizes, ranking (EAP or EAP-IG), seed and runs per trace.
       metric: the metric (default the yes-minus-no margin).
       pool: runs the verification traces on replicas of the model (`RayGraphPool`).
+      execution: settings of every verification trace (e.g. `memory_budget_mb`, which counts
+        the differences a keep-the-circuit patch keeps for each of its senders).
 
     Raises:
       ConfigError: misaligned rows, fewer than 2 pairs, a bad threshold or size, or pairs whose
@@ -308,7 +315,7 @@ def discover_edges(
     def run(ks: Sequence[int]) -> dict[str, np.ndarray]:
         variants = {f"k{k}": ("clean", ranking[k:]) for k in ks}
         return _edge_metrics(vlm, clean, corrupt, variants, metric, runs_per_trace=runs_per_trace,
-                             pool=pool)  # fmt: skip
+                             pool=pool, config=execution)  # fmt: skip
 
     metrics = run(chosen)
     clean_m, corrupt_m = metrics["clean"], metrics["corrupt"]

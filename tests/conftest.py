@@ -1,5 +1,9 @@
 """Shared fixtures: tiny random VLMs of every family and deterministic images."""
 
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +92,27 @@ def tiny_vlms(load_model) -> dict[str, models.VLM]:
 @pytest.fixture(params=models.families())
 def vlm(request: pytest.FixtureRequest, tiny_vlms: dict[str, models.VLM]) -> models.VLM:
     return tiny_vlms[request.param]
+
+
+@pytest.fixture
+def vrp_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str]]:
+    """Runs the `vrp` console script's entry point in this process, in folder `cwd`: its exit
+    code and what it printed to stderr (tests/catalogue runs the installed script itself; a
+    subprocess per error message would cost seconds of imports each)."""
+    from vrp.cli import main
+
+    def run(*args: str, cwd: Path) -> tuple[int, str]:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["vrp", *args])
+        capsys.readouterr()
+        try:
+            main()
+        except SystemExit as done:
+            code = done.code
+        else:
+            code = 0
+        return (code if isinstance(code, int) else 1), capsys.readouterr().err
+
+    return run

@@ -103,3 +103,19 @@ def test_ablating_every_edge_gives_the_corrupted_metric(tiny_vlms: dict[str, mod
     empty = EdgeCircuit(edges=(), universe=edge_universe(vlm))
     logits = run_graph(vlm, empty.graph(), {"clean": clean, "corrupt": corrupt}).answer_logits
     torch.testing.assert_close(logits["clean"], logits["corrupt"], atol=1e-5, rtol=0)
+
+
+def test_edge_patching_under_a_memory_budget_is_the_same(
+    tiny_vlms: dict[str, models.VLM],
+) -> None:
+    """A budget of about one row per trace splits every trace's rows; the effects do not move."""
+    from vrp.interventions import ExecutionConfig
+
+    vlm = tiny_vlms["llava"]
+    images = random_images(4)
+    clean, corrupt = vlm.encode(images, QUESTIONS), vlm.encode(random_images(4, seed=3), QUESTIONS)
+    edges = edge_universe(vlm)[:6]
+    whole = edge_patching(vlm, clean, corrupt, edges)
+    split = edge_patching(vlm, clean, corrupt, edges, config=ExecutionConfig(memory_budget_mb=1e-3))
+    np.testing.assert_allclose(split.effects, whole.effects, atol=1e-5, rtol=0)
+    assert np.abs(whole.effects).max() > 1e-4

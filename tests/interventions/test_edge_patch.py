@@ -7,7 +7,7 @@ import torch
 import vrp.models as models
 from tests.conftest import random_images
 from tests.reference import captured, hooked_logits
-from vrp.core import Component, GraphError, Site
+from vrp.core import Component, GraphError, Site, Tower
 from vrp.interventions import EdgePatch, Graph, Patch, graph, run_graph
 
 ATOL = 1e-5
@@ -159,3 +159,39 @@ def test_a_source_with_more_rows_is_refused(tiny_vlms: dict[str, models.VLM]) ->
     g = graph(EdgePatch(run="run", source="source", edges=[edge]), runs=("run", "source"))
     with pytest.raises(GraphError, match=r"'source' has 2 rows and run 'run' 1"):
         g.validate(vlm, {"run": run, "source": source})
+
+
+def test_the_memory_budget_counts_what_edge_patches_keep(
+    tiny_vlms: dict[str, models.VLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sender's (source - run) difference lives until the trace ends: a budget that holds
+    two rows of the runs' activations holds one row once every edge is patched, and the split
+    run gives the same logits."""
+    import vrp.interventions._execute as execute
+
+    vlm = tiny_vlms["llava"]
+    clean, corrupt = _pair(vlm)
+    edges = _all_edges(vlm.adapter.n_layers)
+    g = graph(EdgePatch(run="run", source="source", edges=edges), runs=("run", "source"))
+    runs = {"run": corrupt, "source": clean}
+    senders = len({s for s, _ in edges})
+    kept = execute.edge_bytes_per_row(vlm, g, corrupt.seq_len)
+    assert kept == senders * corrupt.seq_len * vlm.adapter.shape(Tower.LANGUAGE).d_model * 4
+    two_rows = 2 * 2 * execute.bytes_per_row(vlm, corrupt.seq_len) / 2**20  # 2 runs x 2 rows
+    assert kept / 2**20 > 0.01 * two_rows  # large enough to matter at this budget
+    chunks: list[int] = []
+    real = execute._run_chunk
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        chunks.append(len(args[4]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "_run_chunk", counted)
+    config = execute.ExecutionConfig(memory_budget_mb=two_rows * 1.001, plan="off")
+    split = run_graph(vlm, g, runs, config).answer_logits["run"]
+    assert chunks == [1, 1]
+    chunks.clear()
+    plain = graph(Patch(site=edges[0][0], run="run", source="source"), runs=("run", "source"))
+    run_graph(vlm, plain, runs, config)
+    assert chunks == [2]  # without edge patches both rows fit
+    torch.testing.assert_close(split, _edge_logits(vlm, corrupt, clean, edges), atol=ATOL, rtol=0)

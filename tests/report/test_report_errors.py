@@ -2,9 +2,6 @@
 arrived and the fix; the CLI prints it as one line and exits 2; nothing is written."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +10,6 @@ from vrp.core import ConfigError, DataError
 from vrp.report import build_report, compare_runs
 
 from .planted import accuracy_result, planted_run
-
-
-def _vrp(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    code = "import sys; from vrp.cli import main; sys.argv[0] = 'vrp'; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120)  # fmt: skip
 
 
 def _small(root: Path, **kwargs) -> Path:
@@ -107,10 +97,10 @@ def test_compare_needs_a_shared_model(tmp_path: Path) -> None:
         (("compare", "nope", "."), "error: RUN_DIR nope does not exist"),
     ],
 )
-def test_cli_prints_one_line_and_exits_2(tmp_path: Path, args, message: str) -> None:
-    done = _vrp(*args, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
+def test_cli_prints_one_line_and_exits_2(tmp_path: Path, args, message: str, vrp_main) -> None:
+    code, stderr = vrp_main(*args, cwd=tmp_path)
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []

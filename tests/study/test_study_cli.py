@@ -63,10 +63,10 @@ def manifest_slug(path: Path) -> str:
         (("--model", "tiny/llava", "--dtype", "float8"), "dtype: expected one of"),
     ],
 )
-def test_bad_flags_print_one_line_and_exit_2(args, message, tmp_path: Path) -> None:
-    done = _vrp("run", *args, "--out", str(tmp_path / "run"), cwd=tmp_path)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and message in lines[-1], done.stderr
-    assert "Traceback" not in done.stderr
+def test_bad_flags_print_one_line_and_exit_2(args, message, tmp_path: Path, vrp_main) -> None:
+    code, stderr = vrp_main("run", *args, "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], stderr
+    assert "Traceback" not in stderr
     assert not (tmp_path / "run").exists()

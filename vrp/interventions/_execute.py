@@ -270,7 +270,8 @@ class ExecutionConfig:
         (the default) runs where the model handle's backend says (`VLM.with_backend`, local
         unless set).
       memory_budget_mb: rows per trace are chosen so that the estimated activation memory of one
-        trace stays under this budget (None: one trace for the whole batch).
+        trace (every run's activations and the differences edge patches keep) stays under this
+        budget (None: one trace for the whole batch).
       keep_logits: keep each run's answer-position logits ("answer") or nothing ("none").
       plan: "auto" resumes runs that are only patches of shared inputs from the layer (and, on
         causal families, the position) their patches start at, instead of running every layer
@@ -313,11 +314,24 @@ def resolve_backend(config: ExecutionConfig | None, vlm: VLM) -> str:
     return config.backend if config is not None and config.backend is not None else vlm.backend
 
 
-def _rows_per_trace(vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None) -> int:
+def _rows_per_trace(
+    vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None, graph: Graph | None = None
+) -> int:
     if budget_mb is None:
         return inputs.batch_size
-    per_row_mb = bytes_per_row(vlm, inputs.seq_len) * n_runs / 2**20
-    return max(1, min(inputs.batch_size, int(budget_mb // max(per_row_mb, 1e-9))))
+    held = bytes_per_row(vlm, inputs.seq_len) * n_runs
+    if graph is not None:
+        held += edge_bytes_per_row(vlm, graph, inputs.seq_len)
+    return max(1, min(inputs.batch_size, int(budget_mb // max(held / 2**20, 1e-9))))
+
+
+def edge_bytes_per_row(vlm: VLM, graph: Graph, seq_len: int) -> int:
+    """Bytes one row holds for the graph's edge patches beyond the runs' own activations: each
+    `EdgePatch` keeps one (source - this run) difference per sender, a residual-width tensor
+    over every position, from its sender until the trace ends."""
+    senders = sum(len({s for s, _ in n.edges}) for n in graph.nodes if isinstance(n, EdgePatch))
+    width = next(vlm.hf.parameters()).element_size()
+    return senders * seq_len * vlm.adapter.shape(Tower.LANGUAGE).d_model * width
 
 
 def bytes_per_row(vlm: VLM, seq_len: int) -> int:
@@ -398,7 +412,7 @@ def _execute(
     points = compile_points(graph)
     largest = max(graph.runs, key=lambda r: runs[r].batch_size)
     size = runs[largest].batch_size
-    step = _rows_per_trace(vlm, runs[largest], len(graph.runs), config.memory_budget_mb)
+    step = _rows_per_trace(vlm, runs[largest], len(graph.runs), config.memory_budget_mb, graph)
     chunks = [_run_chunk(vlm, graph, points, runs, range(i, min(i + step, size)), config, resume)
               for i in range(0, size, step)]  # fmt: skip
     broadcast = {r for r in graph.runs if runs[r].batch_size == 1 and size > 1}

@@ -34,17 +34,21 @@ def _parts(job: Job) -> tuple[Graph, Mapping[str, VlmInputs], Resume | None]:
 class GraphPool(Protocol):
     """Runs many graphs on the model `vlm` names, in parallel somewhere."""
 
-    def run_graphs(self, vlm: VLM, jobs: Sequence[Job]) -> list[GraphResult]:
-        """The result of every job, in order."""
+    def run_graphs(
+        self, vlm: VLM, jobs: Sequence[Job], config: ExecutionConfig | None = None
+    ) -> list[GraphResult]:
+        """The result of every job, in order, each run with `config` (memory budget, ...)."""
         ...
 
 
-def run_jobs(vlm: VLM, jobs: Sequence[Job], pool: GraphPool | None) -> list[GraphResult]:
-    """Every job's result: on `pool`, or here one after the other."""
+def run_jobs(
+    vlm: VLM, jobs: Sequence[Job], pool: GraphPool | None, config: ExecutionConfig | None = None
+) -> list[GraphResult]:
+    """Every job's result, each run with `config`: on `pool`, or here one after the other."""
     if pool is None:
-        return [run_graph(vlm, graph, dict(inputs), resume=resume)
+        return [run_graph(vlm, graph, dict(inputs), config, resume=resume)
                 for graph, inputs, resume in map(_parts, jobs)]  # fmt: skip
-    return pool.run_graphs(vlm, jobs)
+    return pool.run_graphs(vlm, jobs, config) if config is not None else pool.run_graphs(vlm, jobs)
 
 
 class GraphWorker:
@@ -65,10 +69,14 @@ class GraphWorker:
         return os.getpid()
 
     def run(
-        self, graph: Graph, inputs: Mapping[str, VlmInputs], resume: Resume | None = None
+        self,
+        graph: Graph,
+        inputs: Mapping[str, VlmInputs],
+        resume: Resume | None = None,
+        config: ExecutionConfig | None = None,
     ) -> GraphResult:
         moved = {name: value.to(self.vlm.device) for name, value in inputs.items()}
-        result = run_graph(self.vlm, graph, moved, ExecutionConfig(), resume=resume)
+        result = run_graph(self.vlm, graph, moved, config or ExecutionConfig(), resume=resume)
         return _on_cpu(result)
 
 
@@ -128,8 +136,11 @@ class RayGraphPool:
         self.actors: list[Any] = [self._new() for _ in range(workers)]
         self.restarts = 0
 
-    def run_graphs(self, vlm: VLM, jobs: Sequence[Job]) -> list[GraphResult]:
-        """Every job's result, in order; each job is sent to the next free actor.
+    def run_graphs(
+        self, vlm: VLM, jobs: Sequence[Job], config: ExecutionConfig | None = None
+    ) -> list[GraphResult]:
+        """Every job's result, in order; each job is sent to the next free actor and run with
+        `config` there (its backend must be local to the actor: None or "local").
 
         Raises:
           ConfigError: `vlm` is not the pool's model, or a worker could not start.
@@ -139,6 +150,11 @@ class RayGraphPool:
                 f"this pool holds replicas of {self.model!r}, not of {vlm.name!r}; make a pool "
                 "for the model you sweep (RayGraphPool(vlm.name))."
             )
+        if config is not None and config.backend not in (None, "local"):
+            raise ConfigError(
+                f"a pool's replicas run their traces themselves; got backend {config.backend!r}. "
+                "Leave the backend unset (or 'local') when running on a pool."
+            )
         results: dict[int, GraphResult] = {}
         pending = list(range(len(jobs)))
         running: dict[Any, tuple[int, int, Any]] = {}
@@ -147,7 +163,11 @@ class RayGraphPool:
                 if pending and actor not in [a for *_, a in running.values()]:
                     index = pending.pop(0)
                     graph, inputs, resume = _parts(jobs[index])
-                    running[actor.run.remote(graph, dict(inputs), resume)] = (index, slot, actor)
+                    running[actor.run.remote(graph, dict(inputs), resume, config)] = (
+                        index,
+                        slot,
+                        actor,
+                    )
             ready, _ = self.ray.wait(list(running), num_returns=1)
             index, slot, actor = running.pop(ready[0])
             try:
