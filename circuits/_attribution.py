@@ -5,7 +5,11 @@ it with a first-order estimate: patching site value `a` from the clean run into 
 changes the metric by about ``(a_clean - a_corrupt) . dM/da`` at the corrupted run. One forward
 pass of the clean run (its values), one forward and one backward pass of the corrupted run
 (values and gradients, `vrp.interventions.run_gradients`) give the estimate for every site,
-position, head and neuron at once.
+position, head and neuron at once. Where the two runs agree up to a position on a causal prompt
+(the same image, a question word swapped), the corrupted run computes and differentiates only
+from that position on, on the clean run's cached keys and values (`run_cached`), and every
+earlier cell scores exactly 0 (both runs hold the same value there). Only the answer position's
+logits are computed in either run.
 
 Granularity follows the component: a residual, attention or MLP output gets one score per
 position (the dot product over the model width), a head output one per position and head (over
@@ -32,13 +36,16 @@ from vrp.core import TidyRecords
 from vrp.interventions import (
     Add,
     Capture,
+    Captured,
     ExecutionConfig,
     Graph,
     GraphResult,
     Node,
     resolve_backend,
+    run_cached,
     run_gradients,
     run_graph,
+    shared_prefix,
 )
 from vrp.models import VLM, VlmInputs
 
@@ -171,7 +178,9 @@ def attribution_patching(  # noqa: PLR0913  (keyword-only knobs after the data a
     ig_steps: int | None = None,
 ) -> Attribution:
     """Estimates the effect of patching every position (and head or neuron) of `sites` from the
-    clean run into the corrupted one: 2 forward passes and 1 backward pass in all.
+    clean run into the corrupted one: 2 forward passes and 1 backward pass in all (the second
+    forward and the backward over the positions from the first difference on, where the rows
+    share an image and a causal prompt; see the module doc).
 
     Args:
       vlm: the model.
@@ -250,20 +259,71 @@ def _gradients(  # noqa: PLR0913
             f"{backend!r}. Use a local model (or exact patching, which runs remotely)."
         )
     ordered = tuple(sites)
+    start = _shared_start(vlm, clean, corrupt, ordered, base, ig_steps)
+    if start:
+        return _from_prefix(vlm, clean, corrupt, ordered, metric, start, config)
     variant = tuple(dataclasses.replace(n, run="main") for n in base)
     embed = (Capture(site=_EMBED, name="embed"),) if ig_steps is not None else ()
     capture = Graph(nodes=variant + embed + tuple(Capture(site=s, name=f"s{i}")
                                                   for i, s in enumerate(ordered)))  # fmt: skip
-    clean_run = run_graph(vlm, capture, clean, config)
+    # only the answer position's logits are read: the unembedding of the others is skipped
+    given = config or ExecutionConfig()
+    answer_only = dataclasses.replace(given, extra={"logits_to_keep": 1, **given.extra})
+    clean_run = run_graph(vlm, capture, clean, answer_only)
     if ig_steps is None:
         plain = run_gradients(vlm, corrupt, ordered, metric, config, base=base)
         return clean_run, list(plain.values), list(plain.grads), plain.metric, plain.sites
-    corrupt_run = run_graph(vlm, capture, corrupt, config)
+    corrupt_run = run_graph(vlm, capture, corrupt, answer_only)
     direction = clean_run["embed"] - corrupt_run["embed"]
     grads = integrated_gradients(vlm, corrupt, ordered, metric, direction, ig_steps,
                                  config=config, base=base)  # fmt: skip
     values = [corrupt_run[f"s{i}"] for i in range(len(ordered))]
     return clean_run, values, grads, metric(corrupt_run.answer_logits["main"]).detach(), ordered
+
+
+def _shared_start(  # noqa: PLR0913
+    vlm: VLM,
+    clean: VlmInputs,
+    corrupt: VlmInputs,
+    sites: tuple[Site, ...],
+    base: Sequence[Node],
+    ig_steps: int | None,
+) -> int:
+    """The position the corrupted run can start at, 0 where it must run whole: on a causal
+    prompt, plain AtP on language sites of the model as it is, with the two batches equal up to
+    a position (same images, a word swapped late in the question)."""
+    if ig_steps is not None or base or not vlm.adapter.causal_prompt:
+        return 0
+    if any(s.tower is not Tower.LANGUAGE for s in sites):
+        return 0
+    return shared_prefix(clean, corrupt)
+
+
+def _from_prefix(  # noqa: PLR0913
+    vlm: VLM,
+    clean: VlmInputs,
+    corrupt: VlmInputs,
+    sites: tuple[Site, ...],
+    metric: Metric,
+    start: int,
+    config: ExecutionConfig | None,
+) -> tuple[GraphResult, list[Tensor], list[Tensor], Tensor, tuple[Site, ...]]:
+    """`_gradients` for batches that agree before `start`: the clean run keeps its cache and the
+    corrupted run computes (and differentiates) only from `start` on. Before `start` both runs
+    hold the same values, so patching there changes nothing: the corrupted values are taken to be
+    the clean ones and the gradient zero, which makes those scores exactly 0."""
+    cached = run_cached(vlm, clean, sites, config)
+    tail = run_gradients(vlm, corrupt, sites, metric, config, prefix=cached.prefix(start))
+    values, grads = [], []
+    for whole, part, grad in zip(cached.values, tail.values, tail.grads, strict=True):
+        values.append(torch.cat([whole[:, :start], part.to(whole.dtype)], dim=1))
+        grads.append(torch.cat([torch.zeros_like(whole[:, :start]), grad.to(whole.dtype)], dim=1))
+    clean_run = GraphResult(
+        captures={f"s{i}": Captured(name=f"s{i}", run="main", site=s, value=v)
+                  for i, (s, v) in enumerate(zip(sites, cached.values, strict=True))},
+        answer_logits={"main": cached.answer_logits},
+    )  # fmt: skip
+    return clean_run, values, grads, tail.metric, sites
 
 
 def integrated_gradients(  # noqa: PLR0913

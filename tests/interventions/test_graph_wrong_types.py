@@ -10,7 +10,7 @@ import vrp
 from vrp import Component, Site, VrpError
 from vrp.interventions import (AttentionKnockout, Add, Assign, Capture, ExecutionConfig, Graph,
                                ImagePatchMask, Resume, Scale, Zero, graph, reference_pool,
-                               run_graph)
+                               run_gradients, run_graph)
 
 site = Site(layer=0, component=Component.RESID_POST)
 vlm = vrp.load("tiny/llava")
@@ -46,6 +46,8 @@ calls = {
     "resume-hidden-list": lambda: run_graph(vlm, graph(Capture(site=site, name="x")), inputs,
                                             resume=Resume(layer=1, hidden=[0.0])),
     "resume-an-int": lambda: run_graph(vlm, graph(Capture(site=site, name="x")), inputs, resume=1),
+    "prefix-a-string": lambda: run_gradients(vlm, inputs, [site], vlm.yes_no_margin,
+                                             prefix="cache"),
 }
 for name, call in calls.items():
     try:
@@ -57,6 +59,7 @@ for name, call in calls.items():
 
 EXPECTED = {
     "resume-an-int": "GraphError resume must be a vrp.interventions.Resume or None; got 1",
+    "prefix-a-string": "ConfigError prefix must be a Prefix (CachedRun.prefix) or None; got 'cache'",
     "assign-a-list": "GraphError assign node: field 'value' must be a floating-point tensor",
     "resume-hidden-list": "GraphError resume.hidden must be the residual stream entering layer 1",
     "scale-string": "GraphError scale node: field 'factor' must be a finite number; got '2'",

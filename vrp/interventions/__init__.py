@@ -17,9 +17,13 @@ from ._execute import (
     run_graph as run_graph,
 )
 from ._gradients import (
+    CachedRun as CachedRun,
     Gradients as Gradients,
     GradMetric as GradMetric,
+    Prefix as Prefix,
+    run_cached as run_cached,
     run_gradients as run_gradients,
+    shared_prefix as shared_prefix,
 )
 from ._graph import Graph as Graph, graph as graph
 from ._json import node_from_dict as node_from_dict

@@ -14,20 +14,28 @@ a gradient, which is what lets the backward pass run with frozen weights; everyt
 reads comes after it in the forward pass, so every later site's gradient is complete. A site
 off the path to the logits (LLaVA's last vision layer, whose output the projector does not read)
 gets gradient zero, which is exact: patching it changes nothing either.
+
+On a causal prompt two batches that agree up to a position (the same images and the same tokens
+before it, as when a question word is swapped) compute the same values there. `run_cached`
+runs one batch keeping its key-value cache; `run_gradients(..., prefix=that.prefix(start))` then
+runs the other from `start` on only, its earlier positions' keys and values taken from the
+cache: a forward and a backward pass over the differing tail instead of the whole sequence.
 """
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import nnsight
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..core import AllTokens, Component, ConfigError, Site, VrpError
+from ..core import AllTokens, Component, ConfigError, Site, Tower, VrpError
 from ..models import VLM, VlmInputs
+from ..models._resume import tiled_cache
 from ._execute import (
     ExecutionConfig,
     Point,
@@ -56,6 +64,8 @@ class Gradients:
         row i's metric alone (rows do not interact).
       metric: the metric per row.
       answer_logits: the answer-position logits.
+      start: the first position `values` and `grads` cover (a run with a `prefix` computes
+        only from there; 0 otherwise).
     """
 
     sites: tuple[Site, ...]
@@ -63,6 +73,7 @@ class Gradients:
     grads: tuple[Tensor, ...]
     metric: Float[Tensor, " batch"]
     answer_logits: Float[Tensor, "batch vocab"]
+    start: int = 0
 
     def value(self, site: Site) -> Tensor:
         """The value at `site` (one of `sites`)."""
@@ -107,13 +118,149 @@ def _frozen_weights(module: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def run_gradients(
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Prefix:
+    """The positions before `start` of a batch as one run computed them (`CachedRun.prefix`).
+
+    Attributes:
+      start: the first position a run resumed from this prefix computes.
+      past: the cached keys and values (a `DynamicCache` of every position; those before
+        `start` are read).
+      position_ids: the position ids that run received (None: derived from the cache position).
+      source: the inputs of that run: a run using the prefix must equal them before `start`.
+    """
+
+    start: int
+    past: Any
+    position_ids: Tensor | None
+    source: VlmInputs
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CachedRun:
+    """One plain run's values at some sites and its key-value cache (`run_cached`).
+
+    Attributes:
+      sites: the sites read.
+      values: each site's whole value, in `sites` order.
+      answer_logits: the answer-position logits.
+      past: the key-value cache.
+      position_ids: the position ids the language model received (None: from the cache
+        position).
+      inputs: the inputs run.
+    """
+
+    sites: tuple[Site, ...]
+    values: tuple[Tensor, ...]
+    answer_logits: Float[Tensor, "batch vocab"]
+    past: Any
+    position_ids: Tensor | None
+    inputs: VlmInputs
+
+    def value(self, site: Site) -> Tensor:
+        """The value at `site` (one of `sites`)."""
+        return self.values[self.sites.index(site)]
+
+    def prefix(self, start: int) -> Prefix:
+        """The positions before `start`, for `run_gradients(..., prefix=)`."""
+        return Prefix(start=start, past=self.past, position_ids=self.position_ids,
+                      source=self.inputs)  # fmt: skip
+
+
+def run_cached(
+    vlm: VLM, inputs: VlmInputs, sites: Sequence[Site], config: ExecutionConfig | None = None
+) -> CachedRun:
+    """One plain trace of `inputs` (local, no gradient; `config` for its backend and extra trace
+    arguments) reading the whole value at each site and keeping the key-value cache, so that a batch agreeing with `inputs` up to a position
+    can resume from there (`run_gradients(..., prefix=)`).
+
+    Raises:
+      ConfigError: no sites, a site with selectors, an attention pattern or a duplicate; or
+        the model handle is not local.
+      SiteError: a site does not exist in the model.
+    """
+    config = config or ExecutionConfig()
+    backend = resolve_backend(config, vlm)
+    if backend != "local":
+        raise ConfigError(
+            f"run_cached keeps a key-value cache, which does not travel from a server; got "
+            f"backend {backend!r}. Use a local model."
+        )
+    wanted = _check_sites(vlm, sites)
+    marks = Graph(nodes=tuple(Capture(site=s, name=f"{_MARK}{i}") for i, s in enumerate(wanted)))
+    marks.validate(vlm, {"main": inputs})
+    order = [cast(Site, p.site) for p in compile_points(marks)]  # the forward pass's order
+    model, adapter = vlm.nnsight, vlm.adapter
+    with torch.no_grad(), model.trace(inputs.data, use_cache=True, **_answer_only(config)):
+        store = nnsight.save({})
+        store["positions"] = adapter.read_position_ids(model)
+        store["values"] = [adapter.read(model, s, inputs, checked=True) for s in order]
+        store["logits"] = model.output.logits[:, -1]
+        store["past"] = model.output.past_key_values
+    read = dict(zip(order, store["values"], strict=True))
+    return CachedRun(sites=tuple(wanted), values=tuple(read[s] for s in wanted),
+                     answer_logits=store["logits"], past=store["past"],
+                     position_ids=store["positions"], inputs=inputs)  # fmt: skip
+
+
+def shared_prefix(a: VlmInputs, b: VlmInputs) -> int:
+    """How many leading positions two batches share on every row: equal images (pixels and
+    grids), masks, and token ids before it, and no image token after it (a run resumed there
+    does not run the vision tower). 0 when they differ in anything but later text tokens."""
+    if a.batch_size != b.batch_size or a.seq_len != b.seq_len or set(a.data) != set(b.data):
+        return 0
+    for key, value in a.data.items():
+        other = b.data[key]
+        if not torch.is_tensor(value) or not torch.is_tensor(other) or value.shape != other.shape:
+            return 0
+        if key != "input_ids" and not torch.equal(value.cpu(), other.cpu()):
+            return 0
+    differs = (a.data["input_ids"].cpu() != b.data["input_ids"].cpu()).any(dim=0)
+    if not bool(differs.any()):
+        return 0
+    start = int(differs.nonzero()[0, 0])
+    return 0 if bool(a.image_mask[:, start:].cpu().any()) else start
+
+
+def _check_prefix(vlm: VLM, inputs: VlmInputs, sites: list[Site], base: Sequence[Node],
+                  prefix: object) -> Prefix:  # fmt: skip
+    if not isinstance(prefix, Prefix):
+        raise ConfigError(
+            f"prefix must be a Prefix (CachedRun.prefix) or None; got {prefix!r:.80}."
+        )
+    if not vlm.adapter.causal_prompt:
+        raise ConfigError(
+            f"{vlm.family}'s prompt attends bidirectionally: its positions before "
+            f"{prefix.start} depend on later ones, so no run can resume from a prefix. Run "
+            "without prefix."
+        )
+    if base:
+        raise ConfigError("a run from a prefix takes no base nodes (the prefix is another run's).")
+    off = [str(s) for s in sites if s.tower is not Tower.LANGUAGE]
+    if off:
+        raise ConfigError(
+            f"a run from a prefix runs the language model's later positions only; {off} are "
+            "vision or projector sites. Run without prefix."
+        )
+    if not 0 < prefix.start <= shared_prefix(inputs, prefix.source):
+        raise ConfigError(
+            f"these inputs share {shared_prefix(inputs, prefix.source)} leading positions with "
+            f"the prefix's run (same images and masks, same tokens before, no image token "
+            f"after), not the {prefix.start} the prefix starts at. Take the start from "
+            "shared_prefix(inputs, source)."
+        )
+    return prefix
+
+
+def run_gradients(  # noqa: PLR0913  (keyword-only knobs after the data arguments)
     vlm: VLM,
     inputs: VlmInputs,
     sites: Sequence[Site],
     metric: GradMetric,
     config: ExecutionConfig | None = None,
     base: Sequence[Node] = (),
+    *,
+    prefix: Prefix | None = None,
 ) -> Gradients:
     """One forward and one backward pass: each site's value and the metric's gradient there.
 
@@ -127,10 +274,15 @@ def run_gradients(
         memory budget and kept logits do not apply (one trace per call).
       base: nodes defining the model variant differentiated (e.g. attention knockouts or
         ablations), applied in the same pass; their `run` is ignored.
+      prefix: the positions before `prefix.start` as another run of inputs equal to these
+        there computed them (`run_cached(...).prefix(start)`, causal prompts): only the later
+        positions run, and `values` and `grads` cover them alone (`Gradients.start`). The
+        gradients there are exact: no earlier position depends on a later one.
 
     Raises:
-      ConfigError: no sites, a site with selectors, an attention-pattern site, a duplicate, or
-        a backend other than "local".
+      ConfigError: no sites, a site with selectors, an attention-pattern site, a duplicate, a
+        backend other than "local", or a prefix these inputs do not share (or with base
+        nodes, vision sites or a bidirectional prompt).
       SiteError: a site does not exist in the model.
     """
     config = config or ExecutionConfig()
@@ -142,6 +294,7 @@ def run_gradients(
             "model, or use exact patching (run_graph) remotely."
         )
     wanted = _check_sites(vlm, sites)
+    start = 0 if prefix is None else _check_prefix(vlm, inputs, wanted, base, prefix).start
     variant = tuple(dataclasses.replace(n, run="main") for n in base)
     marks = tuple(Capture(site=s, name=f"{_MARK}{i}") for i, s in enumerate(wanted))
     graph = Graph(nodes=variant + marks)
@@ -149,7 +302,7 @@ def run_gradients(
     points = compile_points(graph)
     order = [p.site for p in points if any(_marks(p))]
     try:
-        values, grads, total, logits = _trace(vlm, inputs, points, metric, config)
+        values, grads, total, logits = _trace(vlm, inputs, points, metric, config, prefix)
     except VrpError:
         raise
     except Exception as error:  # nnsight's and autograd's errors for a site off the path
@@ -167,6 +320,7 @@ def run_gradients(
         grads=tuple(grads[index[s]] for s in wanted),
         metric=total,
         answer_logits=logits,
+        start=start,
     )
 
 
@@ -177,14 +331,37 @@ def _marks(point: Point) -> list[Node]:
     return [n for n in point.nodes if getattr(n, "name", "").startswith(_MARK)]
 
 
-def _trace(
-    vlm: VLM, inputs: VlmInputs, points: list[Point], metric: GradMetric, config: ExecutionConfig
+def _answer_only(config: ExecutionConfig) -> dict[str, Any]:
+    """Trace arguments computing the logits at the last (answer) position only, the only ones
+    read: the unembedding of every other position (a large share of the pass with a large
+    vocabulary), and its backward pass, are not computed. `config.extra` has the last word."""
+    return {"logits_to_keep": 1, **config.extra}
+
+
+def _data(vlm: VLM, inputs: VlmInputs, prefix: Prefix | None) -> dict[str, Any]:
+    """The trace's model inputs: the whole batch, or its positions from `prefix.start` on."""
+    if prefix is None:
+        return dict(inputs.data)
+    rows = range(inputs.batch_size)
+    past = tiled_cache(prefix.past, rows, prefix.start, 1, vlm.device)  # fresh: not mutated
+    positions = prefix.position_ids.to(vlm.device) if prefix.position_ids is not None else None
+    return vlm.adapter.resumed_inputs(inputs.data, start=prefix.start, past=past,
+                                      position_ids=positions)  # fmt: skip
+
+
+def _trace(  # noqa: PLR0913
+    vlm: VLM,
+    inputs: VlmInputs,
+    points: list[Point],
+    metric: GradMetric,
+    config: ExecutionConfig,
+    prefix: Prefix | None,
 ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
     model, adapter = vlm.nnsight, vlm.adapter
     ctx = _RunContext(inputs, {"main": slice(0, inputs.batch_size)}, {},
                       {"main": torch.arange(inputs.batch_size)})  # fmt: skip
     with _frozen_weights(vlm.hf), torch.enable_grad():
-        with model.trace(inputs.data, **config.extra):
+        with model.trace(_data(vlm, inputs, prefix), **_answer_only(config)):
             held = nnsight.save([])  # the marked values, still part of the autograd graph
             for point in points:
                 others = tuple(n for n in point.nodes if n not in _marks(point))
