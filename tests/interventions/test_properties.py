@@ -159,11 +159,13 @@ def test_graph_saved_by_one_process_runs_identically_in_another(tmp_path: Path) 
     subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_PRODUCER.format(path=str(path)))], check=True
     )
-    for out in outs:
+    consumers = []
+    for i, out in enumerate(outs):  # two processes at once: neither sees the other's state
         code = textwrap.dedent(_CONSUMER.format(path=str(path), out=str(out)))
-        script = tmp_path / "consumer.py"  # nnsight reads a trace's source from its file
+        script = tmp_path / f"consumer{i}.py"  # nnsight reads a trace's source from its file
         script.write_text(code)
-        subprocess.run([sys.executable, str(script)], check=True)
+        consumers.append(subprocess.Popen([sys.executable, str(script)]))
+    assert [c.wait(timeout=600) for c in consumers] == [0, 0]
     a, b = (torch.load(o) for o in outs)
     assert torch.equal(a["n"], b["n"]) and torch.equal(a["logits"], b["logits"])
 
