@@ -107,3 +107,22 @@ def test_what_a_prefix_cannot_do_is_refused(tiny_vlms) -> None:
     p_prefix = run_cached(paligemma, p_clean, [site]).prefix(shared_prefix(p_clean, p_swapped))
     with pytest.raises(ConfigError, match=r"prompt attends bidirectionally"):
         run_gradients(paligemma, p_swapped, [site], paligemma.yes_no_margin, prefix=p_prefix)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_edge_attribution_from_a_prefix_equals_the_whole_computation(
+    tiny_vlms, family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circuits import edge_attribution
+
+    vlm = tiny_vlms[family]
+    clean, swapped = _pair(vlm)
+    fast = edge_attribution(vlm, clean, swapped, vlm.yes_no_margin)
+    monkeypatch.setattr(attribution, "_shared_start", lambda *a: 0)
+    whole = edge_attribution(vlm, clean, swapped, vlm.yes_no_margin)
+    known = ~torch.isnan(whole.scores)
+    assert bool((torch.isnan(fast.scores) == ~known).all())
+    scale = float(whole.scores[known].abs().max())
+    assert scale > 1e-4
+    torch.testing.assert_close(fast.scores[known], whole.scores[known], atol=1e-6 * scale + 1e-7,
+                               rtol=0)  # fmt: skip
