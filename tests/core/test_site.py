@@ -133,3 +133,19 @@ def test_indices_refuse_repeated_positions() -> None:
         Indices((3, 1)).resolve(IMAGE, ATTN).tolist()
         == Indices((1, 3)).resolve(IMAGE, ATTN).tolist()
     )
+
+
+def test_cached_resolution_follows_the_masks_it_was_given() -> None:
+    """`resolve_cached` equals `resolve`; an in-place edit of a mask, or other mask tensors of the
+    same values, resolve afresh."""
+    image, attention = IMAGE.clone(), ATTN.clone()
+    for positions in (AllTokens(), ImageTokens(), LastToken(), Indices((-1, 0))):
+        first = positions.resolve_cached(image, attention)
+        assert torch.equal(first, positions.resolve(image, attention))
+        assert positions.resolve_cached(image, attention) is first  # remembered
+    before = LastToken().resolve_cached(image, attention)
+    attention[0, -1] = 0  # in place: the last real token of row 0 moves one left
+    after = LastToken().resolve_cached(image, attention)
+    assert after is not before and torch.equal(after, LastToken().resolve(image, attention))
+    copy = attention.clone()
+    assert LastToken().resolve_cached(image, copy) is not after  # other tensors: resolved again

@@ -28,6 +28,26 @@ class Positions:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": _KIND_OF[type(self)]}
 
+    def resolve_cached(self, image_mask: Mask, attention_mask: Int[Tensor, "batch seq"]) -> Mask:
+        """`resolve`, remembered for the very mask tensors given (the same objects, unchanged
+        since: their in-place version counters are part of the key). Validation, planning and
+        execution resolve one selector against one batch many times; this does it once. The
+        returned mask is shared: read it, do not modify it in place."""
+        key = (self, id(image_mask), id(attention_mask), image_mask._version,
+               attention_mask._version)  # fmt: skip
+        hit = _RESOLVED.get(key)
+        if hit is not None and hit[0] is image_mask and hit[1] is attention_mask:
+            return hit[2]
+        mask = self.resolve(image_mask, attention_mask)
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = (image_mask, attention_mask, mask)  # the masks kept: ids stay theirs
+        return mask
+
+
+_RESOLVED: dict[tuple[Any, ...], tuple[Tensor, Tensor, Tensor]] = {}
+_RESOLVED_MAX = 1024  # entries (small boolean masks) before the memo starts afresh
+
 
 @dataclass(frozen=True)
 class AllTokens(Positions):

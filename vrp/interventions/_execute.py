@@ -9,7 +9,7 @@ This module is the only place in VRP that opens traces.
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 import nnsight
@@ -138,10 +138,9 @@ class _RunContext(Context):
 
     def mask(self, run: str, site: Site, part: Tensor) -> Tensor:
         rows = self.rows[run]
-        if site.tower is Tower.LANGUAGE:
-            return site.positions.resolve(
-                self.inputs.image_mask[rows], self.inputs.attention_mask[rows]
-            )[:, self.offset :]
+        if site.tower is Tower.LANGUAGE:  # resolved once per selector for the stacked batch
+            whole = site.positions.resolve_cached(self.inputs.image_mask, self.inputs.attention_mask)
+            return whole[rows][:, self.offset :]
         axis = 2 if site.component is Component.ATTN_PATTERN else 1
         mask = torch.zeros(part.shape[0], part.shape[axis], dtype=torch.bool, device=part.device)
         if isinstance(site.positions, Indices):
@@ -465,6 +464,8 @@ def _run_chunk(
         whole = run.batch_size == 1 or len(rows) == run.batch_size
         part = run if whole else run.rows(list(rows), trim=False)  # same seq axis in every chunk
         row_ids[name] = torch.arange(run.batch_size) if whole else torch.tensor(list(rows))
+        if resume is not None:  # a resumed trace reads no pixels: do not stack them
+            part = replace(part, data=vlm.adapter.resumed_inputs(part.data))
         parts.append(part)
         slices[name] = slice(start, start + part.batch_size)
         start += part.batch_size

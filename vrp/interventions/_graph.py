@@ -200,7 +200,7 @@ class Graph:
                 checked.add((node.run, site.positions))
                 run = inputs[node.run]
                 try:
-                    site.positions.resolve(run.image_mask, run.attention_mask)
+                    site.positions.resolve_cached(run.image_mask, run.attention_mask)
                 except SiteError as err:
                     raise GraphError(f"node {index} ({_describe(node)}): {err}") from err
 

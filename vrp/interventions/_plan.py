@@ -47,7 +47,7 @@ def resume_layer(site: Site, n_layers: int) -> int:
 def first_position(site: Site, inputs: VlmInputs) -> int:
     """The earliest position `site` selects in any row of `inputs` (a causal run can resume
     there: nothing before it changes)."""
-    chosen = site.positions.resolve(inputs.image_mask, inputs.attention_mask).any(dim=0)
+    chosen = site.positions.resolve_cached(inputs.image_mask, inputs.attention_mask).any(dim=0)
     hits = chosen.nonzero()
     return int(hits[0]) if len(hits) else 0
 

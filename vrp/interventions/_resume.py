@@ -132,7 +132,7 @@ def _check_start(vlm: VLM, graph: Graph, runs: Mapping[str, VlmInputs], resume: 
             reads.append((node.source, node.source_site))
         for name, site in reads:
             run = runs[name]
-            chosen = site.positions.resolve(run.image_mask, run.attention_mask)
+            chosen = site.positions.resolve_cached(run.image_mask, run.attention_mask)
             if bool(chosen[:, : resume.start].any()):
                 raise GraphError(
                     f"{_describe(node)} selects positions before resume.start={resume.start}, "
