@@ -5,8 +5,8 @@ patched from a clean run) would run every layer of every copy. The planner finds
 nodes are all `Patch`es into the language model from runs that write nothing, and that share their
 inputs (the same `VlmInputs` object) with at least one other such run. Those runs:
 
-1. take their patched values from one trace of the rest of the graph (their sources' values at
-   the patched sites, captured there);
+1. take their patched values from one trace of the rest of the graph (each source site captured
+   there whole, once, and every patch's positions and units selected from it);
 2. share one plain run of their inputs (`resume_state`), which keeps the residual stream entering
    each layer they need and, on causal families, the keys and values of every position;
 3. run resumed: from the lowest layer one of their patches touches (the layers below are the
