@@ -292,7 +292,10 @@ def _shared_start(  # noqa: PLR0913
     """The position the corrupted run can start at, 0 where it must run whole: on a causal
     prompt, plain AtP on language sites of the model as it is, with the two batches equal up to
     a position (same images, a word swapped late in the question)."""
-    if ig_steps is not None or base or not vlm.adapter.causal_prompt:
+    adapter = vlm.adapter
+    if ig_steps is not None or base or not adapter.causal_prompt:
+        return 0
+    if not adapter.vision_enters_at_embeddings:  # the tail would not see the image
         return 0
     if any(s.tower is not Tower.LANGUAGE for s in sites):
         return 0
@@ -312,7 +315,7 @@ def _from_prefix(  # noqa: PLR0913
     corrupted run computes (and differentiates) only from `start` on. Before `start` both runs
     hold the same values, so patching there changes nothing: the corrupted values are taken to be
     the clean ones and the gradient zero, which makes those scores exactly 0."""
-    cached = run_cached(vlm, clean, sites, config)
+    cached = run_cached(vlm, clean, sites, config)  # one trace: no memory budget applies
     tail = run_gradients(vlm, corrupt, sites, metric, config, prefix=cached.prefix(start))
     values, grads = [], []
     for whole, part, grad in zip(cached.values, tail.values, tail.grads, strict=True):

@@ -106,13 +106,17 @@ def vrp_main(
     def run(*args: str, cwd: Path) -> tuple[int, str]:
         monkeypatch.chdir(cwd)
         monkeypatch.setattr(sys, "argv", ["vrp", *args])
+        monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # typer replaces it for good
         capsys.readouterr()
         try:
             main()
         except SystemExit as done:
             code = done.code
         else:
-            code = 0
-        return (code if isinstance(code, int) else 1), capsys.readouterr().err
+            code = None
+        err = capsys.readouterr().err
+        if isinstance(code, str):  # as the interpreter does: printed, exit status 1
+            return 1, err + code + "\n"
+        return (0 if code is None else code), err
 
     return run

@@ -3,6 +3,8 @@ a later question word swapped) runs only from there, on the other's cached keys 
 the causal families its values and gradients equal the whole run's at those positions; what it
 cannot do is refused."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -72,7 +74,10 @@ def test_attribution_from_a_prefix_equals_the_whole_computation(
     vlm = tiny_vlms[family]
     clean, swapped = _pair(vlm)
     sites = _sites(vlm)
+    taken = _spy_prefix_path(monkeypatch)
     fast = attribution_patching(vlm, clean, swapped, sites, vlm.yes_no_margin)
+    assert taken == ([shared_prefix(clean, swapped)] if family in CAUSAL else [])
+    assert family not in CAUSAL or taken[0] > 0
     calls: list[int] = []
     monkeypatch.setattr(attribution, "_shared_start", lambda *a: calls.append(1) or 0)
     whole = attribution_patching(vlm, clean, swapped, sites, vlm.yes_no_margin)
@@ -89,6 +94,19 @@ def test_attribution_from_a_prefix_equals_the_whole_computation(
         assert all(bool((fast.score(s)[:, :start] == 0).all()) for s in sites)
 
 
+def _spy_prefix_path(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Records the start of every attribution run that took the prefix path."""
+    taken: list[int] = []
+    real = attribution._from_prefix
+
+    def spy(vlm, clean, corrupt, sites, metric, start, config):  # type: ignore[no-untyped-def]
+        taken.append(start)
+        return real(vlm, clean, corrupt, sites, metric, start, config)
+
+    monkeypatch.setattr(attribution, "_from_prefix", spy)
+    return taken
+
+
 def test_what_a_prefix_cannot_do_is_refused(tiny_vlms) -> None:
     llava, paligemma = tiny_vlms["llava"], tiny_vlms["paligemma"]
     clean, swapped = _pair(llava)
@@ -96,8 +114,19 @@ def test_what_a_prefix_cannot_do_is_refused(tiny_vlms) -> None:
     prefix = run_cached(llava, clean, [site]).prefix(shared_prefix(clean, swapped))
     margin = llava.yes_no_margin
     other = llava.encode(random_images(3, seed=9), SWAPPED)
-    with pytest.raises(ConfigError, match=r"share 0 leading positions with the prefix's run"):
+    with pytest.raises(ConfigError, match=r"share no prefix with the prefix's run: other "
+                                          r"'pixel_values' \(images or masks\)"):  # fmt: skip
         run_gradients(llava, other, [site], margin, prefix=prefix)
+    fewer = llava.encode(random_images(2), SWAPPED[:2])
+    with pytest.raises(ConfigError, match=r"2 rows of \d+ tokens against 3 rows"):
+        run_gradients(llava, fewer, [site], margin, prefix=prefix)
+    late = replace(prefix, start=prefix.start + 1)
+    with pytest.raises(ConfigError, match=rf"share {prefix.start} leading positions .* not the "
+                                          rf"{prefix.start + 1}"):  # fmt: skip
+        run_gradients(llava, swapped, [site], margin, prefix=late)
+    for bad in (replace(prefix, start=True), replace(prefix, past=None)):
+        with pytest.raises(ConfigError, match=r"a Prefix needs"):
+            run_gradients(llava, swapped, [site], margin, prefix=bad)
     with pytest.raises(ConfigError, match=r"takes no base nodes"):
         run_gradients(llava, swapped, [site], margin, base=[Zero(site=site)], prefix=prefix)
     vision = Site(tower=Tower.VISION, layer=0, component=Component.RESID_POST)
@@ -117,7 +146,9 @@ def test_edge_attribution_from_a_prefix_equals_the_whole_computation(
 
     vlm = tiny_vlms[family]
     clean, swapped = _pair(vlm)
+    taken = _spy_prefix_path(monkeypatch)
     fast = edge_attribution(vlm, clean, swapped, vlm.yes_no_margin)
+    assert taken == [shared_prefix(clean, swapped)] and taken[0] > 0
     monkeypatch.setattr(attribution, "_shared_start", lambda *a: 0)
     whole = edge_attribution(vlm, clean, swapped, vlm.yes_no_margin)
     known = ~torch.isnan(whole.scores)
@@ -126,3 +157,25 @@ def test_edge_attribution_from_a_prefix_equals_the_whole_computation(
     assert scale > 1e-4
     torch.testing.assert_close(fast.scores[known], whole.scores[known], atol=1e-6 * scale + 1e-7,
                                rtol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("family", CAUSAL)
+def test_padded_rows_resume_from_their_prefix_too(tiny_vlms, family: str) -> None:
+    """Rows of different lengths (left padding; Qwen's position ids depend on the mask)."""
+    vlm = tiny_vlms[family]
+    images = random_images(3)
+    clean = vlm.encode(images, ["is there a red circle ?", "is there a circle ?",
+                                "is there a red circle left of a blue square ?"])  # fmt: skip
+    swapped = vlm.encode(images, ["is there a red square ?", "is there a square ?",
+                                  "is there a red circle left of a blue cross ?"])  # fmt: skip
+    assert bool((clean.attention_mask == 0).any())  # some rows padded
+    start = shared_prefix(clean, swapped)
+    assert start > 0
+    sites = _sites(vlm)
+    tail = run_gradients(vlm, swapped, sites, vlm.yes_no_margin,
+                         prefix=run_cached(vlm, clean, sites).prefix(start))  # fmt: skip
+    whole = run_gradients(vlm, swapped, sites, vlm.yes_no_margin)
+    for site in sites:
+        torch.testing.assert_close(tail.grad(site), whole.grad(site)[:, start:],
+                                   atol=1e-5, rtol=1e-4)  # fmt: skip
+    torch.testing.assert_close(tail.metric, whole.metric, atol=1e-5, rtol=1e-5)

@@ -139,7 +139,9 @@ class _RunContext(Context):
     def mask(self, run: str, site: Site, part: Tensor) -> Tensor:
         rows = self.rows[run]
         if site.tower is Tower.LANGUAGE:  # resolved once per selector for the stacked batch
-            whole = site.positions.resolve_cached(self.inputs.image_mask, self.inputs.attention_mask)
+            whole = site.positions.resolve_cached(
+                self.inputs.image_mask, self.inputs.attention_mask
+            )
             return whole[rows][:, self.offset :]
         axis = 2 if site.component is Component.ATTN_PATTERN else 1
         mask = torch.zeros(part.shape[0], part.shape[axis], dtype=torch.bool, device=part.device)
@@ -176,7 +178,9 @@ def _edge_patch(node: EdgePatch, site: Site, value: Tensor, ctx: _RunContext) ->
     diffs = [ctx.senders[(id(node), _plain(s))] for s, r in node.edges if r.order == site.order]
     if diffs:  # summed at float32 or wider, added once (a bfloat16 stream rounds once)
         wide = torch.promote_types(value.dtype, torch.float32)
-        total = torch.stack([d.to(wide) for d in diffs]).sum(dim=0)
+        total = diffs[0].to(wide, copy=True)  # accumulated: one wide copy, not one per sender
+        for diff in diffs[1:]:
+            total += diff
         value[rows] = (value[rows].to(wide) + total).to(value.dtype)
 
 

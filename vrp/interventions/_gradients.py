@@ -191,7 +191,7 @@ def run_cached(
     marks.validate(vlm, {"main": inputs})
     order = [cast(Site, p.site) for p in compile_points(marks)]  # the forward pass's order
     model, adapter = vlm.nnsight, vlm.adapter
-    with torch.no_grad(), model.trace(inputs.data, use_cache=True, **_answer_only(config)):
+    with torch.no_grad(), model.trace(inputs.data, **{**_answer_only(config), "use_cache": True}):
         store = nnsight.save({})
         store["positions"] = adapter.read_position_ids(model)
         store["values"] = [adapter.read(model, s, inputs, checked=True) for s in order]
@@ -207,19 +207,34 @@ def shared_prefix(a: VlmInputs, b: VlmInputs) -> int:
     """How many leading positions two batches share on every row: equal images (pixels and
     grids), masks, and token ids before it, and no image token after it (a run resumed there
     does not run the vision tower). 0 when they differ in anything but later text tokens."""
-    if a.batch_size != b.batch_size or a.seq_len != b.seq_len or set(a.data) != set(b.data):
-        return 0
+    return 0 if _unshared(a, b) else _first_difference(a, b)
+
+
+def _unshared(a: VlmInputs, b: VlmInputs) -> str:
+    """What keeps two batches from sharing any prefix ("" when nothing does)."""
+    if a.batch_size != b.batch_size or a.seq_len != b.seq_len:
+        return (f"{a.batch_size} rows of {a.seq_len} tokens against {b.batch_size} rows of "
+                f"{b.seq_len}")  # fmt: skip
+    if set(a.data) != set(b.data):
+        return f"other processor outputs ({sorted(a.data)} against {sorted(b.data)})"
     for key, value in a.data.items():
         other = b.data[key]
         if not torch.is_tensor(value) or not torch.is_tensor(other) or value.shape != other.shape:
-            return 0
-        if key != "input_ids" and not torch.equal(value.cpu(), other.cpu()):
-            return 0
-    differs = (a.data["input_ids"].cpu() != b.data["input_ids"].cpu()).any(dim=0)
+            return f"{key!r} of other shapes"
+        if key != "input_ids" and not torch.equal(value, other.to(value.device)):
+            return f"other {key!r} (images or masks)"
+    return ""
+
+
+def _first_difference(a: VlmInputs, b: VlmInputs) -> int:
+    """The first position whose token differs in some row, 0 if none does or an image token
+    (of either batch) comes at or after it."""
+    differs = (a.data["input_ids"] != b.data["input_ids"].to(a.data["input_ids"].device)).any(0)
     if not bool(differs.any()):
         return 0
     start = int(differs.nonzero()[0, 0])
-    return 0 if bool(a.image_mask[:, start:].cpu().any()) else start
+    images = a.image_mask[:, start:].cpu() | b.image_mask[:, start:].cpu()
+    return 0 if bool(images.any()) else start
 
 
 def _check_prefix(vlm: VLM, inputs: VlmInputs, sites: list[Site], base: Sequence[Node],
@@ -228,11 +243,26 @@ def _check_prefix(vlm: VLM, inputs: VlmInputs, sites: list[Site], base: Sequence
         raise ConfigError(
             f"prefix must be a Prefix (CachedRun.prefix) or None; got {prefix!r:.80}."
         )
-    if not vlm.adapter.causal_prompt:
+    start, source = prefix.start, prefix.source
+    if isinstance(start, bool) or not isinstance(start, int) or not isinstance(source, VlmInputs):
         raise ConfigError(
-            f"{vlm.family}'s prompt attends bidirectionally: its positions before "
-            f"{prefix.start} depend on later ones, so no run can resume from a prefix. Run "
-            "without prefix."
+            f"a Prefix needs a whole-number start and the VlmInputs it was computed from; got "
+            f"start={start!r} and a source of type {type(source).__name__}. Take it from "
+            "run_cached(vlm, inputs, sites).prefix(start)."
+        )
+    if not hasattr(prefix.past, "layers") or (
+        prefix.position_ids is not None and prefix.position_ids.shape[-1] != source.seq_len
+    ):
+        raise ConfigError(
+            "a Prefix needs the key-value cache (a transformers Cache) and the position ids of "
+            f"a run of its source ({source.seq_len} positions); got past of type "
+            f"{type(prefix.past).__name__}. Take it from run_cached(vlm, inputs, sites)."
+        )
+    if not vlm.adapter.causal_prompt or not vlm.adapter.vision_enters_at_embeddings:
+        raise ConfigError(
+            f"{vlm.family}'s prompt attends bidirectionally (or its image enters past the "
+            f"embeddings): its positions before {start} depend on more than earlier tokens, so "
+            "no run can resume from a prefix. Run without prefix."
         )
     if base:
         raise ConfigError("a run from a prefix takes no base nodes (the prefix is another run's).")
@@ -242,12 +272,18 @@ def _check_prefix(vlm: VLM, inputs: VlmInputs, sites: list[Site], base: Sequence
             f"a run from a prefix runs the language model's later positions only; {off} are "
             "vision or projector sites. Run without prefix."
         )
-    if not 0 < prefix.start <= shared_prefix(inputs, prefix.source):
+    why = _unshared(inputs, source)
+    if why:
         raise ConfigError(
-            f"these inputs share {shared_prefix(inputs, prefix.source)} leading positions with "
-            f"the prefix's run (same images and masks, same tokens before, no image token "
-            f"after), not the {prefix.start} the prefix starts at. Take the start from "
-            "shared_prefix(inputs, source)."
+            f"these inputs share no prefix with the prefix's run: {why}. Resume only inputs that "
+            "equal its run but for later question tokens (shared_prefix(inputs, source) > 0)."
+        )
+    shared = _first_difference(inputs, source)
+    if not 0 < start <= shared:
+        raise ConfigError(
+            f"these inputs share {shared} leading positions with the prefix's run (the same "
+            f"tokens before, no image token after), not the {start} the prefix starts at. Take "
+            "the start from shared_prefix(inputs, source)."
         )
     return prefix
 

@@ -118,6 +118,11 @@ class Adapter(Protocol):
     causal_prompt: ClassVar[bool]
     """Whether every prompt position attends only to earlier ones (a prefix cache is exact)."""
 
+    vision_enters_at_embeddings: ClassVar[bool]
+    """Whether the image reaches the language model only as input embeddings at its image
+    tokens (not through cross-attention): then a run resumed past layer 0, or past the image
+    tokens, needs no pixels."""
+
     def read_position_ids(self, model: Any) -> Any:
         """Inside a trace: the position ids the language model receives (None if it derives them
         from the cache position)."""
