@@ -120,3 +120,19 @@ def vrp_main(
         return (0 if code is None else code), err
 
     return run
+
+
+@pytest.fixture
+def trace_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of every trace `run_graph` runs from here on, in order (one entry per chunk)."""
+    import vrp.interventions._execute as execute
+
+    rows: list[int] = []
+    real = execute._run_chunk
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rows.append(len(args[4]))  # _run_chunk(vlm, graph, points, runs, rows, ...)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "_run_chunk", counted)
+    return rows

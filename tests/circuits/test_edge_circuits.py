@@ -106,25 +106,17 @@ def test_ablating_every_edge_gives_the_corrupted_metric(tiny_vlms: dict[str, mod
 
 
 def test_edge_patching_under_a_memory_budget_is_the_same(
-    tiny_vlms: dict[str, models.VLM], monkeypatch: pytest.MonkeyPatch
+    tiny_vlms: dict[str, models.VLM], trace_rows: list[int]
 ) -> None:
     """A budget of about one row per trace splits every trace's rows (4 rows: 4 traces where
     there was 1); the effects do not move. Discovery passes its `execution` on as well."""
-    import vrp.interventions._execute as execute
     from vrp.interventions import ExecutionConfig
 
     vlm = tiny_vlms["llava"]
     images = random_images(4)
     clean, corrupt = vlm.encode(images, QUESTIONS), vlm.encode(random_images(4, seed=3), QUESTIONS)
     edges = edge_universe(vlm)[:6]
-    chunks: list[int] = []
-    real = execute._run_chunk
-
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        chunks.append(len(args[4]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(execute, "_run_chunk", counted)
+    chunks = trace_rows
     whole = edge_patching(vlm, clean, corrupt, edges)
     assert chunks == [4]
     chunks.clear()

@@ -162,7 +162,7 @@ def test_a_source_with_more_rows_is_refused(tiny_vlms: dict[str, models.VLM]) ->
 
 
 def test_the_memory_budget_counts_what_edge_patches_keep(
-    tiny_vlms: dict[str, models.VLM], monkeypatch: pytest.MonkeyPatch
+    tiny_vlms: dict[str, models.VLM], trace_rows: list[int]
 ) -> None:
     """Each sender's (source - run) difference lives until the trace ends: a budget that holds
     two rows of the runs' activations holds one row once every edge is patched, and the split
@@ -180,14 +180,7 @@ def test_the_memory_budget_counts_what_edge_patches_keep(
     assert kept == senders * corrupt.seq_len * vlm.adapter.shape(Tower.LANGUAGE).d_model * width
     two_rows = 2 * 2 * execute.bytes_per_row(vlm, corrupt.seq_len) / 2**20  # 2 runs x 2 rows
     assert kept / 2**20 > 0.01 * two_rows  # large enough to matter at this budget
-    chunks: list[int] = []
-    real = execute._run_chunk
-
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        chunks.append(len(args[4]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(execute, "_run_chunk", counted)
+    chunks = trace_rows
     config = execute.ExecutionConfig(memory_budget_mb=two_rows * 1.001, plan="off")
     split = run_graph(vlm, g, runs, config).answer_logits["run"]
     assert chunks == [1, 1]
