@@ -149,3 +149,10 @@ def test_cached_resolution_follows_the_masks_it_was_given() -> None:
     assert after is not before and torch.equal(after, LastToken().resolve(image, attention))
     copy = attention.clone()
     assert LastToken().resolve_cached(image, copy) is not after  # other tensors: resolved again
+
+
+def test_masks_made_in_inference_mode_resolve_too() -> None:
+    with torch.inference_mode():
+        image, attention = IMAGE.clone(), ATTN.clone()
+    mask = Indices((-1,)).resolve_cached(image, attention)
+    assert torch.equal(mask, Indices((-1,)).resolve(IMAGE, ATTN))

@@ -33,6 +33,8 @@ class Positions:
         since: their in-place version counters are part of the key). Validation, planning and
         execution resolve one selector against one batch many times; this does it once. The
         returned mask is shared: read it, do not modify it in place."""
+        if image_mask.is_inference() or attention_mask.is_inference():
+            return self.resolve(image_mask, attention_mask)  # no version counter to key on
         key = (self, id(image_mask), id(attention_mask), image_mask._version,
                attention_mask._version)  # fmt: skip
         hit = _RESOLVED.get(key)
