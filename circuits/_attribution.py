@@ -41,6 +41,7 @@ from vrp.interventions import (
     Graph,
     GraphResult,
     Node,
+    answer_only,
     resolve_backend,
     run_cached,
     run_gradients,
@@ -266,14 +267,11 @@ def _gradients(  # noqa: PLR0913
     embed = (Capture(site=_EMBED, name="embed"),) if ig_steps is not None else ()
     capture = Graph(nodes=variant + embed + tuple(Capture(site=s, name=f"s{i}")
                                                   for i, s in enumerate(ordered)))  # fmt: skip
-    # only the answer position's logits are read: the unembedding of the others is skipped
-    given = config or ExecutionConfig()
-    answer_only = dataclasses.replace(given, extra={"logits_to_keep": 1, **given.extra})
-    clean_run = run_graph(vlm, capture, clean, answer_only)
+    clean_run = run_graph(vlm, capture, clean, answer_only(config))
     if ig_steps is None:
         plain = run_gradients(vlm, corrupt, ordered, metric, config, base=base)
         return clean_run, list(plain.values), list(plain.grads), plain.metric, plain.sites
-    corrupt_run = run_graph(vlm, capture, corrupt, answer_only)
+    corrupt_run = run_graph(vlm, capture, corrupt, answer_only(config))
     direction = clean_run["embed"] - corrupt_run["embed"]
     grads = integrated_gradients(vlm, corrupt, ordered, metric, direction, ig_steps,
                                  config=config, base=base)  # fmt: skip

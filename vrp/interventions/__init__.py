@@ -21,6 +21,7 @@ from ._gradients import (
     Gradients as Gradients,
     GradMetric as GradMetric,
     Prefix as Prefix,
+    answer_only as answer_only,
     run_cached as run_cached,
     run_gradients as run_gradients,
     shared_prefix as shared_prefix,

@@ -167,31 +167,35 @@ class CachedRun:
                       source=self.inputs)  # fmt: skip
 
 
+def _local(config: ExecutionConfig | None, vlm: VLM, what: str, fix: str) -> ExecutionConfig:
+    """`config` (or the defaults) once its backend is checked to be this machine."""
+    config = config or ExecutionConfig()
+    backend = resolve_backend(config, vlm)
+    if backend != "local":
+        raise ConfigError(f"{what}; got backend {backend!r}. {fix}")
+    return config
+
+
 def run_cached(
     vlm: VLM, inputs: VlmInputs, sites: Sequence[Site], config: ExecutionConfig | None = None
 ) -> CachedRun:
     """One plain trace of `inputs` (local, no gradient; `config` for its backend and extra trace
-    arguments) reading the whole value at each site and keeping the key-value cache, so that a batch agreeing with `inputs` up to a position
-    can resume from there (`run_gradients(..., prefix=)`).
+    arguments) reading the whole value at each site and keeping the key-value cache, so that a
+    batch agreeing with `inputs` up to a position can resume from there
+    (`run_gradients(..., prefix=)`).
 
     Raises:
       ConfigError: no sites, a site with selectors, an attention pattern or a duplicate; or
         the model handle is not local.
       SiteError: a site does not exist in the model.
     """
-    config = config or ExecutionConfig()
-    backend = resolve_backend(config, vlm)
-    if backend != "local":
-        raise ConfigError(
-            f"run_cached keeps a key-value cache, which does not travel from a server; got "
-            f"backend {backend!r}. Use a local model."
-        )
+    config = _local(config, vlm, "run_cached keeps a key-value cache, which does not travel "
+                    "from a server", "Use a local model.")  # fmt: skip
     wanted = _check_sites(vlm, sites)
-    marks = Graph(nodes=tuple(Capture(site=s, name=f"{_MARK}{i}") for i, s in enumerate(wanted)))
-    marks.validate(vlm, {"main": inputs})
-    order = [cast(Site, p.site) for p in compile_points(marks)]  # the forward pass's order
+    _, order = _marked_points(vlm, inputs, wanted)
     model, adapter = vlm.nnsight, vlm.adapter
-    with torch.no_grad(), model.trace(inputs.data, **{**_answer_only(config), "use_cache": True}):
+    arguments = {**answer_only(config).extra, "use_cache": True}
+    with torch.no_grad(), model.trace(inputs.data, **arguments):
         store = nnsight.save({})
         store["positions"] = adapter.read_position_ids(model)
         store["values"] = [adapter.read(model, s, inputs, checked=True) for s in order]
@@ -321,22 +325,13 @@ def run_gradients(  # noqa: PLR0913  (keyword-only knobs after the data argument
         nodes, vision sites or a bidirectional prompt).
       SiteError: a site does not exist in the model.
     """
-    config = config or ExecutionConfig()
-    backend = resolve_backend(config, vlm)
-    if backend != "local":
-        raise ConfigError(
-            f"run_gradients runs locally only; got backend {backend!r}. nnsight 0.8.1's "
-            "serialiser cannot carry a backward pass to a server: run attribution on a local "
-            "model, or use exact patching (run_graph) remotely."
-        )
+    config = _local(config, vlm, "run_gradients runs locally only",
+                    "nnsight 0.8.1's serialiser cannot carry a backward pass to a server: run "
+                    "attribution on a local model, or use exact patching (run_graph) "
+                    "remotely.")  # fmt: skip
     wanted = _check_sites(vlm, sites)
     start = 0 if prefix is None else _check_prefix(vlm, inputs, wanted, base, prefix).start
-    variant = tuple(dataclasses.replace(n, run="main") for n in base)
-    marks = tuple(Capture(site=s, name=f"{_MARK}{i}") for i, s in enumerate(wanted))
-    graph = Graph(nodes=variant + marks)
-    graph.validate(vlm, {"main": inputs})
-    points = compile_points(graph)
-    order = [p.site for p in points if any(_marks(p))]
+    points, order = _marked_points(vlm, inputs, wanted, base)
     try:
         values, grads, total, logits = _trace(vlm, inputs, points, metric, config, prefix)
     except VrpError:
@@ -363,15 +358,30 @@ def run_gradients(  # noqa: PLR0913  (keyword-only knobs after the data argument
 _MARK = "\0grad"  # names the Capture nodes that only mark where gradients are taken
 
 
+def _marked_points(
+    vlm: VLM, inputs: VlmInputs, sites: list[Site], base: Sequence[Node] = ()
+) -> tuple[list[Point], list[Site]]:
+    """The forward-ordered points of the model variant `base` with each site marked (validated
+    against `inputs`), and the marked sites in that order."""
+    variant = tuple(dataclasses.replace(n, run="main") for n in base)
+    marks = tuple(Capture(site=s, name=f"{_MARK}{i}") for i, s in enumerate(sites))
+    graph = Graph(nodes=variant + marks)
+    graph.validate(vlm, {"main": inputs})
+    points = compile_points(graph)
+    return points, [cast(Site, p.site) for p in points if any(_marks(p))]
+
+
 def _marks(point: Point) -> list[Node]:
     return [n for n in point.nodes if getattr(n, "name", "").startswith(_MARK)]
 
 
-def _answer_only(config: ExecutionConfig) -> dict[str, Any]:
-    """Trace arguments computing the logits at the last (answer) position only, the only ones
-    read: the unembedding of every other position (a large share of the pass with a large
-    vocabulary), and its backward pass, are not computed. `config.extra` has the last word."""
-    return {"logits_to_keep": 1, **config.extra}
+def answer_only(config: ExecutionConfig | None = None) -> ExecutionConfig:
+    """`config` (default settings if None) whose traces compute the logits at the last (answer)
+    position only, the only ones VRP reads: the unembedding of every other position (a large
+    share of the pass with a large vocabulary), and its backward pass, are skipped. Its own
+    `extra` trace arguments have the last word."""
+    given = config or ExecutionConfig()
+    return replace(given, extra={"logits_to_keep": 1, **given.extra})
 
 
 def _data(vlm: VLM, inputs: VlmInputs, prefix: Prefix | None) -> dict[str, Any]:
@@ -397,7 +407,7 @@ def _trace(  # noqa: PLR0913
     ctx = _RunContext(inputs, {"main": slice(0, inputs.batch_size)}, {},
                       {"main": torch.arange(inputs.batch_size)})  # fmt: skip
     with _frozen_weights(vlm.hf), torch.enable_grad():
-        with model.trace(_data(vlm, inputs, prefix), **_answer_only(config)):
+        with model.trace(_data(vlm, inputs, prefix), **answer_only(config).extra):
             held = nnsight.save([])  # the marked values, still part of the autograd graph
             for point in points:
                 others = tuple(n for n in point.nodes if n not in _marks(point))

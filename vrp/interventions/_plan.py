@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..core import Component, GraphError, Site, Tower, select
 from ..models import VLM, VlmInputs
-from ._execute import ExecutionConfig, GraphResult, resolve_backend
+from ._execute import ExecutionConfig, GraphResult, _plain, resolve_backend
 from ._graph import Graph
 from ._nodes import Assign, Capture, EdgePatch, Node, Patch
 from ._resume import Resume
@@ -132,14 +132,14 @@ def run_planned(
     if not any(layer for _, chunks in groups for _, layer, _ in chunks):
         return None  # nothing would skip a layer (all patches at layer 0): run as written
     patches = [p for run in planned for p in planned[run]]
-    wholes = list(dict.fromkeys((p.source, _whole(p.site)) for p in patches))  # each read once
+    wholes = list(dict.fromkeys((p.source, _plain(p.site)) for p in patches))  # each read once
     captures = tuple(Capture(site=site, run=source, name=f"{_PLAN}{i}")
                      for i, (source, site) in enumerate(wholes))  # fmt: skip
     others = tuple(n for n in graph.nodes if n.run not in planned)
     rest = tuple(r for r in graph.runs if r not in planned)
     base = execute(Graph(nodes=others + captures, runs=rest), {r: runs[r] for r in rest}, None)
     read = {whole: base[f"{_PLAN}{i}"] for i, whole in enumerate(wholes)}
-    values = {id(p): _selected(p, runs[p.source], read[(p.source, _whole(p.site))])
+    values = {id(p): _selected(p, runs[p.source], read[(p.source, _plain(p.site))])
               for p in patches}  # fmt: skip
     logits = dict(base.answer_logits)
     for inputs, chunks in groups:
@@ -158,11 +158,6 @@ def run_planned(
             logits.update(done.answer_logits)
     kept = {name: c for name, c in base.captures.items() if not name.startswith(_PLAN)}
     return GraphResult(captures=kept, answer_logits={r: logits[r] for r in graph.runs})
-
-
-def _whole(site: Site) -> Site:
-    """`site` without selectors: what one capture of the source reads for all its patches."""
-    return Site(tower=site.tower, layer=site.layer, component=site.component)
 
 
 def _selected(patch: Patch, source: VlmInputs, whole: Tensor) -> Tensor:
