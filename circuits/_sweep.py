@@ -4,10 +4,12 @@ Every cell of a sweep patches one site from the clean run into its own copy of t
 and a sweep computes only what a patch can change. The corrupted inputs run once
 (`vrp.interventions.resume_state`: the stream entering every layer, the cached keys and values,
 the baseline) and the clean inputs once (every cell's clean value, the other baseline); the cells
-then run in groups by layer, `cells_per_trace` copies per trace, each resumed at its layer (the
-layers below are not run) with its clean value set (`Assign`). On causal families (LLaVA,
-Qwen2-VL) run locally, a group's cells are sorted by position and each trace also starts at its
-first cell's position, the earlier positions' keys and values taken from the cache. Both are
+then run in groups of neighbouring layers, at most `cells_per_trace` copies per trace, each
+trace resumed at its lowest layer (the layers below are not run) with the cells' clean values set
+(`Assign`). On causal families (LLaVA, Qwen2-VL) run locally, a group's cells are split by
+position and each trace also starts at its first cell's position, the earlier positions' keys
+and values taken from the cache (`vrp.interventions.trace_groups` picks the groups with the least
+estimated work). Both are
 exact (a layer's output depends only on earlier layers; a causal position only on earlier
 positions). A pool of replicas (`pool=`) runs the same resumed traces. Cells of a model variant
 (`base`) or of the vision tower run the plain way instead: every layer, the clean run as the
@@ -37,13 +39,13 @@ from vrp.interventions import (
     Node,
     Patch,
     Resume,
-    chunk_spans,
     first_position,
     resolve_backend,
     resume_layer,
     resume_state,
     run_graph,
     run_jobs,
+    trace_groups,
 )
 from vrp.models import VLM, VlmInputs
 
@@ -200,28 +202,24 @@ def _resumed_sweep(
     distinct = list(dict.fromkeys(sites))
     backend = resolve_backend(config, vlm)
     cached = vlm.adapter.causal_prompt and backend == "local"
-    starts = {resume_layer(s, n_layers) for s in distinct} - {0}
+    first = {s: first_position(s, corrupt) if cached else 0 for s in distinct}
+    groups = trace_groups([first[s] for s in sites], [resume_layer(s, n_layers) for s in sites],
+                          seq_len=corrupt.seq_len, n_layers=n_layers, rows=corrupt.batch_size,
+                          most=cells_per_trace)  # fmt: skip
+    starts = {g.layer for g in groups} - {0}  # the streams a trace resumes from
     state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)
     values, clean_logits = _clean_values(vlm, clean, distinct, config)
     baseline = {"clean": metric(clean_logits), "corrupt": metric(state.answer_logits)}
     value = dict(zip(distinct, values, strict=True))
-    first = {s: first_position(s, corrupt) if cached else 0 for s in distinct}
-    groups: dict[int, list[int]] = {}
-    for i, site in enumerate(sites):
-        groups.setdefault(resume_layer(site, n_layers), []).append(i)
     jobs: list[tuple[Graph, dict[str, VlmInputs], Resume | None]] = []
-    chunks: list[list[int]] = []
-    for layer, cells in sorted(groups.items()):
-        cells = sorted(cells, key=lambda i: first[sites[i]])  # neighbours share a cached prefix
-        spans = chunk_spans([first[sites[i]] for i in cells], corrupt.seq_len, cells_per_trace)
-        for begin, end in spans:
-            chunk = cells[begin:end]
-            nodes = tuple(Assign(site=sites[i], value=value[sites[i]], run=f"cell{i}")
-                          for i in chunk)  # fmt: skip
-            graph = Graph(nodes=nodes, runs=tuple(f"cell{i}" for i in chunk))
-            resume = state.at(layer, first[sites[chunk[0]]]) if layer else None
-            jobs.append((graph, dict.fromkeys(graph.runs, corrupt), resume))
-            chunks.append(chunk)
+    chunks: list[tuple[int, ...]] = []
+    for group in groups:
+        nodes = tuple(Assign(site=sites[i], value=value[sites[i]], run=f"cell{i}")
+                      for i in group.runs)  # fmt: skip
+        graph = Graph(nodes=nodes, runs=tuple(f"cell{i}" for i in group.runs))
+        resume = state.at(group.layer, group.position) if group.layer else None
+        jobs.append((graph, dict.fromkeys(graph.runs, corrupt), resume))
+        chunks.append(group.runs)
     results: Iterable[GraphResult] = (
         (run_graph(vlm, g, dict(inputs), config, resume=r) for g, inputs, r in jobs)
         if pool is None else run_jobs(vlm, jobs, pool)

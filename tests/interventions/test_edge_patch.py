@@ -178,7 +178,7 @@ def test_the_memory_budget_counts_what_edge_patches_keep(
     kept = execute.edge_bytes_per_row(vlm, g, corrupt.seq_len)
     width = next(vlm.hf.parameters()).element_size()
     assert kept == senders * corrupt.seq_len * vlm.adapter.shape(Tower.LANGUAGE).d_model * width
-    two_rows = 2 * 2 * execute.bytes_per_row(vlm, corrupt.seq_len) / 2**20  # 2 runs x 2 rows
+    two_rows = 2 * 2 * execute.bytes_per_row(vlm, corrupt.seq_len, 1) / 2**20  # 2 runs x 2 rows
     assert kept / 2**20 > 0.01 * two_rows  # large enough to matter at this budget
     chunks = trace_rows
     config = execute.ExecutionConfig(memory_budget_mb=two_rows * 1.001, plan="off")

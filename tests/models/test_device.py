@@ -88,3 +88,31 @@ def test_memory_chunking_counts_the_real_dtype_and_the_logits(tiny_vlms, load_mo
     logits = seq * vocab * 4
     assert bytes_per_row(full, seq) == shape.n_layers * layer * width + logits
     assert bytes_per_row(half, seq) == shape.n_layers * layer * 2 + logits
+    assert bytes_per_row(full, seq, 1) == shape.n_layers * layer * width + vocab * 4
+
+
+def test_traces_unembed_only_the_answer_position(tiny_vlms) -> None:
+    """The executor, the resumed runs' plain run and `answer_logits` compute the answer
+    position's logits only (the budget counts that one), unless `extra` asks for more."""
+    from vrp.interventions import ExecutionConfig, Graph, run_graph
+    from vrp.interventions._execute import _logit_positions
+    from vrp.interventions._resume_state import resume_state
+
+    vlm = tiny_vlms["llava"]
+    inputs = vlm.encode(random_images(2, seed=0), QUESTIONS[:2])
+    widths: list[int] = []
+    head = vlm.hf.get_output_embeddings()
+    handle = head.register_forward_hook(lambda _m, args, _o: widths.append(args[0].shape[1]))
+    try:
+        full = vlm.logits(inputs)
+        answer = vlm.answer_logits(inputs)
+        run_graph(vlm, Graph(nodes=()), inputs)
+        resume_state(vlm, inputs, ExecutionConfig(), layers={1})
+        everything = ExecutionConfig(extra={"logits_to_keep": 0})
+        run_graph(vlm, Graph(nodes=()), inputs, everything)
+    finally:
+        handle.remove()
+    assert widths == [inputs.seq_len, 1, 1, 1, inputs.seq_len]
+    torch.testing.assert_close(answer, full[:, -1], atol=1e-5, rtol=0)
+    assert _logit_positions(ExecutionConfig()) == 1
+    assert _logit_positions(everything) is None

@@ -12,6 +12,7 @@ from ._execute import (
     ExecutionConfig as ExecutionConfig,
     GraphResult as GraphResult,
     Point as Point,
+    answer_only as answer_only,
     compile_points as compile_points,
     resolve_backend as resolve_backend,
     run_graph as run_graph,
@@ -21,7 +22,6 @@ from ._gradients import (
     Gradients as Gradients,
     GradMetric as GradMetric,
     Prefix as Prefix,
-    answer_only as answer_only,
     run_cached as run_cached,
     run_gradients as run_gradients,
     shared_prefix as shared_prefix,
@@ -45,9 +45,11 @@ from ._nodes import (
     Zero as Zero,
 )
 from ._plan import (
-    chunk_spans as chunk_spans,
+    TRACE_COST as TRACE_COST,
+    TraceGroup as TraceGroup,
     first_position as first_position,
     resume_layer as resume_layer,
+    trace_groups as trace_groups,
 )
 from ._pool import (
     GraphPool as GraphPool,

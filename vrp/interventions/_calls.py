@@ -71,7 +71,8 @@ def forward_logits(
       nnsight's RemoteError: the server refused or failed the job.
     """
     model = vlm.nnsight
-    with torch.no_grad(), model.trace(inputs.data, remote=remote_argument(backend)):
+    keep = {"logits_to_keep": 1} if last_only else {}  # the other positions are not computed
+    with torch.no_grad(), model.trace(inputs.data, remote=remote_argument(backend), **keep):
         logits = model.output.logits
         if last_only:
             logits = logits[:, -1]

@@ -312,17 +312,27 @@ class ExecutionConfig:
             )
 
 
+def answer_only(config: ExecutionConfig | None = None) -> ExecutionConfig:
+    """`config` (default settings if None) whose traces compute the logits at the last (answer)
+    position only, the only ones VRP reads: the unembedding of every other position (a large
+    share of the pass with a large vocabulary), and its backward pass, are skipped. Its own
+    `extra` trace arguments have the last word."""
+    given = config or ExecutionConfig()
+    return replace(given, extra={"logits_to_keep": 1, **given.extra})
+
+
 def resolve_backend(config: ExecutionConfig | None, vlm: VLM) -> str:
     """The backend a trace runs on: the config's, else the model handle's (`VLM.with_backend`)."""
     return config.backend if config is not None and config.backend is not None else vlm.backend
 
 
 def _rows_per_trace(
-    vlm: VLM, inputs: VlmInputs, n_runs: int, budget_mb: float | None, graph: Graph | None = None
+    vlm: VLM, inputs: VlmInputs, n_runs: int, config: ExecutionConfig, graph: Graph | None = None
 ) -> int:
+    budget_mb = config.memory_budget_mb
     if budget_mb is None:
         return inputs.batch_size
-    held = bytes_per_row(vlm, inputs.seq_len) * n_runs
+    held = bytes_per_row(vlm, inputs.seq_len, _logit_positions(config)) * n_runs
     if graph is not None:
         held += edge_bytes_per_row(vlm, graph, inputs.seq_len)
     return max(1, min(inputs.batch_size, int(budget_mb // max(held / 2**20, 1e-9))))
@@ -337,19 +347,29 @@ def edge_bytes_per_row(vlm: VLM, graph: Graph, seq_len: int) -> int:
     return senders * seq_len * vlm.adapter.shape(Tower.LANGUAGE).d_model * width
 
 
-def bytes_per_row(vlm: VLM, seq_len: int) -> int:
+def bytes_per_row(vlm: VLM, seq_len: int, logit_positions: int | None = None) -> int:
     """Estimated activation bytes one row of one run holds in a forward of `seq_len` tokens.
 
     Per language layer about four residual-width tensors, the MLP hidden and one attention map,
-    in the model's own dtype (2 bytes in bfloat16, 4 in float32); plus the logits at every
-    position, counted at 4 bytes since several families' heads upcast them to float32. The logits
-    dominate for large vocabularies: PaliGemma's 257,216 tokens take about 1 MB per position.
+    in the model's own dtype (2 bytes in bfloat16, 4 in float32); plus the logits at
+    `logit_positions` positions (None: every position), counted at 4 bytes since several
+    families' heads upcast them to float32. Full logits dominate for large vocabularies:
+    PaliGemma's 257,216 tokens take about 1 MB per position; the executor's traces keep the
+    answer position's only (`answer_only`).
     """
     shape = vlm.adapter.shape(Tower.LANGUAGE)
     width = next(vlm.hf.parameters()).element_size()
     per_layer = seq_len * (shape.d_model * 4 + shape.d_mlp + shape.n_heads * seq_len) * width
     vocab = int(vlm.adapter.unembedding(vlm.hf).shape[1])
-    return shape.n_layers * per_layer + seq_len * vocab * 4
+    kept = seq_len if logit_positions is None else min(logit_positions, seq_len)
+    return shape.n_layers * per_layer + kept * vocab * 4
+
+
+def _logit_positions(config: ExecutionConfig) -> int | None:
+    """How many positions' logits a trace of `config` computes (`answer_only`'s one, unless its
+    `extra` asks otherwise; None: every position, or positions given as indices)."""
+    kept = answer_only(config).extra["logits_to_keep"]
+    return kept if isinstance(kept, int) and not isinstance(kept, bool) and kept > 0 else None
 
 
 def run_graph(
@@ -415,7 +435,7 @@ def _execute(
     points = compile_points(graph)
     largest = max(graph.runs, key=lambda r: runs[r].batch_size)
     size = runs[largest].batch_size
-    step = _rows_per_trace(vlm, runs[largest], len(graph.runs), config.memory_budget_mb, graph)
+    step = _rows_per_trace(vlm, runs[largest], len(graph.runs), config, graph)
     chunks = [_run_chunk(vlm, graph, points, runs, range(i, min(i + step, size)), config, resume)
               for i in range(0, size, step)]  # fmt: skip
     broadcast = {r for r in graph.runs if runs[r].batch_size == 1 and size > 1}
@@ -479,7 +499,9 @@ def _run_chunk(
     offset = resume.start if resume is not None else 0
     with (
         torch.no_grad(),
-        model.trace(data, remote=remote_argument(resolve_backend(config, vlm)), **config.extra),
+        model.trace(
+            data, remote=remote_argument(resolve_backend(config, vlm)), **answer_only(config).extra
+        ),
     ):
         store = nnsight.save({})
         ctx = _RunContext(stacked, slices, store, row_ids, offset)

@@ -41,6 +41,7 @@ from ._execute import (
     Point,
     _apply_site_nodes,
     _RunContext,
+    answer_only,
     compile_points,
     execute_points,
     resolve_backend,
@@ -373,15 +374,6 @@ def _marked_points(
 
 def _marks(point: Point) -> list[Node]:
     return [n for n in point.nodes if getattr(n, "name", "").startswith(_MARK)]
-
-
-def answer_only(config: ExecutionConfig | None = None) -> ExecutionConfig:
-    """`config` (default settings if None) whose traces compute the logits at the last (answer)
-    position only, the only ones VRP reads: the unembedding of every other position (a large
-    share of the pass with a large vocabulary), and its backward pass, are skipped. Its own
-    `extra` trace arguments have the last word."""
-    given = config or ExecutionConfig()
-    return replace(given, extra={"logits_to_keep": 1, **given.extra})
 
 
 def _data(vlm: VLM, inputs: VlmInputs, prefix: Prefix | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from ..core import Component, GraphError, Site
 from ..models import VLM, VlmInputs
 from ..models._remote import remote_argument
 from ..models._resume import concat_caches
-from ._execute import ExecutionConfig, _rows_per_trace, resolve_backend
+from ._execute import ExecutionConfig, _rows_per_trace, answer_only, resolve_backend
 from ._resume import Resume
 
 
@@ -99,7 +99,7 @@ def resume_state(
     config = config or ExecutionConfig()
     backend = resolve_backend(config, vlm)
     keep = keep_cache and backend == "local"
-    step = _rows_per_trace(vlm, inputs, 1, config.memory_budget_mb)
+    step = _rows_per_trace(vlm, inputs, 1, config)
     parts = [
         _run_rows(vlm, inputs.rows(list(range(i, min(i + step, inputs.batch_size))), trim=False)
                   if step < inputs.batch_size else inputs, wanted, keep, backend, config)
@@ -122,7 +122,12 @@ def _run_rows(  # noqa: PLR0913
     model, adapter = vlm.nnsight, vlm.adapter
     with (
         torch.no_grad(),
-        model.trace(inputs.data, use_cache=keep, remote=remote_argument(backend), **config.extra),
+        model.trace(
+            inputs.data,
+            use_cache=keep,
+            remote=remote_argument(backend),
+            **answer_only(config).extra,
+        ),
     ):
         store = nnsight.save({})
         store["positions"] = adapter.read_position_ids(model)

@@ -135,9 +135,10 @@ class VLM:
 
     @torch.no_grad()
     def answer_logits(self, inputs: VlmInputs) -> AnswerLogits:
-        """Logits at the answer position (the last token of each left-padded row)."""
+        """Logits at the answer position (the last token of each left-padded row); the other
+        positions' logits are not computed (`logits_to_keep=1`)."""
         if self.backend == "local":
-            return self.hf(**inputs.data).logits[:, -1]
+            return self.hf(**inputs.data, logits_to_keep=1).logits[:, -1]
         from ..interventions._calls import forward_logits
 
         return forward_logits(self, inputs, backend=self.backend, last_only=True)
