@@ -16,8 +16,10 @@ from vrp.core import (
     TextTokens,
     Tower,
     merge,
+    merge_into,
     positions_from_dict,
     select,
+    selection_shape,
     sort_sites,
 )
 
@@ -121,6 +123,13 @@ def test_merge_writes_exactly_the_selection(component, units, positions) -> None
     torch.testing.assert_close(select(site, merged, mask), part + 100.0)
     assert int((merged != full).sum()) == part.numel()
     assert torch.equal(merge(site, full, part, mask), full)
+    assert selection_shape(site, full, mask) == tuple(part.shape)
+    # in place, into a view of some rows of a larger tensor (as the executor writes one run)
+    stacked = torch.cat([full, full])
+    before = full.clone()
+    merge_into(site, stacked[2:], part + 100.0, mask)
+    assert torch.equal(stacked[2:], merged) and torch.equal(stacked[:2], full)
+    assert torch.equal(full, before)  # merge copied; the input is untouched
 
 
 def test_indices_refuse_repeated_positions() -> None:

@@ -28,5 +28,10 @@ from ._positions import (
     positions_from_dict as positions_from_dict,
 )
 from ._records import TidyRecords as TidyRecords, records_frame as records_frame
-from ._select import merge as merge, select as select
+from ._select import (
+    merge as merge,
+    merge_into as merge_into,
+    select as select,
+    selection_shape as selection_shape,
+)
 from ._site import Component as Component, Site as Site, Tower as Tower, sort_sites as sort_sites

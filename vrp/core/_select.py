@@ -69,36 +69,63 @@ def select(site: Site, value: Tensor, mask: Mask) -> Tensor:
     return picked.movedim(1, axis)
 
 
+def selection_shape(site: Site, value: Tensor, mask: Mask) -> tuple[int, ...]:
+    """The shape `select(site, value, mask)` returns, without selecting.
+
+    Raises:
+      ShapeError: rows select different numbers of positions.
+    """
+    shape = list(value.shape)
+    unit = _unit_index(site, value)
+    if unit is not None:
+        shape[unit[0]] = len(unit[1])
+    if not bool(mask.all()):
+        shape[_seq_axis(site)] = _uniform_count(mask)
+    return tuple(shape)
+
+
 def merge(site: Site, full: Tensor, part: Tensor, mask: Mask) -> Tensor:
     """Returns `full` with the entries `select(site, full, mask)` would pick replaced by `part`.
 
     Raises:
       ShapeError: `part` does not have the shape of the selection.
     """
-    expected = select(site, full, mask).shape
-    if part.shape != expected:
+    out = full.clone()
+    merge_into(site, out, part, mask)
+    return out
+
+
+def merge_into(site: Site, full: Tensor, part: Tensor, mask: Mask) -> None:
+    """Writes `part` into the entries of `full` (in place) that `select(site, full, mask)` picks.
+
+    Raises:
+      ShapeError: `part` does not have the shape of the selection.
+    """
+    expected = selection_shape(site, full, mask)
+    if tuple(part.shape) != expected:
         raise ShapeError(
-            f"A value written to {site} must have the selection's shape {tuple(expected)}, "
+            f"A value written to {site} must have the selection's shape {expected}, "
             f"got {tuple(part.shape)}."
         )
     part = part.to(dtype=full.dtype, device=full.device)
     unit = _unit_index(site, full)
-    if bool(mask.all()) and unit is None:
-        return part
+    whole = bool(mask.all())
+    if whole and unit is None:
+        full.copy_(part)
+        return
     axis = _seq_axis(site)
-    out = full.clone().movedim(axis, 1)
+    out = full.movedim(axis, 1)  # a view: writes land in `full`
     moved_part = part.movedim(axis, 1)
     if unit is None:
         out[mask] = moved_part.reshape(-1, *moved_part.shape[2:])
-        return out.movedim(1, axis)
+        return
     axis_after_move, index = _moved(unit[0], axis), unit[1]
-    if bool(mask.all()):
+    if whole:
         out.index_copy_(axis_after_move, index, moved_part)
-        return out.movedim(1, axis)
+        return
     slab = out.index_select(axis_after_move, index)  # the selected units, all positions
     slab[mask] = moved_part.reshape(-1, *moved_part.shape[2:])
     out.index_copy_(axis_after_move, index, slab)
-    return out.movedim(1, axis)
 
 
 def _moved(unit_axis: int, seq_axis: int) -> int:

@@ -25,7 +25,7 @@ from ..core import (
     Site,
     SiteError,
     Tower,
-    merge,
+    merge_into,
     select,
 )
 from ..models import VLM, Adapter, VlmInputs, concat_inputs
@@ -212,7 +212,7 @@ def _apply_site_nodes(point: Point, value: Tensor, ctx: _RunContext) -> tuple[Te
         except SiteError as err:
             raise GraphError(f"{node.describe()}: {err}") from None
         if node.writes:
-            value[rows] = merge(node.site, run_value, new_part, mask)
+            merge_into(node.site, run_value, new_part, mask)  # a view of this run's rows
     return value, writes
 
 
