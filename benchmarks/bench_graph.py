@@ -71,7 +71,7 @@ def _hooks_version(vlm: VLM, inputs: VlmInputs, layers: list[int]) -> Callable[[
         handles.append(lm[1].mlp.down_proj.register_forward_pre_hook(zero))
         try:
             with torch.no_grad():
-                logits = vlm.hf(**inputs.data).logits[:, -1]
+                logits = vlm.hf(**inputs.data, logits_to_keep=1).logits[:, -1]
         finally:
             for h in handles:
                 h.remove()

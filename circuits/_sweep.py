@@ -40,6 +40,7 @@ from vrp.interventions import (
     Patch,
     Resume,
     first_position,
+    reaches_answer,
     resolve_backend,
     resume_layer,
     resume_state,
@@ -203,9 +204,12 @@ def _resumed_sweep(
     backend = resolve_backend(config, vlm)
     cached = vlm.adapter.causal_prompt and backend == "local"
     first = {s: first_position(s, corrupt) if cached else 0 for s in distinct}
-    groups = trace_groups([first[s] for s in sites], [resume_layer(s, n_layers) for s in sites],
+    live = [i for i, s in enumerate(sites) if reaches_answer(s, corrupt, n_layers)]
+    groups = trace_groups([first[sites[i]] for i in live],
+                          [resume_layer(sites[i], n_layers) for i in live],
                           seq_len=corrupt.seq_len, n_layers=n_layers, rows=corrupt.batch_size,
                           most=cells_per_trace)  # fmt: skip
+    groups = [dataclasses.replace(g, runs=tuple(live[i] for i in g.runs)) for g in groups]
     starts = {g.layer for g in groups} - {0}  # the streams a trace resumes from
     state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)
     values, clean_logits = _clean_values(vlm, clean, distinct, config)
@@ -224,7 +228,8 @@ def _resumed_sweep(
         (run_graph(vlm, g, dict(inputs), config, resume=r) for g, inputs, r in jobs)
         if pool is None else run_jobs(vlm, jobs, pool)
     )  # fmt: skip
-    per_row: dict[int, Tensor] = {}
+    inert = set(range(len(sites))) - set(live)  # patches that cannot reach the answer
+    per_row = dict.fromkeys(inert, baseline["corrupt"])
     for result, chunk in zip(results, chunks, strict=True):
         per_row.update({i: metric(result.answer_logits[f"cell{i}"]) for i in chunk})
     return torch.stack([per_row[i] for i in range(len(sites))]), baseline

@@ -15,7 +15,7 @@ from vrp.interventions import (
     graph,
     run_graph,
 )
-from vrp.interventions._plan import plannable, run_planned
+from vrp.interventions._plan import plannable, reaches_answer, run_planned
 
 C = Component
 
@@ -73,6 +73,34 @@ def test_planned_runs_equal_running_as_written(vlm64) -> None:
         assert (planned.answer_logits[name] - planned.answer_logits["plain"]).abs().max() > 1e-8, (
             name
         )
+
+
+def test_runs_whose_patches_cannot_reach_the_answer_take_the_plain_logits(
+    tiny_vlms, trace_rows: list[int]
+) -> None:
+    """The last layer's output patched away from the answer position: no trace runs them, their
+    logits are the plain run's (and running them as written agrees)."""
+    vlm = tiny_vlms["llava"]
+    last = vlm.adapter.n_layers - 1
+    clean = vlm.encode(random_images(2, seed=1), QUESTIONS[:2])
+    corrupt = vlm.encode(random_images(2, seed=2), QUESTIONS[:2])
+    away = Site(layer=last, component=C.RESID_POST, positions=Indices((-2, 1)))
+    answer = Site(layer=last, component=C.RESID_POST, positions=LastToken())
+    assert not reaches_answer(away, corrupt, vlm.adapter.n_layers)
+    assert reaches_answer(answer, corrupt, vlm.adapter.n_layers)
+    assert reaches_answer(Site(layer=last, component=C.MLP_OUT, positions=Indices((1,))),
+                          corrupt, vlm.adapter.n_layers)  # fmt: skip
+    g = graph(Patch(site=away, source="clean", run="a"), Patch(site=away, source="clean", run="b"),
+              runs=("clean", "a", "b", "plain"))  # fmt: skip
+    inputs = {"clean": clean, "a": corrupt, "b": corrupt, "plain": corrupt}
+    planned = run_graph(vlm, g, inputs)
+    assert len(trace_rows) == 1  # the sources' trace only (and the plain run of the copies)
+    written = run_graph(vlm, g, inputs, ExecutionConfig(plan="off"))
+    for run in ("a", "b"):
+        torch.testing.assert_close(planned.answer_logits[run], written.answer_logits[run],
+                                   atol=1e-5, rtol=0)  # fmt: skip
+        torch.testing.assert_close(planned.answer_logits[run], written.answer_logits["plain"],
+                                   atol=1e-5, rtol=0)  # fmt: skip
 
 
 def test_what_is_not_planned(tiny_vlms) -> None:

@@ -24,6 +24,7 @@ would travel with every trace) execute as written.
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 from torch import Tensor
 
@@ -33,7 +34,7 @@ from ._execute import ExecutionConfig, GraphResult, _plain, resolve_backend
 from ._graph import Graph
 from ._nodes import Assign, Capture, EdgePatch, Node, Patch
 from ._resume import Resume
-from ._resume_state import resume_state
+from ._resume_state import ResumeState, resume_state
 
 _PLAN = "\0plan"
 """Names the captures the planner adds (never a user's capture name: it starts with NUL)."""
@@ -52,6 +53,18 @@ def first_position(site: Site, inputs: VlmInputs) -> int:
     chosen = site.positions.resolve_cached(inputs.image_mask, inputs.attention_mask).any(dim=0)
     hits = chosen.nonzero()
     return int(hits[0]) if len(hits) else 0
+
+
+def reaches_answer(site: Site, inputs: VlmInputs, n_layers: int) -> bool:
+    """Whether a write at language `site` can change the answer logits: not when it writes the
+    last layer's output (`RESID_POST` of layer `n_layers` - 1) away from the answer position in
+    every row, since the final norm and the unembedding read each position alone (every family)
+    and only the answer position's logits are read. Such a run's answer logits are the plain
+    run's."""
+    if resume_layer(site, n_layers) < n_layers:
+        return True
+    chosen = site.positions.resolve_cached(inputs.image_mask, inputs.attention_mask)
+    return bool(chosen[:, -1].any())
 
 
 TRACE_COST = 128
@@ -183,9 +196,9 @@ def run_planned(
     run is plannable."""
     local = resolve_backend(config, vlm) == "local"  # resumed streams would travel to a server
     planned = plannable(graph, runs) if local and config.keep_logits == "answer" else {}
-    groups = [(inputs, _chunks(vlm, planned, inputs, members))
+    groups = [(inputs, *_chunks(vlm, planned, inputs, members))
               for inputs, members in _shared(planned, runs)]  # fmt: skip
-    if not any(layer for _, chunks in groups for _, layer, _ in chunks):
+    if not any(inert or any(layer for _, layer, _ in chunks) for _, chunks, inert in groups):
         return None  # nothing would skip a layer (all patches at layer 0): run as written
     patches = [p for run in planned for p in planned[run]]
     wholes = list(dict.fromkeys((p.source, _plain(p.site)) for p in patches))  # each read once
@@ -198,12 +211,16 @@ def run_planned(
     values = {id(p): _selected(p, runs[p.source], read[(p.source, _plain(p.site))])
               for p in patches}  # fmt: skip
     logits = dict(base.answer_logits)
-    for inputs, chunks in groups:
+    for inputs, chunks, inert in groups:
         wanted = {layer for _, layer, _ in chunks} - {0}
-        keep = vlm.adapter.causal_prompt
+        keep = vlm.adapter.causal_prompt and bool(wanted)
         state = (
-            resume_state(vlm, inputs, config, layers=wanted, keep_cache=keep) if wanted else None
+            resume_state(vlm, inputs, config, layers=wanted, keep_cache=keep)
+            if wanted or inert
+            else None
         )
+        for run in inert:  # its patches cannot reach the answer: the plain run's logits
+            logits[run] = cast(ResumeState, state).answer_logits.clone()
         for chunk, layer, start in chunks:
             nodes = _assigns(chunk, planned, values)
             if nodes is None:
@@ -247,12 +264,16 @@ def _shared(
 
 def _chunks(
     vlm: VLM, planned: Mapping[str, tuple[Patch, ...]], inputs: VlmInputs, members: list[str]
-) -> list[tuple[list[str], int, int]]:
-    """Runs of one inputs split into traces: (runs, layer, position) each trace resumes at."""
+) -> tuple[list[tuple[list[str], int, int]], list[str]]:
+    """Runs of one inputs split into traces, (runs, layer, position) each trace resumes at, and
+    the runs none of whose patches reaches the answer (`reaches_answer`), which need no trace."""
     n_layers, causal = vlm.adapter.n_layers, vlm.adapter.causal_prompt
+    inert = [r for r in members
+             if not any(reaches_answer(p.site, inputs, n_layers) for p in planned[r])]  # fmt: skip
+    members = [r for r in members if r not in inert]
     layers = [min(resume_layer(p.site, n_layers) for p in planned[r]) for r in members]
     starts = [min(first_position(p.site, inputs) for p in planned[r]) if causal else 0
               for r in members]  # fmt: skip
     groups = trace_groups(starts, layers, seq_len=inputs.seq_len, n_layers=n_layers,
                           rows=inputs.batch_size, most=RUNS_PER_TRACE)  # fmt: skip
-    return [([members[i] for i in g.runs], g.layer, g.position) for g in groups]
+    return [([members[i] for i in g.runs], g.layer, g.position) for g in groups], inert
