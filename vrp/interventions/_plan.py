@@ -9,9 +9,14 @@ inputs (the same `VlmInputs` object) with at least one other such run. Those run
    there whole, once, and every patch's positions and units selected from it);
 2. share one plain run of their inputs (`resume_state`), which keeps the residual stream entering
    each layer they need and, on causal families, the keys and values of every position;
-3. run resumed: from the lowest layer one of their patches touches (the layers below are the
-   plain run's), and on causal families from the first position one of them selects (the
-   earlier positions read from the cache), the stored values set by `Assign`.
+3. run resumed, several per trace: each trace from the lowest layer one of its runs' patches
+   touches (the layers below are the plain run's) and, on causal families, from the first
+   position one of them selects (the earlier positions read from the cache), the stored values
+   set by `Assign`. `trace_groups` chooses which runs share a trace: runs of neighbouring
+   layers and positions, weighing the work a shared start computes for nothing against the
+   fixed cost of another trace (`TRACE_COST`);
+4. a run none of whose patches can reach the answer (`reaches_answer`: the last layer's output
+   written away from the answer position) runs no trace: its logits are the plain run's.
 
 Every part is validated as the whole graph is; results equal the plain execution (tests:
 float64, 1e-10) and come back in one `GraphResult`. A patched value that cannot be stored (NaN or
