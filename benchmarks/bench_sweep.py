@@ -14,6 +14,9 @@ forward-equivalent (FE) = the median time of one plain forward trace of the corr
     beside it.
 (b) 32 single-site patches (residual, 4 layers x the last 8 positions): `patch_sweep` against
     32 separate traces (each the clean run and one patched corrupted run). Goal: >= 8x.
+
+Timings are medians over repeats that run the compared works in turn (interleaved), so that
+a slow spell of the machine hits both sides of a ratio alike.
 """
 
 import argparse
@@ -32,14 +35,18 @@ from vrp.organisms import evaluation_set
 ORGANISMS = ("organism/llava", "organism/qwen2_vl", "organism/paligemma")
 
 
-def _median(work: Callable[[], object], repeats: int) -> float:
-    work()  # warm-up
-    times = []
+def _medians(works: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each of `works`, timed in turn within every repeat (interleaved), so
+    that a slow spell of the machine hits all of them alike."""
+    for work in works:
+        work()  # warm-up
+    times: list[list[float]] = [[] for _ in works]
     for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for work, kept in zip(works, times, strict=True):
+            start = time.perf_counter()
+            work()
+            kept.append(time.perf_counter() - start)
+    return [statistics.median(kept) for kept in times]
 
 
 def measure(name: str, pairs: int, repeats: int) -> dict[str, float]:
@@ -50,12 +57,13 @@ def measure(name: str, pairs: int, repeats: int) -> dict[str, float]:
     keep = range(min(pairs, clean.batch_size))
     clean, corrupt = clean.rows(keep), corrupt.rows(keep)
     margin, n_layers, seq = vlm.yes_no_margin, vlm.adapter.n_layers, corrupt.seq_len
-    forward = _median(lambda: run_graph(vlm, Graph(nodes=()), corrupt), repeats)
     grid = [Site(layer=layer, component=Component.RESID_POST, positions=Indices((p,)))
             for layer in range(n_layers) for p in range(seq)]  # fmt: skip
     noop = [Scale(site=Site(layer=0, component=Component.RESID_PRE), factor=1.0)]
-    sweep = _median(lambda: patch_sweep(vlm, clean, corrupt, grid, margin), max(1, repeats // 2))
-    plain = _median(lambda: patch_sweep(vlm, clean, corrupt, grid, margin, base=noop), 1)
+    forward, sweep = _medians([lambda: run_graph(vlm, Graph(nodes=()), corrupt),
+                               lambda: patch_sweep(vlm, clean, corrupt, grid, margin)],
+                              max(3, repeats // 2))  # fmt: skip
+    plain = _medians([lambda: patch_sweep(vlm, clean, corrupt, grid, margin, base=noop)], 1)[0]
     cells = [Site(layer=layer, component=Component.RESID_POST, positions=Indices((p,)))
              for layer in range(n_layers) for p in range(seq - 8, seq)][:32]  # fmt: skip
 
@@ -64,8 +72,9 @@ def measure(name: str, pairs: int, repeats: int) -> dict[str, float]:
             g = graph(Patch(site=cell, source="clean", run="corrupt"), runs=("clean", "corrupt"))
             run_graph(vlm, g, {"clean": clean, "corrupt": corrupt})
 
-    together = _median(lambda: patch_sweep(vlm, clean, corrupt, cells, margin), repeats)
-    apart = _median(separate, max(1, repeats // 2))
+    together, apart = _medians(
+        [lambda: patch_sweep(vlm, clean, corrupt, cells, margin), separate], max(3, repeats // 2)
+    )
     return {"pairs": clean.batch_size, "layers": n_layers, "seq": seq, "forward_ms": 1e3 * forward,
             "grid_cells": len(grid), "sweep_fe": sweep / (len(grid) * forward),
             "plain_fe": plain / (len(grid) * forward), "speedup32": apart / together}  # fmt: skip

@@ -3,7 +3,8 @@
 Every cell of a sweep patches one site from the clean run into its own copy of the corrupted run,
 and a sweep computes only what a patch can change. The corrupted inputs run once
 (`vrp.interventions.resume_state`: the stream entering every layer, the cached keys and values,
-the baseline) and the clean inputs once (every cell's clean value, the other baseline); the cells
+the baseline) and the clean inputs once (every cell's clean value, the other baseline), both
+in one trace of their stacked rows where they can share one (`sources_and_state`); the cells
 then run in groups of neighbouring layers, at most `cells_per_trace` copies per trace, each
 trace resumed at its lowest layer (the layers below are not run) with the cells' clean values set
 (`Assign`). On causal families (LLaVA, Qwen2-VL) run locally, a group's cells are split by
@@ -39,6 +40,7 @@ from vrp.interventions import (
     Node,
     Patch,
     Resume,
+    ResumeState,
     first_position,
     reaches_answer,
     resolve_backend,
@@ -46,6 +48,7 @@ from vrp.interventions import (
     resume_state,
     run_graph,
     run_jobs,
+    sources_and_state,
     trace_groups,
 )
 from vrp.models import VLM, VlmInputs
@@ -211,8 +214,7 @@ def _resumed_sweep(
                           most=cells_per_trace)  # fmt: skip
     groups = [dataclasses.replace(g, runs=tuple(live[i] for i in g.runs)) for g in groups]
     starts = {g.layer for g in groups} - {0}  # the streams a trace resumes from
-    state = resume_state(vlm, corrupt, config, layers=starts, keep_cache=cached)
-    values, clean_logits = _clean_values(vlm, clean, distinct, config)
+    values, clean_logits, state = _clean_and_state(vlm, (clean, corrupt), distinct, starts, config)
     baseline = {"clean": metric(clean_logits), "corrupt": metric(state.answer_logits)}
     value = dict(zip(distinct, values, strict=True))
     jobs: list[tuple[Graph, dict[str, VlmInputs], Resume | None]] = []
@@ -235,25 +237,48 @@ def _resumed_sweep(
     return torch.stack([per_row[i] for i in range(len(sites))]), baseline
 
 
-def _clean_values(
-    vlm: VLM, clean: VlmInputs, sites: Sequence[Site], config: ExecutionConfig | None
-) -> tuple[list[Tensor], Tensor]:
-    """Each site's clean value (what `Patch` from the clean run would copy) and the clean
-    answer logits, from one trace capturing each whole (layer, component) once; the cells'
-    selections are taken here, as the executor takes them."""
-    whole = list(dict.fromkeys(Site(tower=s.tower, layer=s.layer, component=s.component)
-                               for s in sites))  # fmt: skip
-    captures = tuple(Capture(site=w, name=f"w{i}") for i, w in enumerate(whole))
-    result = run_graph(vlm, Graph(nodes=captures), clean, config)
-    index = {w: i for i, w in enumerate(whole)}
+def _clean_and_state(
+    vlm: VLM,
+    pair: tuple[VlmInputs, VlmInputs],
+    sites: Sequence[Site],
+    layers: set[int],
+    config: ExecutionConfig | None,
+) -> tuple[list[Tensor], Tensor, ResumeState]:
+    """Each site's clean value (what `Patch` from the clean run would copy), the clean answer
+    logits, and the corrupted run's state for resuming (`resume_state`, keeping the streams
+    entering `layers`): from one trace of both batches' rows where they can share one
+    (`sources_and_state`; local backend), else one trace each. Each whole (layer, component)
+    is read once; the cells' selections are taken here, as the executor takes them."""
+    clean, corrupt = pair
+    whole = list(dict.fromkeys(_whole(s) for s in sites))
+    local = resolve_backend(config, vlm) == "local"
+    merged = (
+        sources_and_state(vlm, {"clean": clean}, [("clean", w) for w in whole], corrupt, layers,
+                          config or ExecutionConfig())
+        if local else None
+    )  # fmt: skip
+    if merged is not None:
+        read, logits, state = merged
+        full = {w: read[("clean", w)] for w in whole}
+        clean_logits = logits["clean"]
+    else:
+        cached = vlm.adapter.causal_prompt and local
+        state = resume_state(vlm, corrupt, config, layers=layers, keep_cache=cached)
+        captures = tuple(Capture(site=w, name=f"w{i}") for i, w in enumerate(whole))
+        result = run_graph(vlm, Graph(nodes=captures), clean, config)
+        full = {w: result[f"w{i}"] for i, w in enumerate(whole)}
+        clean_logits = result.answer_logits["main"]
     values = []
     for site in sites:
-        full = result[
-            f"w{index[Site(tower=site.tower, layer=site.layer, component=site.component)]}"
-        ]
-        mask = site.positions.resolve(clean.image_mask, clean.attention_mask).to(full.device)
-        values.append(select(site, full, mask))
-    return values, result.answer_logits["main"]
+        value = full[_whole(site)]
+        mask = site.positions.resolve(clean.image_mask, clean.attention_mask).to(value.device)
+        values.append(select(site, value, mask))
+    return values, clean_logits, state
+
+
+def _whole(site: Site) -> Site:
+    """`site` without selectors: the whole value its cells select from."""
+    return Site(tower=site.tower, layer=site.layer, component=site.component)
 
 
 def _full_sweep(

@@ -75,6 +75,41 @@ def test_planned_runs_equal_running_as_written(vlm64) -> None:
         )
 
 
+def test_sources_and_the_shared_plain_run_share_one_trace(vlm64, monkeypatch) -> None:
+    """A graph of patches only: the sources' values and the copies' plain run come from one
+    trace of their stacked rows, and the results still equal running as written (every family,
+    heads, neurons and several components among the patches)."""
+    import vrp.interventions._plan as plan
+
+    vlm, taken = vlm64, []
+    real = plan.sources_and_state
+    monkeypatch.setattr(plan, "sources_and_state",
+                        lambda *a, **k: taken.append(real(*a, **k)) or taken[-1])  # fmt: skip
+    clean = vlm.encode(random_images(2, seed=1), QUESTIONS[:2])
+    corrupt = vlm.encode(random_images(2, seed=2), QUESTIONS[:2])
+    last = vlm.adapter.n_layers - 1
+    sites = [s for s in _sites(vlm.adapter.n_layers, corrupt.seq_len) if s.layer == last] + [
+        Site(layer=last, component=C.HEAD_OUT, heads=(0,), positions=LastToken()),
+        Site(layer=last, component=C.ATTN_OUT, positions=ImageTokens()),
+    ]  # the last layer only: worth resuming even on these tiny models
+    names = [f"p{i}" for i in range(len(sites))]
+    g = graph(*(Patch(site=s, source="clean", run=n) for s, n in zip(sites, names, strict=True)),
+              runs=("clean", *names))  # fmt: skip
+    inputs = {"clean": clean, **dict.fromkeys(names, corrupt)}
+    planned = run_graph(vlm, g, inputs)
+    assert len(taken) == 1 and taken[0] is not None
+    written = run_graph(vlm, g, inputs, ExecutionConfig(plan="off"))
+    for run in g.runs:
+        torch.testing.assert_close(
+            planned.answer_logits[run], written.answer_logits[run], atol=1e-10, rtol=0
+        )
+    budget = run_graph(vlm, g, inputs, ExecutionConfig(memory_budget_mb=1e3))
+    assert len(taken) == 2 and taken[1] is None  # a memory budget: the two traces apart
+    for run in g.runs:
+        torch.testing.assert_close(budget.answer_logits[run], written.answer_logits[run],
+                                   atol=1e-10, rtol=0)  # fmt: skip
+
+
 def test_runs_whose_patches_cannot_reach_the_answer_take_the_plain_logits(
     tiny_vlms, trace_rows: list[int]
 ) -> None:
@@ -94,7 +129,7 @@ def test_runs_whose_patches_cannot_reach_the_answer_take_the_plain_logits(
               runs=("clean", "a", "b", "plain"))  # fmt: skip
     inputs = {"clean": clean, "a": corrupt, "b": corrupt, "plain": corrupt}
     planned = run_graph(vlm, g, inputs)
-    assert len(trace_rows) == 1  # the sources' trace only (and the plain run of the copies)
+    assert trace_rows == []  # one trace of the sources and the copies' plain run, nothing else
     written = run_graph(vlm, g, inputs, ExecutionConfig(plan="off"))
     for run in ("a", "b"):
         torch.testing.assert_close(planned.answer_logits[run], written.answer_logits[run],

@@ -52,6 +52,7 @@ from ._plan import (
     resume_layer as resume_layer,
     trace_groups as trace_groups,
 )
+from ._plan_trace import sources_and_state as sources_and_state
 from ._pool import (
     GraphPool as GraphPool,
     Job as Job,

@@ -35,9 +35,10 @@ from torch import Tensor
 
 from ..core import Component, GraphError, Site, Tower, select
 from ..models import VLM, VlmInputs
-from ._execute import ExecutionConfig, GraphResult, _plain, resolve_backend
+from ._execute import Captured, ExecutionConfig, GraphResult, _plain, resolve_backend
 from ._graph import Graph
 from ._nodes import Assign, Capture, EdgePatch, Node, Patch
+from ._plan_trace import sources_and_state
 from ._resume import Resume
 from ._resume_state import ResumeState, resume_state
 
@@ -211,19 +212,29 @@ def run_planned(
                      for i, (source, site) in enumerate(wholes))  # fmt: skip
     others = tuple(n for n in graph.nodes if n.run not in planned)
     rest = tuple(r for r in graph.runs if r not in planned)
-    base = execute(Graph(nodes=others + captures, runs=rest), {r: runs[r] for r in rest}, None)
-    read = {whole: base[f"{_PLAN}{i}"] for i, whole in enumerate(wholes)}
+    states: dict[int, ResumeState] = {}
+    merged = None
+    if not others and len(groups) == 1:  # the sources only capture: one trace with the state
+        shared, chunks, _ = groups[0]
+        merged = sources_and_state(vlm, {r: runs[r] for r in rest}, wholes, shared,
+                                   _wanted(chunks), config)  # fmt: skip
+    if merged is not None:
+        read, logits, states[id(shared)] = merged
+        kept: dict[str, Captured] = {}
+    else:
+        base = execute(Graph(nodes=others + captures, runs=rest), {r: runs[r] for r in rest},
+                       None)  # fmt: skip
+        read = {whole: base[f"{_PLAN}{i}"] for i, whole in enumerate(wholes)}
+        logits = dict(base.answer_logits)
+        kept = {name: c for name, c in base.captures.items() if not name.startswith(_PLAN)}
     values = {id(p): _selected(p, runs[p.source], read[(p.source, _plain(p.site))])
               for p in patches}  # fmt: skip
-    logits = dict(base.answer_logits)
     for inputs, chunks, inert in groups:
-        wanted = {layer for _, layer, _ in chunks} - {0}
-        keep = vlm.adapter.causal_prompt and bool(wanted)
-        state = (
-            resume_state(vlm, inputs, config, layers=wanted, keep_cache=keep)
-            if wanted or inert
-            else None
-        )
+        wanted = _wanted(chunks)
+        if id(inputs) not in states and (wanted or inert):
+            keep = vlm.adapter.causal_prompt and bool(wanted)
+            states[id(inputs)] = resume_state(vlm, inputs, config, layers=wanted, keep_cache=keep)
+        state = states.get(id(inputs))
         for run in inert:  # its patches cannot reach the answer: the plain run's logits
             logits[run] = cast(ResumeState, state).answer_logits.clone()
         for chunk, layer, start in chunks:
@@ -234,8 +245,12 @@ def run_planned(
             done = execute(Graph(nodes=nodes, runs=tuple(chunk)), dict.fromkeys(chunk, inputs),
                            resume)  # fmt: skip
             logits.update(done.answer_logits)
-    kept = {name: c for name, c in base.captures.items() if not name.startswith(_PLAN)}
     return GraphResult(captures=kept, answer_logits={r: logits[r] for r in graph.runs})
+
+
+def _wanted(chunks: Sequence[tuple[list[str], int, int]]) -> set[int]:
+    """The layers the chunks resume at (the streams their plain run must keep)."""
+    return {layer for _, layer, _ in chunks} - {0}
 
 
 def _selected(patch: Patch, source: VlmInputs, whole: Tensor) -> Tensor:
