@@ -8,7 +8,9 @@ inputs (the same `VlmInputs` object) with at least one other such run. Those run
 1. take their patched values from one trace of the rest of the graph (each source site captured
    there whole, once, and every patch's positions and units selected from it);
 2. share one plain run of their inputs (`resume_state`), which keeps the residual stream entering
-   each layer they need and, on causal families, the keys and values of every position;
+   each layer they need and, on causal families, the keys and values of every position; when
+   the rest of the graph only gives sources (no nodes of its own) and all rows have one length,
+   1 and 2 are one trace of their stacked rows (`sources_and_state`);
 3. run resumed, several per trace: each trace from the lowest layer one of its runs' patches
    touches (the layers below are the plain run's) and, on causal families, from the first
    position one of them selects (the earlier positions read from the cache), the stored values
