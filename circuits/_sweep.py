@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from vrp import Component, ConfigError, LastToken, Positions, Site, Tower
+from vrp import Component, ConfigError, GraphError, LastToken, Positions, Site, Tower
 from vrp.core import TidyRecords, select
 from vrp.interventions import (
     Assign,
@@ -42,6 +42,7 @@ from vrp.interventions import (
     Resume,
     ResumeState,
     first_position,
+    fits_selection,
     reaches_answer,
     resolve_backend,
     resume_layer,
@@ -231,6 +232,14 @@ def _resumed_sweep(
         if pool is None else run_jobs(vlm, jobs, pool)
     )  # fmt: skip
     inert = set(range(len(sites))) - set(live)  # patches that cannot reach the answer
+    for i in sorted(inert):
+        if not fits_selection(sites[i], value[sites[i]], corrupt):
+            raise GraphError(
+                f"patch at {sites[i]}: the clean value (shape {tuple(value[sites[i]].shape)}) "
+                "does not fit the corrupted rows' selection there (other rows or positions "
+                "per row, or values that are not finite). Patch between batches whose rows "
+                "select the same number of positions."
+            )
     per_row = dict.fromkeys(inert, baseline["corrupt"])
     for result, chunk in zip(results, chunks, strict=True):
         per_row.update({i: metric(result.answer_logits[f"cell{i}"]) for i in chunk})
@@ -251,6 +260,8 @@ def _clean_and_state(
     is read once; the cells' selections are taken here, as the executor takes them."""
     clean, corrupt = pair
     whole = list(dict.fromkeys(_whole(s) for s in sites))
+    captures = tuple(Capture(site=w, name=f"w{i}") for i, w in enumerate(whole))
+    Graph(nodes=captures).validate(vlm, {"main": clean})  # the checks run_graph would make
     local = resolve_backend(config, vlm) == "local"
     merged = (
         sources_and_state(vlm, {"clean": clean}, [("clean", w) for w in whole], corrupt, layers,
@@ -264,7 +275,6 @@ def _clean_and_state(
     else:
         cached = vlm.adapter.causal_prompt and local
         state = resume_state(vlm, corrupt, config, layers=layers, keep_cache=cached)
-        captures = tuple(Capture(site=w, name=f"w{i}") for i, w in enumerate(whole))
         result = run_graph(vlm, Graph(nodes=captures), clean, config)
         full = {w: result[f"w{i}"] for i, w in enumerate(whole)}
         clean_logits = result.answer_logits["main"]

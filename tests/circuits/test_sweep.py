@@ -82,6 +82,14 @@ def test_sweep_errors(vlm, pair) -> None:
         patch_sweep(
             vlm, clean, corrupt.rows([0]), [Site(layer=0, component=Component.MLP_OUT)], metric
         )
+    n = vlm.adapter.n_layers
+    for layer in (n, -1):  # checked before any trace, also for cells that run none
+        away = Site(layer=layer, component=Component.RESID_POST, positions=Indices((0,)))
+        with pytest.raises(vrp.GraphError, match=r"layer"):
+            patch_sweep(vlm, clean, corrupt, [away], metric)
+    with pytest.raises(vrp.ConfigError, match=r"runs per trace"):
+        patch_sweep(vlm, clean, corrupt, [Site(layer=0, component=Component.MLP_OUT)], metric,
+                    cells_per_trace=0)  # fmt: skip
     same = patch_sweep(vlm, clean, clean, [Site(layer=0, component=Component.MLP_OUT)], metric)
     with pytest.raises(vrp.ConfigError, match=r"Clean and corrupted runs score the same"):
         _ = same.normalised

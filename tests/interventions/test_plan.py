@@ -15,7 +15,7 @@ from vrp.interventions import (
     graph,
     run_graph,
 )
-from vrp.interventions._plan import plannable, reaches_answer, run_planned
+from vrp.interventions._plan import fits_selection, plannable, reaches_answer, run_planned
 
 C = Component
 
@@ -176,3 +176,33 @@ def test_row_counts_follow_the_written_rules(tiny_vlms) -> None:
     assert not plannable(broadcast, {"clean": two, "a": one, "b": one})
     with pytest.raises(vrp.VrpError, match=r"shape"):
         run_graph(vlm, broadcast, {"clean": two, "a": one, "b": one})
+
+
+def test_fits_selection_checks_rows_positions_and_finite_values(tiny_vlms) -> None:
+    vlm = tiny_vlms["llava"]
+    rows = vlm.encode(random_images(2, seed=1), QUESTIONS[:2])
+    site = Site(layer=1, component=C.RESID_POST, positions=Indices((-2, -1)))
+    width = vlm.adapter.shape(vrp.Tower.LANGUAGE).d_model
+    assert fits_selection(site, torch.zeros(2, 2, width), rows)
+    assert fits_selection(site, torch.zeros(1, 2, width), rows)  # one row broadcasts
+    assert not fits_selection(site, torch.zeros(3, 2, width), rows)
+    assert not fits_selection(site, torch.zeros(2, 3, width), rows)
+    assert not fits_selection(site, torch.full((2, 2, width), float("nan")), rows)
+
+
+def test_the_shared_trace_keeps_only_each_batchs_own_rows(tiny_vlms) -> None:
+    """The state and the sources' values are copies of their own rows, not views that keep the
+    stacked batch alive (and would travel whole to a pool)."""
+    from vrp.interventions import sources_and_state
+
+    vlm = tiny_vlms["llava"]
+    clean = vlm.encode(random_images(1, seed=1), QUESTIONS[:1])
+    corrupt = vlm.encode(random_images(2, seed=2), QUESTIONS[:1] * 2)
+    whole = Site(layer=0, component=C.MLP_OUT)
+    got = sources_and_state(vlm, {"clean": clean}, [("clean", whole)], corrupt, {1, 2},
+                            ExecutionConfig())  # fmt: skip
+    assert got is not None  # one question, one length: the rows stack
+    read, logits, state = got
+    for tensor in (read[("clean", whole)], *state.streams.values(), logits["clean"]):
+        assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    assert read[("clean", whole)].shape[0] == 1 and state.streams[1].shape[0] == 2

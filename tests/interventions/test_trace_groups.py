@@ -4,8 +4,10 @@ costs more than the simple ones, and stays near the best of all groupings on sma
 import random
 from collections.abc import Iterator, Sequence
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from vrp import ConfigError
 from vrp.interventions import TRACE_COST, TraceGroup, trace_groups
 
 
@@ -96,3 +98,9 @@ def test_wide_runs_split_by_layer_and_one_row_runs_share_a_trace() -> None:
     assert len(wide) > 2 and {g.layer for g in wide} >= {1, 3, 4}
     thin = trace_groups(starts, layers, seq_len=27, n_layers=4, rows=1, most=32)
     assert [(g.layer, g.position, len(g.runs)) for g in thin] == [(1, 19, 32)]
+
+
+def test_a_trace_holds_at_least_one_run() -> None:
+    for most in (0, -1, True):
+        with pytest.raises(ConfigError, match=r"runs per trace: give a whole number >= 1"):
+            trace_groups([0], [1], seq_len=4, n_layers=2, rows=1, most=most)

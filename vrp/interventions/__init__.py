@@ -48,6 +48,7 @@ from ._plan import (
     TRACE_COST as TRACE_COST,
     TraceGroup as TraceGroup,
     first_position as first_position,
+    fits_selection as fits_selection,
     reaches_answer as reaches_answer,
     resume_layer as resume_layer,
     trace_groups as trace_groups,

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
+import torch
 from torch import Tensor
 
-from ..core import Component, GraphError, Site, Tower, select
+from ..core import Component, ConfigError, GraphError, Site, Tower, select
 from ..models import VLM, VlmInputs
 from ._execute import Captured, ExecutionConfig, GraphResult, _plain, resolve_backend
 from ._graph import Graph
@@ -75,12 +76,27 @@ def reaches_answer(site: Site, inputs: VlmInputs, n_layers: int) -> bool:
     return bool(chosen[:, -1].any())
 
 
+def fits_selection(site: Site, value: Tensor, inputs: VlmInputs) -> bool:
+    """Whether `value`, a selection of the stream site `site` (``batch seq ...``) taken from
+    another batch, can be written to `site`'s selection on `inputs`, as `Assign` checks when it
+    writes: one row or one per row, as many positions as each row selects, finite values. A run
+    that runs no trace (`reaches_answer`) is checked with it instead."""
+    chosen = site.positions.resolve_cached(inputs.image_mask, inputs.attention_mask)
+    rows_fit = value.shape[0] in (1, inputs.batch_size)
+    positions_fit = value.dim() >= 2 and bool((chosen.sum(dim=1) == value.shape[1]).all())
+    return rows_fit and positions_fit and bool(torch.isfinite(value).all())
+
+
 TRACE_COST = 128
 """A trace's fixed cost, in positions of one row per language layer it spans: the Python work of
 a forward, whatever its batch. Measured on the organisms (CPU, width 128, 4 layers): a resumed
 trace of one 8-row run over 8 positions and 3 layers took 8.6 ms and each further run 2.6 ms
 (about 450 row-positions x layers per trace); with 1-row runs 9.4 ms and 0.4 ms. Wider models
 spend more per position, so their true figure is smaller: this one errs towards fewer traces."""
+
+
+MERGED_RUNS = 4
+"""A range of layers merged into one split holds at most this many times `most` runs."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,8 +126,16 @@ def trace_groups(
     positions x layers it computes; a trace holding a layer-0 run computes everything. The
     traces are contiguous ranges of the runs' layers (sorted), each split by first position;
     both splits are chosen by dynamic programming (a range is not tried once the work its
-    lower layers would compute for nothing exceeds what the traces it saves cost). Returns the
-    groups, lowest layer first."""
+    lower layers would compute for nothing exceeds what the traces it saves cost, or once it
+    holds more than `MERGED_RUNS` x `most` runs: merging layers pays only while their traces are
+    part-filled, and this keeps the search near linear in the runs). Returns the groups, lowest
+    layer first.
+
+    Raises:
+      ConfigError: `most` is not a whole number >= 1.
+    """
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        raise ConfigError(f"at most {most!r} runs per trace: give a whole number >= 1.")
     by_layer: dict[int, list[int]] = {}
     for i, layer in enumerate(layers):
         by_layer.setdefault(layer, []).append(i)
@@ -122,8 +146,11 @@ def trace_groups(
     best: list[tuple[float, list[TraceGroup]]] = [(0.0, [])]
     for end in range(1, len(distinct) + 1):
         options = [(best[end - 1][0] + alone[end - 1][0], best[end - 1][1] + alone[end - 1][1])]
-        waste, saved = 0, -1
+        waste, saved, held = 0, -1, len(by_layer[distinct[end - 1]])
         for begin in range(end - 2, -1, -1):  # ranges of layers begin .. end - 1 in one split
+            held += len(by_layer[distinct[begin]])
+            if held > MERGED_RUNS * most:
+                break
             saved += len(alone[begin + 1][1])
             waste += (distinct[begin + 1] - distinct[begin]) * sum(
                 seq_len - starts[i] for layer in distinct[begin + 1 : end] for i in by_layer[layer]
@@ -238,6 +265,8 @@ def run_planned(
             states[id(inputs)] = resume_state(vlm, inputs, config, layers=wanted, keep_cache=keep)
         state = states.get(id(inputs))
         for run in inert:  # its patches cannot reach the answer: the plain run's logits
+            if not all(fits_selection(p.site, values[id(p)], inputs) for p in planned[run]):
+                return None  # as written, its patch fails as it should (or copies a NaN)
             logits[run] = cast(ResumeState, state).answer_logits.clone()
         for chunk, layer, start in chunks:
             nodes = _assigns(chunk, planned, values)

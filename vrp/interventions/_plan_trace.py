@@ -56,17 +56,17 @@ def sources_and_state(  # noqa: PLR0913
         start += part.batch_size
     value = dict(zip(reads, store["values"], strict=True))
     own, total = spans["\0state"], stacked.batch_size
-    state = ResumeState(
+    state = ResumeState(  # copies of its own rows: no view keeps the stacked batch alive
         inputs=inputs,
-        streams={layer: value[site][own] for layer, site in streams.items()},
+        streams={layer: value[site][own].clone() for layer, site in streams.items()},
         past=tiled_cache(store["past"], range(own.start, own.stop), inputs.seq_len, 1, vlm.device)
         if keep
         else None,  # fmt: skip
         position_ids=_rows(store["positions"], own, total),
-        answer_logits=store["logits"][own],
+        answer_logits=store["logits"][own].clone(),
     )
-    read = {(run, site): value[site][spans[run]] for run, site in wholes}
-    logits = {run: store["logits"][spans[run]] for run in sources}
+    read = {(run, site): value[site][spans[run]].clone() for run, site in wholes}
+    logits = {run: store["logits"][spans[run]].clone() for run in sources}
     return read, logits, state
 
 
@@ -89,4 +89,4 @@ def _rows(positions: Tensor | None, rows: slice, total: int) -> Tensor | None:
     narrowed; ids shared by every row are kept)."""
     if positions is None or positions.dim() < 2 or positions.shape[-2] != total:
         return positions
-    return positions[..., rows, :]
+    return positions[..., rows, :].clone()
