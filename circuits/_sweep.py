@@ -259,7 +259,7 @@ def _clean_and_state(
     (`sources_and_state`; local backend), else one trace each. Each whole (layer, component)
     is read once; the cells' selections are taken here, as the executor takes them."""
     clean, corrupt = pair
-    whole = list(dict.fromkeys(_whole(s) for s in sites))
+    whole = list(dict.fromkeys(s.whole for s in sites))
     captures = tuple(Capture(site=w, name=f"w{i}") for i, w in enumerate(whole))
     Graph(nodes=captures).validate(vlm, {"main": clean})  # the checks run_graph would make
     local = resolve_backend(config, vlm) == "local"
@@ -280,15 +280,10 @@ def _clean_and_state(
         clean_logits = result.answer_logits["main"]
     values = []
     for site in sites:
-        value = full[_whole(site)]
+        value = full[site.whole]
         mask = site.positions.resolve(clean.image_mask, clean.attention_mask).to(value.device)
         values.append(select(site, value, mask))
     return values, clean_logits, state
-
-
-def _whole(site: Site) -> Site:
-    """`site` without selectors: the whole value its cells select from."""
-    return Site(tower=site.tower, layer=site.layer, component=site.component)
 
 
 def _full_sweep(

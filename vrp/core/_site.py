@@ -153,6 +153,12 @@ class Site:
         """Sort key giving the forward order in which a model produces its sites."""
         return (_TOWER_ORDER[self.tower], self.layer, _COMPONENT_ORDER[self.component])
 
+    @property
+    def whole(self) -> "Site":
+        """This site without head, neuron, dimension or position selectors: the whole value at
+        its tower, layer and component, which every selection of it narrows."""
+        return Site(tower=self.tower, layer=self.layer, component=self.component)
+
     def replace(self, **changes: Any) -> "Site":
         """Returns a copy with `changes` applied (validated like a new site)."""
         fields = {**self.to_kwargs(), **changes}

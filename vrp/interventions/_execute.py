@@ -115,7 +115,7 @@ def compile_points(graph: Graph) -> list[Point]:
             continue
         for site in node.sites if isinstance(node, EdgePatch) else node.sites[:1]:
             key = (_TOWER_RANK[site.tower], site.layer, _COMPONENT_RANK[site.component])
-            sites[key] = _plain(site)
+            sites[key] = site.whole
             groups.setdefault(key, []).append(node)
     return [Point(key=k, site=sites[k], layer=k[1], nodes=tuple(groups[k])) for k in sorted(groups)]
 
@@ -175,18 +175,13 @@ def _edge_patch(node: EdgePatch, site: Site, value: Tensor, ctx: _RunContext) ->
     if site.component in EDGE_SENDERS:
         ctx.senders[(id(node), site)] = value[ctx.rows[node.source]] - value[rows]
         return
-    diffs = [ctx.senders[(id(node), _plain(s))] for s, r in node.edges if r.order == site.order]
+    diffs = [ctx.senders[(id(node), s.whole)] for s, r in node.edges if r.order == site.order]
     if diffs:  # summed at float32 or wider, added once (a bfloat16 stream rounds once)
         wide = torch.promote_types(value.dtype, torch.float32)
         total = diffs[0].to(wide, copy=True)  # accumulated: one wide copy, not one per sender
         for diff in diffs[1:]:
             total += diff
         value[rows] = (value[rows].to(wide) + total).to(value.dtype)
-
-
-def _plain(site: Site) -> Site:
-    """`site` without selectors: the whole value a point reads and writes."""
-    return Site(tower=site.tower, layer=site.layer, component=site.component)
 
 
 def _apply_site_nodes(point: Point, value: Tensor, ctx: _RunContext) -> tuple[Tensor, bool]:

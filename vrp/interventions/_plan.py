@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..core import Component, ConfigError, GraphError, Site, Tower, select
 from ..models import VLM, VlmInputs
-from ._execute import Captured, ExecutionConfig, GraphResult, _plain, resolve_backend
+from ._execute import Captured, ExecutionConfig, GraphResult, resolve_backend
 from ._graph import Graph
 from ._nodes import Assign, Capture, EdgePatch, Node, Patch
 from ._plan_trace import sources_and_state
@@ -146,15 +146,14 @@ def trace_groups(
     best: list[tuple[float, list[TraceGroup]]] = [(0.0, [])]
     for end in range(1, len(distinct) + 1):
         options = [(best[end - 1][0] + alone[end - 1][0], best[end - 1][1] + alone[end - 1][1])]
-        waste, saved, held = 0, -1, len(by_layer[distinct[end - 1]])
+        waste, saved, held, above = 0, -1, len(by_layer[distinct[end - 1]]), 0
         for begin in range(end - 2, -1, -1):  # ranges of layers begin .. end - 1 in one split
             held += len(by_layer[distinct[begin]])
             if held > MERGED_RUNS * most:
                 break
             saved += len(alone[begin + 1][1])
-            waste += (distinct[begin + 1] - distinct[begin]) * sum(
-                seq_len - starts[i] for layer in distinct[begin + 1 : end] for i in by_layer[layer]
-            )
+            above += sum(seq_len - starts[i] for i in by_layer[distinct[begin + 1]])
+            waste += (distinct[begin + 1] - distinct[begin]) * above  # the runs above it
             if rows * waste >= TRACE_COST * n_layers * (saved + len(alone[begin][1])):
                 break  # more work computed for nothing than the traces merging could save
             cost, groups = split([i for layer in distinct[begin:end] for i in by_layer[layer]])
@@ -236,7 +235,7 @@ def run_planned(
     if not any(inert or any(layer for _, layer, _ in chunks) for _, chunks, inert in groups):
         return None  # nothing would skip a layer (all patches at layer 0): run as written
     patches = [p for run in planned for p in planned[run]]
-    wholes = list(dict.fromkeys((p.source, _plain(p.site)) for p in patches))  # each read once
+    wholes = list(dict.fromkeys((p.source, p.site.whole) for p in patches))  # each read once
     captures = tuple(Capture(site=site, run=source, name=f"{_PLAN}{i}")
                      for i, (source, site) in enumerate(wholes))  # fmt: skip
     others = tuple(n for n in graph.nodes if n.run not in planned)
@@ -256,7 +255,7 @@ def run_planned(
         read = {whole: base[f"{_PLAN}{i}"] for i, whole in enumerate(wholes)}
         logits = dict(base.answer_logits)
         kept = {name: c for name, c in base.captures.items() if not name.startswith(_PLAN)}
-    values = {id(p): _selected(p, runs[p.source], read[(p.source, _plain(p.site))])
+    values = {id(p): _selected(p, runs[p.source], read[(p.source, p.site.whole)])
               for p in patches}  # fmt: skip
     for inputs, chunks, inert in groups:
         wanted = _wanted(chunks)
